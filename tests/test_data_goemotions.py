@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, shared
 
+from conftest import FIXTURES, shared
 from labeldist.cli import main
 from labeldist.data import DataError, describe, load_dataset
 from labeldist.data.groupings import GOEMOTIONS_EKMAN, GOEMOTIONS_SENTIMENT
