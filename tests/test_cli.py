@@ -65,7 +65,7 @@ def test_prompt_show_prints_exact_prompt(capsys):
     first = capsys.readouterr().out
     assert "=== item dv0001" in first
     assert first.count("Text: ") == 4  # 3 demonstrations + the query
-    assert first.rstrip().endswith("Labels: [")
+    assert first.rstrip().endswith("Labels:")
     assert "Thank you so much, this made my day!" in first
     assert main(argv(0)) == 0
     assert capsys.readouterr().out == first  # same seed, same prompt

@@ -180,8 +180,8 @@ def test_build_prompts_end_to_end(train, test_set):
     assert [p.item_id for p in prompts] == test_set.ids
     by_id = {item.id: item for item in train.items}
     for prompt, item in zip(prompts, test_set.items):
-        assert prompt.answer_prefix == "["
-        assert prompt.text.endswith(f"Text: {item.text}\nLabels: [")
+        assert prompt.answer_prefix == ""  # the model writes the opener itself by default
+        assert prompt.text.endswith(f"Text: {item.text}\nLabels:")
         assert prompt.messages[-1] == {"role": "user", "content": f"Text: {item.text}\nLabels:"}
         assert len(prompt.demonstration_ids) == 3
         assistant = [m["content"] for m in prompt.messages if m["role"] == "assistant"]
@@ -237,10 +237,12 @@ def test_query_from_pool_never_shows_itself(train):
 
 
 def test_limit_zero_shot_and_prefill(train, test_set):
-    prompts = build_prompts(test_set, train, SIMPLE, JsonFormat(), "random", shots=0, limit=4, seed=0, prefill=False)
+    prompts = build_prompts(test_set, train, SIMPLE, JsonFormat(), "random", shots=0, limit=4, seed=0)
     assert len(prompts) == 4
     assert all(p.demonstration_ids == () and p.answer_prefix == "" for p in prompts)
     assert prompts[0].text.endswith("Labels:")
+    prefilled = build_prompts(test_set, train, SIMPLE, JsonFormat(), "random", shots=0, limit=4, seed=0, prefill=True)
+    assert all(p.answer_prefix == "[" and p.text.endswith("Labels: [") for p in prefilled)
 
 
 def test_builder_errors(train, test_set):

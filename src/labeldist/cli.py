@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from labeldist.data import DataError, dataset_names, describe, load_dataset
+from labeldist.models.base import ModelError
 from labeldist.prompts.templates import TemplateError
 
 DATA_DIR_HELP = "Folder (or file, for generic tables) holding the dataset in its official layout."
@@ -262,6 +264,192 @@ def prompt_show(
         click.echo()
 
 
+def _load_config_file(ctx, param, value):
+    """``--config run.yaml``: option values from a YAML mapping (keys as the long option
+    names, with - or _); options given on the command line win."""
+    if not value:
+        return value
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(value).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise click.BadParameter(f"{value}: invalid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise click.BadParameter(f"{value}: expected a mapping of option names to values")
+    known = {p.name for p in ctx.command.params}
+    defaults = {}
+    for key, setting in loaded.items():
+        name = str(key).replace("-", "_")
+        if name == "dataset":
+            name = "name"
+        if name not in known or name == "config":
+            raise click.BadParameter(f"{value}: unknown setting {key!r}")
+        if name == "options" and isinstance(setting, dict):
+            setting = [f"{k}={v}" for k, v in setting.items()]
+        defaults[name] = setting
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+@cli.command("run")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    callback=_load_config_file,
+    is_eager=True,
+    expose_value=False,
+    help="YAML file with any of these options (command-line values win).",
+)
+@click.option("--dataset", "name", required=True, help="Dataset name (labeldist data list).")
+@click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP)
+@click.option("--split", default="dev", show_default=True, help="Split to label; join splits with '+'.")
+@click.option("--grouping", default=None, help="Label grouping (goemotions: paper-7, ekman, sentiment) or a JSON file.")
+@click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target).")
+@click.option("--ids", default=None, type=click.Path(path_type=Path), help="Only the ids listed in this file.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Loader option, repeatable.")
+@prompt_options
+@click.option(
+    "--model", required=True, help="Offline alias (smollm2-135m-instruct, gemma3-270m), a model folder, or a hub id."
+)
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Label only the first N items.")
+@click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Prompts per forward pass (and per flushed part).",
+)
+@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1), help="Longest answer.")
+@click.option("--chat/--no-chat", default=None, help="Use the model's chat template (default: when it has one).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... or auto.")
+@click.option("--dtype", default=None, help="Model dtype (float32, bfloat16, float16); default float32 on CPU.")
+@click.option(
+    "--quantization", default=None, type=click.Choice(["4bit", "8bit"]), help="bitsandbytes quantization (CUDA only)."
+)
+@click.option("--save-hidden", is_flag=True, help="Also store hidden states (all layers) at the first label slot.")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run_command(
+    name,
+    data_dir,
+    split,
+    grouping,
+    task,
+    ids,
+    options,
+    pool_split,
+    shots,
+    seed,
+    sampler,
+    multilabel_share,
+    answer_format,
+    template,
+    model,
+    limit,
+    batch_size,
+    max_new_tokens,
+    chat,
+    device,
+    dtype,
+    quantization,
+    save_hidden,
+    out,
+    quiet,
+):
+    """Generate answers and record the label distribution at every label slot.
+
+    Records go to OUT/records/*.parquet in batches; a killed run loses at most the batch in
+    flight, and rerunning the same command continues where it stopped.
+    """
+    from labeldist.models.hf import HFBackend
+    from labeldist.runs import RunConfig, execute_run
+
+    config = RunConfig(
+        dataset=name,
+        data_dir=str(data_dir),
+        split=split,
+        model=model,
+        grouping=grouping,
+        task=task,
+        ids=str(ids) if ids else None,
+        options=parse_options(options),
+        pool_split=pool_split,
+        shots=shots,
+        seed=seed,
+        sampler=sampler,
+        multilabel_share=multilabel_share,
+        answer_format=answer_format,
+        template=str(template) if template else None,
+        chat=chat,
+        max_new_tokens=max_new_tokens,
+        save_hidden=save_hidden,
+    )
+
+    def backend(cfg):
+        return HFBackend(
+            cfg.model,
+            device=device,
+            dtype=dtype,
+            chat=cfg.chat,
+            max_new_tokens=cfg.max_new_tokens,
+            quantization=quantization,
+        )
+
+    manifest = execute_run(config, out, backend, batch_size=batch_size, limit=limit, progress=not quiet)
+    counts = manifest["counts"]
+    last = manifest["attempts"][-1]
+    speed = f", {last['items_per_second']:.3f} items/s" if last.get("items_per_second") else ""
+    click.echo(
+        f"{out}: {counts['items_recorded']} items recorded ({last['items_labelled']} now{speed}); "
+        f"unparseable {counts['unparseable_answers']}, with unknown labels {counts['answers_with_unknown_labels']}, "
+        f"cut off {counts['unfinished_answers']}",
+        err=True,
+    )
+
+
+@cli.command("show")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--limit", default=3, show_default=True, type=click.IntRange(min=1), help="How many items.")
+@click.option("--first-token", is_flag=True, help="Also show the first-token approximation beside each slot.")
+def show_command(run_dir, limit, first_token):
+    """Per item: the answer and a table of its per-slot label distributions."""
+    from labeldist.runs import RunStore
+    from labeldist.runs.run import slot_table
+
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    labels = manifest["labels"]
+    records = store.read()
+    if records.empty:
+        click.echo(f"{run_dir}: no records yet", err=True)
+        return
+    width = max(len(label) for label in [*labels, "<stop>"])
+    for _, record in records.head(limit).iterrows():
+        click.secho(f"=== {record['id']}  answer: {record['answer']!r}  gold: {list(record['gold'])}", bold=True)
+        rows, exact, first = slot_table(record, labels)
+        if exact.shape[1] == 0:
+            click.echo("  (no label slots: the answer could not be parsed)")
+            continue
+        slots = record["slots"]
+        header = "".join(f" {'slot ' + str(s['index']):>9s}" + ("  (first)" if first_token else "") for s in slots)
+        click.echo(f"  {'':{width}s}{header}")
+        for r, label in enumerate(rows):
+            cells = ""
+            for k, slot in enumerate(slots):
+                mark = "*" if (slot["chosen"] == label or (label == "<stop>" and slot["chosen"] == "<stop>")) else " "
+                cells += f" {exact[r, k]:8.4f}{mark}"
+                if first_token:
+                    cells += f"  ({first[r, k]:.3f})" if not np.isnan(first[r, k]) else "         "
+            click.echo(f"  {label:{width}s}{cells}")
+        footer = "".join(
+            f" {'H=' + format(s['entropy'], '.2f'):>9s}" + ("         " if first_token else "") for s in slots
+        )
+        click.echo(f"  {'entropy':{width}s}{footer}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: known errors become one line on stderr and exit status 2."""
     try:
@@ -272,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as err:
         err.show()
         return err.exit_code
-    except (DataError, TemplateError) as err:
+    except (DataError, TemplateError, ModelError) as err:
         click.echo(f"error: {err}", err=True)
         return 2
     except click.exceptions.Exit as err:

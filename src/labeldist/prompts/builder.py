@@ -38,7 +38,7 @@ def build_prompts(
     *,
     seed: int | None = None,
     sampler_options: dict | None = None,
-    prefill: bool = True,
+    prefill: bool = False,
 ) -> list[Prompt]:
     """Prompts for the first ``limit`` items of ``dataset`` (all when None), each with
     ``shots`` demonstrations from ``pool``.
@@ -49,9 +49,11 @@ def build_prompts(
     demonstrations are shuffled per item with :func:`item_rng` (purpose "order"), so one seed
     gives identical prompts and an item's prompt does not depend on the other items.
 
-    ``prefill``: put the answer format's opener (``[`` for json, nothing for comma/and) into
-    the prompt as the answer prefix, so that the model's first choice is already a label or
-    the close (``]``) and every item's first label slot sits in the same context.
+    ``prefill``: put the answer format's opener (``[`` for json) into the prompt as the answer
+    prefix. Off by default: byte-level BPE tokenizers write ``["`` as ONE token, so a model
+    handed a lone ``[`` is off its training distribution (SmolLM2-135M then gives the quote
+    that must follow about 0.001 probability and answers ``[]`` almost always). Without it the
+    model writes the opener itself and slot 1 is scored from the start of the answer.
     """
     if isinstance(answer_format, str):
         answer_format = get_answer_format(answer_format)

@@ -1,0 +1,99 @@
+"""The small interface every model backend implements, and what it returns.
+
+Two calls, after lm-evaluation-harness's ``generate_until`` / ``loglikelihood``:
+
+- :meth:`Backend.generate`: greedy answers to prompts, with the distribution over the label set
+  (plus stopping) at every label slot of each answer;
+- :meth:`Backend.score`: log-probabilities of several continuations of one shared prefix, the
+  prefix computed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from labeldist.prompts import AnswerFormat, ParsedAnswer, Prompt
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found, loaded or run; the message says which and why."""
+
+
+@dataclass
+class SlotDistribution:
+    """The label distribution at one label slot.
+
+    ``label_logprobs`` are exact: log P(the slot continues with this label's whole string and
+    then a terminator), in the token context the model generated. ``stop_logprob`` is the log
+    probability of closing the answer there. These are probabilities of disjoint continuations,
+    so ``exp`` of them sums to at most 1; what is missing went to continuations that are neither
+    (other spellings, text outside the format). ``first_token_probs`` is the original method's
+    approximation: the softmax of the labels' first-token logits at the label's start (NaN at
+    the closing slot, where no label was generated).
+    """
+
+    index: int
+    chosen: str | None
+    raw: str
+    label_logprobs: np.ndarray
+    stop_logprob: float
+    first_token_probs: np.ndarray
+
+    @property
+    def label_probs(self) -> np.ndarray:
+        return np.exp(self.label_logprobs)
+
+    @property
+    def stop_prob(self) -> float:
+        return float(np.exp(self.stop_logprob))
+
+    @property
+    def mass(self) -> float:
+        """Total probability of the label and stop continuations (at most 1)."""
+        return float(self.label_probs.sum() + self.stop_prob)
+
+    @property
+    def entropy(self) -> float:
+        """Entropy (nats) of the label + stop distribution renormalised to sum to 1."""
+        p = np.append(self.label_probs, self.stop_prob)
+        total = p.sum()
+        if total <= 0:
+            return float("nan")
+        q = p[p > 0] / total
+        return float(-(q * np.log(q)).sum())
+
+
+@dataclass
+class Generation:
+    """One prompt's answer and its label slots."""
+
+    prompt_text: str  # exactly what the model read (chat template applied)
+    answer: str  # answer prefix + generated text
+    generated_tokens: int
+    parsed: ParsedAnswer
+    slots: list[SlotDistribution]
+    # hidden states (layers + embeddings, hidden size) at the first label slot, when asked
+    hidden: np.ndarray | None = None
+    finished: bool = True  # ended by EOS or the format's close, not by the token limit
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        labels: Sequence[str],
+        answer_format: AnswerFormat,
+        *,
+        save_hidden: bool = False,
+    ) -> list[Generation]: ...
+
+    def score(self, prefix: str, continuations: Sequence[str]) -> list[float]: ...
+
+    def describe(self) -> dict: ...

@@ -1,0 +1,397 @@
+"""Hugging Face transformers backend (CPU and CUDA).
+
+Generation is a plain greedy loop over a left-padded batch with a key/value cache, so that
+everything later scoring needs is kept from the one pass: the next-token log-distribution
+at every step and the cache of every generated token. The label slots of each answer are then
+scored against that cache in one extra "tree" forward pass per item
+(:mod:`labeldist.slots.scoring`); no prompt is ever encoded twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from labeldist.models.base import Generation, ModelError, SlotDistribution
+from labeldist.models.resolve import ResolvedModel, resolve_model
+from labeldist.prompts import AnswerFormat, JsonFormat, Prompt
+from labeldist.slots.locate import STOP, SlotPlan, plan_slots
+from labeldist.slots.scoring import ContinuationScorer, ScoreRequest
+from labeldist.slots.tokens import TokenTexts, eos_ids
+
+log = logging.getLogger("labeldist")
+
+# Prompts sharing at least this many leading tokens get those computed once per batch.
+MIN_SHARED_PREFIX = 16
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class HFBackend:
+    """A causal LM from transformers, greedy, batched with left padding.
+
+    ``chat``: use the tokenizer's chat template (None: when it has one). ``quantization``:
+    "4bit" or "8bit" through bitsandbytes, CUDA only.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        chat: bool | None = None,
+        max_new_tokens: int = 64,
+        quantization: str | None = None,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.resolved: ResolvedModel = resolve_model(model)
+        self.name = model
+        self.device = pick_device(device)
+        self.max_new_tokens = max_new_tokens
+        started = time.perf_counter()
+        load_kwargs: dict = {}
+        if dtype and dtype != "auto":
+            load_kwargs["dtype"] = getattr(torch, dtype)
+        elif self.device.type == "cpu":
+            load_kwargs["dtype"] = torch.float32  # exact probabilities: no half precision on CPU
+        if quantization:
+            if self.device.type != "cuda":
+                raise ModelError(f"--quantization {quantization} needs a CUDA GPU (bitsandbytes)")
+            try:
+                from transformers import BitsAndBytesConfig
+            except ImportError as err:
+                raise ModelError("quantization needs bitsandbytes: pip install bitsandbytes") from err
+            load_kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=quantization == "4bit", load_in_8bit=quantization == "8bit"
+            )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.resolved.path, **load_kwargs)
+        except (OSError, ValueError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"cannot load model {model!r}: {first_line}") from err
+        if not quantization:
+            self.model.to(self.device)
+        self.model.eval()
+        self.load_seconds = time.perf_counter() - started
+
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if chat and not has_template:
+            raise ModelError(f"model {model!r} has no chat template; run without --chat")
+        self.chat = has_template if chat is None else chat
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        self.texts = TokenTexts(self.tokenizer)
+        self.eos = eos_ids(self.tokenizer, self.model.config, getattr(self.model, "generation_config", None))
+        parameters = inspect.signature(self.model.forward).parameters
+        self.cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
+        # only the last position's logits are needed while decoding: the full prompt's logits
+        # would be (batch x prompt length x vocabulary) floats, most of the prefill's cost
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+        self._prefix_cache = None  # (token ids, cache) of the last shared prompt prefix
+        self.scorer = ContinuationScorer(self.model, self.tokenizer, self.texts, self.eos, self.cache_kwarg)
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model reads: the chat template with a generation prompt and the
+        answer prefix, or the plain-text prompt."""
+        if self.chat:
+            text = self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+            return text + prompt.answer_prefix
+        return prompt.text
+
+    def encode(self, text: str) -> list[int]:
+        # the chat template writes its own special tokens; a plain prompt gets BOS if the model uses one
+        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+
+    def describe(self) -> dict:
+        return {
+            "backend": "hf",
+            "model": self.name,
+            "path": self.resolved.path,
+            "source": self.resolved.source,
+            "upstream": self.resolved.upstream,
+            "model_type": self.model.config.model_type,
+            "tokenizer": type(self.tokenizer).__name__,
+            "vocab_size": self.texts.size,
+            "chat_template": self.chat,
+            "device": str(self.device),
+            "dtype": str(self.model.dtype),
+            "eos_ids": self.eos,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+    # -- generation --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        labels: Sequence[str],
+        answer_format: AnswerFormat,
+        *,
+        save_hidden: bool = False,
+    ) -> list[Generation]:
+        labels = tuple(labels)
+        rendered = [self.render(p) for p in prompts]
+        encoded = [self.encode(t) for t in rendered]
+        started = time.perf_counter()
+        state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden)
+        decode_seconds = time.perf_counter() - started
+        results = []
+        for i, prompt in enumerate(prompts):
+            started = time.perf_counter()
+            generation = self._slots_for(i, prompt, rendered[i], encoded[i], state, labels, answer_format, save_hidden)
+            generation.timings = {"decode": decode_seconds / len(prompts), "slots": time.perf_counter() - started}
+            results.append(generation)
+        return results
+
+    def _forward(self, input_ids, attention_mask, position_ids, cache, hidden: bool):
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            output_hidden_states=hidden,
+            **{self.cache_kwarg: cache},
+            **self._last_logits_only,
+        )
+
+    def _decode(self, encoded: list[list[int]], prefixes: list[str], fmt: AnswerFormat, save_hidden: bool) -> dict:
+
+        batch = len(encoded)
+        shared, cache = self._shared_prefix(encoded, save_hidden)
+        suffixes = [ids[shared:] for ids in encoded]
+        width = max(len(e) for e in suffixes)
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        suffix_mask = torch.zeros((batch, width), dtype=torch.long)
+        for i, ids in enumerate(suffixes):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            suffix_mask[i, width - len(ids) :] = 1
+        # each row: [shared prefix][left padding][its own suffix]; padding is masked out and
+        # positions continue from the shared prefix, so every row computes as if unpadded
+        attention = torch.cat([torch.ones((batch, shared), dtype=torch.long), suffix_mask], dim=1)
+        positions = shared + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(
+            input_ids.to(self.device), attention.to(self.device), positions.to(self.device), cache, save_hidden
+        )
+        steps = [torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()]
+        hidden_steps = [self._last_hidden(out)] if save_hidden else []
+        generated: list[list[int]] = [[] for _ in range(batch)]
+        active = torch.ones(batch, dtype=torch.bool)
+        finished = [False] * batch
+        eos = set(self.eos)
+        for _ in range(self.max_new_tokens):
+            next_tokens = steps[-1].argmax(-1)
+            ending = torch.zeros(batch, dtype=torch.bool)
+            for i in torch.nonzero(active).flatten().tolist():
+                token = int(next_tokens[i])
+                generated[i].append(token)
+                if token in eos or _answer_closed(fmt, prefixes[i] + self.texts.text(generated[i])):
+                    finished[i] = True
+                    ending[i] = True
+                elif len(generated[i]) >= self.max_new_tokens:
+                    ending[i] = True
+            # every generated token is fed once, also the last one of a row, so the cache and
+            # the step distributions cover each answer to its end
+            feed = torch.where(active, next_tokens, torch.full_like(next_tokens, self.pad_id))
+            attention = torch.cat([attention, torch.ones((batch, 1), dtype=torch.long)], dim=1)
+            positions = positions[:, -1:] + 1
+            out = self._forward(
+                feed[:, None].to(self.device), attention.to(self.device), positions.to(self.device), cache, save_hidden
+            )
+            steps.append(torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu())
+            if save_hidden:
+                hidden_steps.append(self._last_hidden(out))
+            active &= ~ending
+            if not active.any():
+                break
+        return {
+            "cache": cache,
+            "shared": shared,
+            "pad": [width - len(e) for e in suffixes],
+            "steps": steps,
+            "hidden": hidden_steps,
+            "generated": generated,
+            "finished": finished,
+        }
+
+    def _shared_prefix(self, encoded: list[list[int]], save_hidden: bool):
+        """The key/values of the prompts' longest common token prefix, computed once and kept
+        for the next batch (prompts with the same demonstrations share almost everything but
+        the query), expanded to the batch without copying."""
+        from transformers.cache_utils import DynamicCache
+
+        shared = _common_prefix_length(encoded)
+        # keep one token of each prompt for the prefill, which yields the first distribution;
+        # a short common prefix is not worth a separate pass
+        shared = min(shared, min(len(e) for e in encoded) - 1)
+        if shared < MIN_SHARED_PREFIX or save_hidden:
+            return 0, DynamicCache()
+        key = tuple(encoded[0][:shared])
+        if self._prefix_cache is None or self._prefix_cache[0] != key:
+            base = DynamicCache()
+            ids = torch.tensor([key], device=self.device)
+            self._forward(ids, torch.ones_like(ids), torch.arange(shared, device=self.device)[None], base, False)
+            self._prefix_cache = (key, base)
+        base = self._prefix_cache[1]
+        cache = DynamicCache()
+        batch = len(encoded)
+        for layer_index, layer in enumerate(base.layers):
+            shape = (batch, *layer.keys.shape[1:])
+            cache.update(layer.keys.expand(shape), layer.values.expand(shape), layer_index)
+        return shared, cache
+
+    @staticmethod
+    def _last_hidden(out) -> torch.Tensor:
+        # (layers + 1, batch, hidden) at the last position
+        return torch.stack([h[:, -1].float() for h in out.hidden_states]).cpu()
+
+    def item_cache(self, state: dict, i: int, length: int):
+        """Item ``i``'s cache, padding removed, first ``length`` positions."""
+        from transformers.cache_utils import DynamicCache
+
+        shared, pad = state["shared"], state["pad"][i]
+        own = slice(shared + pad, shared + pad + length - shared)
+        cache = DynamicCache()
+        for layer_index, layer in enumerate(state["cache"].layers):
+            keys = torch.cat([layer.keys[i : i + 1, :, :shared], layer.keys[i : i + 1, :, own]], dim=2)
+            values = torch.cat([layer.values[i : i + 1, :, :shared], layer.values[i : i + 1, :, own]], dim=2)
+            cache.update(keys, values, layer_index)
+        return cache
+
+    def _slots_for(self, i, prompt, rendered, encoded, state, labels, fmt, save_hidden) -> Generation:
+        generated = state["generated"][i]
+        answer_ids = [t for t in generated if t not in self.eos]
+        prefix_length = len(prompt.answer_prefix)
+        answer = prompt.answer_prefix + self.texts.text(answer_ids)
+        parsed = fmt.parse(answer, labels)
+        plans = plan_slots(answer, prefix_length, fmt, labels)
+        # character offset (in the answer) where each generated-token prefix ends
+        boundaries = [prefix_length] + [prefix_length + b for b in self.texts.char_boundaries(answer_ids)]
+        steps = torch.stack([s[i] for s in state["steps"][: len(answer_ids) + 1]])
+        context = list(encoded) + answer_ids
+        slots: list[SlotDistribution] = []
+        hidden = None
+        if plans:
+            cache = self.item_cache(state, i, len(context))
+            requests, spans = [], []
+            for plan in plans:
+                start = len(requests)
+                requests.extend(self._requests(plan, answer, boundaries, labels))
+                spans.append((start, len(requests)))
+            logprobs = self.scorer.score(context, len(encoded), cache, steps, requests)
+            for plan, (start, stop) in zip(plans, spans):
+                slots.append(
+                    SlotDistribution(
+                        index=plan.index,
+                        chosen=plan.chosen,
+                        raw=plan.raw,
+                        label_logprobs=logprobs[start + 1 : stop],
+                        stop_logprob=float(logprobs[start]),
+                        first_token_probs=self._first_token(
+                            plan, answer, boundaries, context, len(encoded), steps, labels
+                        ),
+                    )
+                )
+            if save_hidden:
+                first = plans[0]
+                anchor = first.label_start if first.label_start is not None else first.decision
+                hidden = state["hidden"][_boundary_before(boundaries, anchor)][:, i].numpy()
+        elif save_hidden:
+            hidden = state["hidden"][0][:, i].numpy()
+        return Generation(
+            prompt_text=rendered,
+            answer=answer,
+            generated_tokens=len(generated),
+            parsed=parsed,
+            slots=slots,
+            hidden=hidden,
+            finished=state["finished"][i],
+        )
+
+    def _requests(self, plan: SlotPlan, answer: str, boundaries: list[int], labels) -> list[ScoreRequest]:
+        """The close first, then every label, all from the slot's decision point."""
+        j = _boundary_before(boundaries, plan.decision)
+        residual = answer[boundaries[j] : plan.decision]
+        close = plan.close
+        requests = [ScoreRequest(j, residual + close.text, close.terminators, close.end)]
+        for label in labels:
+            cont = plan.label_continuation(label)
+            requests.append(ScoreRequest(j, residual + cont.text, cont.terminators, cont.end))
+        return requests
+
+    def _first_token(self, plan, answer, boundaries, context, prompt_length, steps, labels) -> np.ndarray:
+        """The original method: each label's first token at the label's start, softmax over the
+        label set (labels sharing a first token get the same share)."""
+        if plan.label_start is None:
+            return np.full(len(labels), np.nan)
+        j = _boundary_before(boundaries, plan.label_start)
+        residual = answer[boundaries[j] : plan.label_start]
+        prefix_ids = context[: prompt_length + j]
+        first_ids = [self.scorer.tokenize_in_context(prefix_ids, residual + label)[0] for label in labels]
+        logits = steps[j][first_ids]
+        return torch.softmax(logits, dim=0).numpy().astype(np.float64)
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | prefix) for each continuation (exact tokens, tokenised in the
+        context of the prefix); the prefix is encoded once."""
+        from transformers.cache_utils import DynamicCache
+
+        ids = self.encode(prefix)
+        cache = DynamicCache()
+        n = len(ids)
+        tensor = torch.tensor([ids], device=self.device)
+        out = self._forward(tensor, torch.ones_like(tensor), torch.arange(n, device=self.device)[None], cache, False)
+        steps = torch.log_softmax(out.logits[0, -1:].float(), dim=-1).cpu()
+        requests = [ScoreRequest(0, text, exact_tokens=True) for text in continuations]
+        return self.scorer.score(ids, n, cache, steps, requests).tolist()
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for j in range(n):
+        token = first[j]
+        if any(s[j] != token for s in sequences[1:]):
+            return j
+    return n
+
+
+def _boundary_before(boundaries: list[int], offset: int) -> int:
+    """Index of the last token boundary at or before a character offset."""
+    j = 0
+    for index, boundary in enumerate(boundaries):
+        if boundary <= offset:
+            j = index
+        else:
+            break
+    return j
+
+
+def _answer_closed(fmt: AnswerFormat, answer: str) -> bool:
+    """Whether the answer is over: the json list closed, or a list format's line ended."""
+    if isinstance(fmt, JsonFormat):
+        opened = answer.find(fmt.opener)
+        return opened >= 0 and fmt.closer in answer[opened:]
+    stripped = answer.lstrip()
+    return "\n" in stripped
+
+
+__all__ = ["HFBackend", "STOP"]

@@ -1,0 +1,224 @@
+"""Run a model over a dataset split and store every item's per-slot label distributions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from labeldist.data import Dataset, load_dataset
+from labeldist.models.base import Backend, Generation
+from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
+from labeldist.runs.store import RunStore
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's records. A resumed run must have the same config;
+    ``batch_size`` and ``limit`` may change between attempts (they do not change records)."""
+
+    dataset: str
+    data_dir: str
+    split: str
+    model: str
+    grouping: str | None = None
+    task: str | None = None
+    ids: str | None = None
+    options: dict = field(default_factory=dict)
+    pool_split: str = "train"
+    shots: int = 10
+    seed: int = 0
+    sampler: str = "random"
+    multilabel_share: float | None = None
+    answer_format: str = "json"
+    template: str | None = None
+    chat: bool | None = None
+    max_new_tokens: int = 64
+    save_hidden: bool = False
+
+    def identity(self) -> dict:
+        """The config as stored and compared on resume (paths resolved, template by content)."""
+        out = asdict(self)
+        out["data_dir"] = str(Path(self.data_dir).resolve())
+        if self.ids:
+            out["ids"] = str(Path(self.ids).resolve())
+        if self.template:
+            out["template_sha256"] = hashlib.sha256(Path(self.template).read_bytes()).hexdigest()
+            out["template"] = str(Path(self.template).resolve())
+        return out
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("labeldist", "torch", "transformers", "tokenizers", "numpy", "pandas", "pyarrow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def load_data(config: RunConfig) -> tuple[Dataset, Dataset]:
+    """The items to label and the demonstration pool (same grouping/task/options)."""
+    common = {"grouping": config.grouping, "task": config.task, **config.options}
+    dataset = load_dataset(config.dataset, config.data_dir, config.split, ids=config.ids, **common)
+    pool = dataset if config.shots == 0 else load_dataset(config.dataset, config.data_dir, config.pool_split, **common)
+    return dataset, pool
+
+
+def record_of(item, prompt, generation: Generation, labels, fractions_row, has_votes) -> dict:
+    parsed = generation.parsed
+    return {
+        "id": item.id,
+        "prompt": generation.prompt_text,
+        "answer": generation.answer,
+        "generated_tokens": generation.generated_tokens,
+        "finished": generation.finished,
+        "parsed": parsed.parsed,
+        "complete": parsed.complete,
+        "labels": list(parsed.labels),
+        "unknown": list(parsed.unknown),
+        "corrections": json.dumps(parsed.corrections, ensure_ascii=False),
+        "gold": [label for label in labels if label in item.gold],
+        "vote_fractions": [float(x) for x in fractions_row],
+        "votes_available": bool(has_votes),
+        "demonstration_ids": list(prompt.demonstration_ids),
+        "slots": [
+            {
+                "index": slot.index,
+                "chosen": slot.chosen,
+                "raw": slot.raw,
+                "label_probs": slot.label_probs.tolist(),
+                "label_logprobs": slot.label_logprobs.tolist(),
+                "first_token_probs": slot.first_token_probs.tolist(),
+                "stop_prob": slot.stop_prob,
+                "stop_logprob": slot.stop_logprob,
+                "entropy": slot.entropy,
+                "mass": slot.mass,
+            }
+            for slot in generation.slots
+        ],
+    }
+
+
+def execute_run(
+    config: RunConfig,
+    out: str | Path,
+    backend_factory: Callable[[RunConfig], Backend],
+    *,
+    batch_size: int = 8,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Label the items not yet recorded in ``out``; returns the updated manifest."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    dataset, pool = load_data(config)
+    items = dataset.items if limit is None else dataset.items[:limit]
+    store = RunStore(out)
+    fmt = get_answer_format(config.answer_format)
+    fmt.check_labels(dataset.labels)
+    template = PromptTemplate.from_yaml(config.template) if config.template else PromptTemplate()
+
+    manifest_base = {
+        "dataset": {
+            "name": dataset.name,
+            "split": dataset.split,
+            "items": len(dataset),
+            "notes": dataset.notes,
+            "vote_source": dataset.vote_source,
+        },
+        "labels": list(dataset.labels),
+        "versions": package_versions(),
+    }
+    manifest = store.open(config.identity(), manifest_base)
+    done = store.done_ids()
+    todo = [item for item in items if item.id not in done]
+    if not todo:
+        return _finish(store, manifest, dataset, time.perf_counter() - started, 0, None)
+
+    row_of = {item.id: r for r, item in enumerate(dataset.items)}
+    fractions = dataset.vote_fractions()
+    has_votes = dataset.votes_available()
+    backend = backend_factory(config)
+    manifest["model"] = backend.describe()
+    store.write_manifest(manifest)
+
+    sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
+    todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
+    prompts = build_prompts(
+        todo_set, pool, template, fmt, config.sampler, config.shots, seed=config.seed, sampler_options=sampler_options
+    )
+    labelled = 0
+    run_started = time.perf_counter()
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch_items = todo[start : start + batch_size]
+            batch_prompts = prompts[start : start + batch_size]
+            generations = backend.generate(batch_prompts, dataset.labels, fmt, save_hidden=config.save_hidden)
+            records = [
+                record_of(item, prompt, gen, dataset.labels, fractions[row_of[item.id]], has_votes[row_of[item.id]])
+                for item, prompt, gen in zip(batch_items, batch_prompts, generations)
+            ]
+            hidden = (
+                {item.id: gen.hidden for item, gen in zip(batch_items, generations) if gen.hidden is not None}
+                if config.save_hidden
+                else None
+            )
+            store.append(records, hidden)
+            labelled += len(records)
+            bar.update(len(records))
+    finally:
+        bar.close()
+    return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
+
+
+def _finish(store: RunStore, manifest: dict, dataset: Dataset, seconds: float, labelled: int, model_seconds) -> dict:
+    records = store.read()
+    counts = {
+        "items_recorded": int(len(records)),
+        "items_in_split": len(dataset),
+        "unparseable_answers": int((~records["parsed"].astype(bool)).sum()) if len(records) else 0,
+        "incomplete_answers": int((~records["complete"].astype(bool)).sum()) if len(records) else 0,
+        "unfinished_answers": int((~records["finished"].astype(bool)).sum()) if len(records) else 0,
+        "answers_with_unknown_labels": int(records["unknown"].map(len).gt(0).sum()) if len(records) else 0,
+        "empty_answers": int(records["labels"].map(len).eq(0).sum()) if len(records) else 0,
+    }
+    attempts = manifest.setdefault("attempts", [])
+    attempt = {"items_labelled": labelled, "seconds": round(seconds, 3)}
+    if model_seconds:
+        attempt["model_seconds"] = round(model_seconds, 3)
+        attempt["items_per_second"] = round(labelled / model_seconds, 4) if model_seconds > 0 else None
+    attempts.append(attempt)
+    manifest["counts"] = counts
+    manifest["timings"] = {
+        "seconds_total": round(sum(a["seconds"] for a in attempts), 3),
+        "model_seconds_total": round(sum(a.get("model_seconds", 0) for a in attempts), 3),
+    }
+    manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    store.write_manifest(manifest)
+    return manifest
+
+
+def slot_table(record, labels) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Rows (labels then <stop>) x slots of exact and first-token probabilities."""
+    slots = record["slots"]
+    exact = (
+        np.array([[*s["label_probs"], s["stop_prob"]] for s in slots]).T
+        if len(slots)
+        else np.zeros((len(labels) + 1, 0))
+    )
+    first = (
+        np.array([[*s["first_token_probs"], np.nan] for s in slots]).T if len(slots) else np.zeros((len(labels) + 1, 0))
+    )
+    return [*labels, "<stop>"], exact, first

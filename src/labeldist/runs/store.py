@@ -1,0 +1,182 @@
+"""The run store: one folder per run.
+
+::
+
+    runs/NAME/run.json                 config, label order, model, versions, counts, timings
+    runs/NAME/records/part-00000.parquet   item records, one file per flushed batch
+    runs/NAME/hidden/part-00000.npz        first-slot hidden states (--save-hidden)
+
+Each batch is written to a temporary file and renamed into place, so a killed run leaves only
+complete parts: rerunning the same command reads the ids already recorded and continues with
+the rest. A part's hidden states are written before its records; records are what count as
+done, so an orphaned hidden file is simply overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from labeldist.data.schema import DataError
+
+PART = re.compile(r"^part-(\d{5})\.parquet$")
+
+SLOT_TYPE = pa.struct(
+    [
+        ("index", pa.int32()),
+        ("chosen", pa.string()),
+        ("raw", pa.string()),
+        ("label_probs", pa.list_(pa.float64())),
+        ("label_logprobs", pa.list_(pa.float64())),
+        ("first_token_probs", pa.list_(pa.float64())),
+        ("stop_prob", pa.float64()),
+        ("stop_logprob", pa.float64()),
+        ("entropy", pa.float64()),
+        ("mass", pa.float64()),
+    ]
+)
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("prompt", pa.string()),
+        ("answer", pa.string()),
+        ("generated_tokens", pa.int32()),
+        ("finished", pa.bool_()),
+        ("parsed", pa.bool_()),
+        ("complete", pa.bool_()),
+        ("labels", pa.list_(pa.string())),
+        ("unknown", pa.list_(pa.string())),
+        ("corrections", pa.string()),  # JSON object raw text -> label
+        ("gold", pa.list_(pa.string())),
+        ("vote_fractions", pa.list_(pa.float64())),
+        ("votes_available", pa.bool_()),
+        ("demonstration_ids", pa.list_(pa.string())),
+        ("slots", pa.list_(SLOT_TYPE)),
+    ]
+)
+
+
+class RunStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def records_dir(self) -> Path:
+        return self.path / "records"
+
+    @property
+    def hidden_dir(self) -> Path:
+        return self.path / "hidden"
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    # -- manifest ----------------------------------------------------------------------------
+
+    def read_manifest(self) -> dict:
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(str(self.path), None, "not a run folder (no run.json)") from None
+        except json.JSONDecodeError as err:
+            raise DataError(str(self.manifest_path), err.lineno, f"invalid JSON: {err.msg}") from None
+
+    def write_manifest(self, manifest: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def open(self, config: dict, manifest: dict) -> dict:
+        """Start a run, or check that an existing one was made with the same config.
+
+        Returns the manifest in force. A different config is an error naming the settings
+        that differ, so a resumed run never mixes records of two setups.
+        """
+        if self.exists():
+            existing = self.read_manifest()
+            before = existing.get("config", {})
+            differing = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
+            if differing:
+                shown = "; ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in differing)
+                raise DataError(
+                    str(self.path), None, f"exists with a different config ({shown}); use another --out or delete it"
+                )
+            return existing
+        manifest = dict(manifest, config=config, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self.write_manifest(manifest)
+        return manifest
+
+    # -- records -----------------------------------------------------------------------------
+
+    def parts(self) -> list[Path]:
+        if not self.records_dir.is_dir():
+            return []
+        return sorted(p for p in self.records_dir.iterdir() if PART.match(p.name))
+
+    def done_ids(self) -> set[str]:
+        done: set[str] = set()
+        for part in self.parts():
+            done.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
+        return done
+
+    def append(self, records: Sequence[dict], hidden: dict[str, np.ndarray] | None = None) -> Path:
+        """Write one batch; the records file appears only once it is complete."""
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        existing = [int(PART.match(p.name).group(1)) for p in self.parts()]
+        number = max(existing) + 1 if existing else 0
+        name = f"part-{number:05d}"
+        if hidden:
+            self.hidden_dir.mkdir(parents=True, exist_ok=True)
+            ids = list(hidden)
+            tmp = self.hidden_dir / f".{name}.npz.tmp"
+            with tmp.open("wb") as handle:
+                np.savez(handle, ids=np.array(ids), states=np.stack([hidden[i] for i in ids]))
+            os.replace(tmp, self.hidden_dir / f"{name}.npz")
+        table = pa.Table.from_pylist(list(records), schema=RECORD_SCHEMA)
+        target = self.records_dir / f"{name}.parquet"
+        tmp = self.records_dir / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+        return target
+
+    def read(self) -> pd.DataFrame:
+        """All records, in the order they were written."""
+        parts = self.parts()
+        if not parts:
+            return pd.DataFrame({name: [] for name in RECORD_SCHEMA.names})
+        return pa.concat_tables([pq.read_table(p, schema=RECORD_SCHEMA) for p in parts]).to_pandas()
+
+    def read_hidden(self) -> tuple[list[str], np.ndarray]:
+        """Ids and first-slot hidden states (items x layers x hidden) of recorded items."""
+        done = self.done_ids()
+        ids: list[str] = []
+        states = []
+        if self.hidden_dir.is_dir():
+            for part in sorted(self.hidden_dir.glob("part-*.npz")):
+                with np.load(part) as data:
+                    for item_id, state in zip(data["ids"].tolist(), data["states"]):
+                        if item_id in done:
+                            ids.append(item_id)
+                            states.append(state)
+        if not ids:
+            raise DataError(str(self.path), None, "has no hidden states (run it with --save-hidden)")
+        return ids, np.stack(states)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

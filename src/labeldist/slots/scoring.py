@@ -1,0 +1,279 @@
+"""Exact probabilities of continuation strings, many at once over one cached context.
+
+Every continuation of an item (each label and the close, at each slot) shares the item's
+context up to its slot. Instead of one forward pass per continuation, all of them go through
+the model in ONE pass as a "tree": the item's key/value cache holds the context once, and a
+4-D attention mask lets each continuation token see the context up to its own slot and the
+earlier tokens of its own continuation, nothing else. Positions restart at each slot, so each
+token gets exactly the logits it would get in a separate pass (checked against one full
+forward pass per string in the tests).
+
+Probability of a continuation string ``s`` at boundary j. The first token after the boundary
+is where segmentations differ most (SmolLM2 writes ``["`` as one token, but also ``[`` then
+``"``; a label may start inside a token that also holds its quote), so every first token
+consistent with ``s`` is a branch and the branches are summed; after the first token the rest
+of ``s`` is tokenised canonically in context:
+
+- a token that is a proper prefix of ``s``: p(token) * P(rest of ``s`` | token);
+- a token equal to ``s``, or extending it with text that begins with a terminator: p(token)
+  (times the terminator mass after it, when it equals ``s``).
+
+With terminators (``"`` after a json label; ``,``, `` and`` or the end of the answer after a
+list label), the string must be followed by one of them, so "anger" and "angered" are disjoint
+events and a slot's label and stop probabilities sum to at most 1. Without (a close such as
+``]``), the last canonical token only has to start the text (``]`` also counts ``]\n``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from labeldist.slots.tokens import TokenTexts
+
+# Tokens of context re-tokenised together with a continuation, so the continuation's tokens
+# are the ones the tokenizer produces *in context* (leading spaces, SentencePiece prefixes).
+CONTEXT_TAIL_TOKENS = 6
+# A first-token segmentation other than the canonical one is scored only when its first token
+# is at least this likely (about 1e-7).
+MIN_BRANCH_LOGPROB = -16.0
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    boundary: int  # the context is prompt + generated[:boundary]
+    text: str  # continuation text from that token boundary
+    terminators: tuple[str, ...] = ()
+    end: bool = False
+    # score exactly these tokens (loglikelihood of the text), no terminator or last-token rule
+    exact_tokens: bool = False
+
+
+class ContinuationScorer:
+    def __init__(self, model, tokenizer, token_texts: TokenTexts, eos_ids: Sequence[int], forward_kwarg: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.texts = token_texts
+        self.eos = np.zeros(token_texts.size, dtype=bool)
+        self.eos[[i for i in eos_ids if i < token_texts.size]] = True
+        self.forward_kwarg = forward_kwarg  # "cache" (transformers >= 5.x) or "past_key_values"
+        self._end_masks: dict[tuple, torch.Tensor] = {}
+
+    # -- tokenisation ------------------------------------------------------------------------
+
+    def tokenize_in_context(self, prefix_ids: Sequence[int], text: str) -> list[int]:
+        """Canonical tokens of ``text`` when it follows the tokens ``prefix_ids``.
+
+        The last few context tokens are re-tokenised alone and with the text appended; when the
+        first reproduces itself at the front of the second, the rest is the text's tokens. When
+        the tokenizer merges across the boundary, the text is tokenised after a line break
+        instead, which keeps SentencePiece tokenizers from adding a word-initial marker.
+        """
+        if not text:
+            return []
+        tail_text = self.texts.text(prefix_ids[-CONTEXT_TAIL_TOKENS:])
+        alone = self._encode(tail_text)
+        together = self._encode(tail_text + text)
+        if together[: len(alone)] == alone:
+            return together[len(alone) :]
+        anchor = self._encode("\n")
+        together = self._encode("\n" + text)
+        if together[: len(anchor)] == anchor:
+            return together[len(anchor) :]
+        return self._encode(text)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def follow_mask(self, terminators: tuple[str, ...], end: bool) -> torch.Tensor:
+        key = (terminators, end)
+        if key not in self._end_masks:
+            mask = self.texts.starting_with(*terminators, *(("\n",) if end else ())) if (terminators or end) else None
+            mask = np.zeros(self.texts.size, dtype=bool) if mask is None else mask.copy()
+            if end:
+                mask |= self.eos
+            self._end_masks[key] = torch.from_numpy(mask)
+        return self._end_masks[key]
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def score(
+        self,
+        context_ids: Sequence[int],
+        prompt_length: int,
+        cache,
+        step_logprobs: torch.Tensor,
+        requests: Sequence[ScoreRequest],
+    ) -> np.ndarray:
+        """Log-probabilities of ``requests`` after one item's context.
+
+        ``cache`` holds the key/values of ``context_ids`` (unpadded; at least up to the largest
+        boundary); ``step_logprobs[j]`` is the next-token log-distribution after
+        ``context_ids[:prompt_length + j]``. The cache is returned to its length.
+        """
+        branches: list[_Branch] = []
+        for r, request in enumerate(requests):
+            branches.extend(self._branches(r, request, list(context_ids[: prompt_length + request.boundary])))
+        tree = _Tree()
+        kept = []
+        for branch in branches:
+            # other segmentations of the first token whose probability is negligible are left
+            # out (each changes the total by less than its first token's probability); the
+            # canonical one is always kept so every continuation gets a finite probability
+            if (
+                not branch.canonical
+                and branch.tokens
+                and float(step_logprobs[branch.boundary][branch.tokens[0]]) < MIN_BRANCH_LOGPROB
+            ):
+                continue
+            branch.nodes = tree.add(branch.feed, prompt_length + branch.boundary)
+            kept.append(branch)
+        branches = kept
+        tree_logprobs = self._tree_forward(cache, tree) if tree.tokens else None
+
+        totals = [[] for _ in requests]
+        for branch in branches:
+
+            def dist(i: int, branch=branch) -> torch.Tensor:
+                # next-token distribution before the branch's i-th token
+                if i == 0:
+                    return step_logprobs[branch.boundary]
+                return tree_logprobs[branch.nodes[i - 1]]
+
+            total = sum(float(dist(i)[t]) for i, t in enumerate(branch.tokens))
+            if branch.follow is not None:
+                mask = branch.follow
+                total += float(torch.logsumexp(dist(len(branch.tokens))[mask], dim=0)) if mask.any() else float("-inf")
+            totals[branch.request].append(total)
+        return np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in totals])
+
+    def _branches(self, r: int, request: ScoreRequest, prefix_ids: list[int]) -> list[_Branch]:
+        j = request.boundary
+        if request.exact_tokens:
+            ids = self.tokenize_in_context(prefix_ids, request.text)
+            return [_Branch(r, j, ids, ids[:-1], None)] if ids else []
+        terminated = bool(request.terminators) or request.end
+        follow = self.follow_mask(request.terminators, request.end) if terminated else None
+        data = request.text.encode("utf-8")
+        if not data:
+            if not terminated:
+                raise ValueError(f"empty continuation with no terminator: {request}")
+            return [_Branch(r, j, [], [], follow)]
+        canonical = self.tokenize_in_context(prefix_ids, request.text)
+        canonical_first = canonical[0] if canonical else None
+        out = []
+        # first token a proper prefix of the text: the rest canonically after it
+        for first, length in self.texts.prefixes_of(data):
+            try:
+                rest_text = data[length:].decode("utf-8")
+            except UnicodeDecodeError:  # the split falls inside a character: no such path in text
+                continue
+            is_canonical = first == canonical_first
+            rest = canonical[1:] if is_canonical else self.tokenize_in_context(prefix_ids + [first], rest_text)
+            tokens = [first, *rest]
+            if terminated:
+                out.append(_Branch(r, j, tokens, tokens, follow, is_canonical))
+            else:
+                # the last canonical token only has to start the remaining text
+                out.append(_Branch(r, j, tokens[:-1], tokens[:-1], self._starts_mask(tokens[-1]), is_canonical))
+        # first token covering the whole text (and, if terminated, a terminator after it)
+        for first in self.texts.extending(data):
+            extra = self.texts.bytes[first][len(data) :]
+            is_canonical = first == canonical_first
+            if not terminated:
+                out.append(_Branch(r, j, [first], [], None, is_canonical))
+            elif not extra:
+                out.append(_Branch(r, j, [first], [first], follow, is_canonical))
+            elif self._starts_with_terminator(extra, request):
+                out.append(_Branch(r, j, [first], [], None, is_canonical))
+        return out
+
+    def _starts_mask(self, token_id: int) -> torch.Tensor:
+        text = self.texts.bytes[token_id].decode("utf-8", errors="ignore")
+        mask = self.texts.starting_with(text) if text else None
+        if mask is None or not mask[token_id]:
+            mask = np.zeros(self.texts.size, dtype=bool)
+            mask[token_id] = True
+        return torch.from_numpy(mask)
+
+    def _starts_with_terminator(self, extra: bytes, request: ScoreRequest) -> bool:
+        starts = [t.encode("utf-8") for t in request.terminators] + ([b"\n"] if request.end else [])
+        return any(extra.startswith(t) for t in starts)
+
+    def _tree_forward(self, cache, tree: _Tree) -> torch.Tensor:
+        device = self.model.device
+        context_length = cache.get_seq_length()
+        n = len(tree.tokens)
+        allowed = tree.attention(context_length)
+        dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
+        mask = torch.zeros(1, 1, n, context_length + n, dtype=dtype)
+        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+        try:
+            out = self.model(
+                input_ids=torch.tensor([tree.tokens], device=device),
+                position_ids=torch.tensor([tree.positions], device=device),
+                attention_mask=mask.to(device),
+                use_cache=True,
+                **{self.forward_kwarg: cache},
+            )
+        finally:
+            # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
+            cache.crop(-(cache.get_seq_length() - context_length))
+        return torch.log_softmax(out.logits[0].float(), dim=-1).cpu()
+
+
+@dataclass
+class _Branch:
+    request: int
+    boundary: int
+    tokens: list[int]  # tokens whose probabilities multiply, the first from the boundary
+    feed: list[int]  # tokens to run through the model (those whose next distribution is needed)
+    follow: torch.Tensor | None  # mask of tokens that must come next, if any
+    canonical: bool = True  # the first token is the one canonical tokenisation starts with
+    nodes: list[int] | None = None  # tree node of each fed token
+
+
+class _Tree:
+    """Continuations as a trie laid out in one sequence: continuations from the same cut that
+    share leading tokens (every label of a slot shares its opening, ``", "``) share those
+    nodes. Each node attends to the context before its cut, to its ancestors and to itself;
+    its position is its cut plus its depth, as if it were a separate pass."""
+
+    def __init__(self):
+        self.tokens: list[int] = []
+        self.positions: list[int] = []
+        self.parents: list[int] = []
+        self.cuts: list[int] = []
+        self._nodes: dict[tuple, int] = {}
+
+    def add(self, feed: list[int], cut: int) -> list[int]:
+        """Node index of each token of ``feed`` after ``cut``."""
+        nodes = []
+        parent = -1
+        for depth, token in enumerate(feed):
+            key = (cut, parent, token)
+            node = self._nodes.get(key)
+            if node is None:
+                node = len(self.tokens)
+                self._nodes[key] = node
+                self.tokens.append(token)
+                self.positions.append(cut + depth)
+                self.parents.append(parent)
+                self.cuts.append(cut)
+            nodes.append(node)
+            parent = node
+        return nodes
+
+    def attention(self, context_length: int) -> torch.Tensor:
+        n = len(self.tokens)
+        allowed = torch.zeros(n, context_length + n, dtype=torch.bool)
+        allowed[:, :context_length] = torch.arange(context_length)[None, :] < torch.tensor(self.cuts)[:, None]
+        for node, parent in enumerate(self.parents):
+            if parent >= 0:  # parents come before their children
+                allowed[node, context_length:] = allowed[parent, context_length:]
+            allowed[node, context_length + node] = True
+        return allowed
