@@ -258,3 +258,27 @@ def test_builder_errors(train, test_set):
     commas = Dataset("toy", ("hate, speech", "other"), "test", [])
     with pytest.raises(ValueError, match="contains a comma"):
         build_prompts(commas, Dataset("toy", commas.labels, "train", []), SIMPLE, "comma", "random", shots=0, seed=0)
+
+
+def test_shared_demonstrations_are_identical_and_seeded(train, test_set):
+    prompts = build_prompts(test_set, train, SIMPLE, JsonFormat(), "random", shots=3, seed=0, shared_demonstrations=True)
+    assert len({p.demonstration_ids for p in prompts}) == 1
+    # the prompts differ only after the demonstrations: the text up to the query is common
+    query_start = [p.text.rindex("Text: ") for p in prompts]
+    assert len({p.text[:q] for p, q in zip(prompts, query_start)}) == 1
+    again = build_prompts(test_set, train, SIMPLE, JsonFormat(), "random", shots=3, seed=0, shared_demonstrations=True)
+    assert again == prompts
+    other = build_prompts(test_set, train, SIMPLE, JsonFormat(), "random", shots=3, seed=1, shared_demonstrations=True)
+    assert other[0].demonstration_ids != prompts[0].demonstration_ids
+
+
+def test_shared_demonstrations_never_show_an_item_its_own_answer(train):
+    prompts = build_prompts(train, train, SIMPLE, JsonFormat(), "random", shots=4, seed=0, shared_demonstrations=True)
+    shared = max({p.demonstration_ids for p in prompts}, key=lambda ids: sum(p.demonstration_ids == ids for p in prompts))
+    for prompt in prompts:
+        assert prompt.item_id not in prompt.demonstration_ids
+        if prompt.item_id in shared:
+            assert prompt.demonstration_ids != shared
+    with pytest.raises(ValueError, match="cannot share"):
+        build_prompts(train, train, SIMPLE, JsonFormat(), "similarity", shots=2, seed=0, shared_demonstrations=True,
+                      sampler_options={"embed": lambda texts: __import__("numpy").ones((len(texts), 2))})

@@ -154,6 +154,13 @@ def prompt_options(function):
             help="Share of demonstrations with 2+ labels (random and balanced samplers).",
         ),
         click.option(
+            "--demonstrations",
+            default="shared",
+            show_default=True,
+            type=click.Choice(["shared", "per-item"]),
+            help="The same demonstrations for every item (the original protocol; the run computes them once) or a draw per item.",
+        ),
+        click.option(
             "--answer-format",
             "answer_format",
             default="json",
@@ -173,29 +180,24 @@ def prompt_options(function):
     return function
 
 
-def build_from_cli(
-    dataset,
-    name,
-    data_dir,
-    grouping,
-    task,
-    options,
-    pool_split,
-    shots,
-    seed,
-    sampler,
-    multilabel_share,
-    answer_format,
-    template,
-    limit,
-):
+def build_from_cli(dataset, name, data_dir, grouping, task, options, limit=None, **settings):
+    """Prompts for ``dataset`` from the options of :func:`prompt_options`."""
     from labeldist.prompts import PromptTemplate, build_prompts
 
-    pool = load_from_cli(name, data_dir, pool_split, grouping, task, None, options)
-    template = PromptTemplate.from_yaml(template) if template else PromptTemplate()
-    sampler_options = {} if multilabel_share is None else {"multilabel_share": multilabel_share}
+    pool = load_from_cli(name, data_dir, settings["pool_split"], grouping, task, None, options)
+    template = PromptTemplate.from_yaml(settings["template"]) if settings["template"] else PromptTemplate()
+    share = settings["multilabel_share"]
     return build_prompts(
-        dataset, pool, template, answer_format, sampler, shots, limit, seed=seed, sampler_options=sampler_options
+        dataset,
+        pool,
+        template,
+        settings["answer_format"],
+        settings["sampler"],
+        settings["shots"],
+        limit,
+        seed=settings["seed"],
+        sampler_options={} if share is None else {"multilabel_share": share},
+        shared_demonstrations=settings["demonstrations"] == "shared",
     )
 
 
@@ -210,42 +212,10 @@ def build_from_cli(
     type=click.Choice(["chat", "plain", "both"]),
     help="Chat messages, the plain-text prompt, or both.",
 )
-def prompt_show(
-    name,
-    data_dir,
-    split,
-    grouping,
-    task,
-    ids,
-    options,
-    pool_split,
-    shots,
-    seed,
-    sampler,
-    multilabel_share,
-    answer_format,
-    template,
-    limit,
-    form,
-):
+def prompt_show(name, data_dir, split, grouping, task, ids, options, limit, form, **settings):
     """Print the exact prompts of the first items of a split."""
     dataset = load_from_cli(name, data_dir, split, grouping, task, ids, options)
-    prompts = build_from_cli(
-        dataset,
-        name,
-        data_dir,
-        grouping,
-        task,
-        options,
-        pool_split,
-        shots,
-        seed,
-        sampler,
-        multilabel_share,
-        answer_format,
-        template,
-        limit,
-    )
+    prompts = build_from_cli(dataset, name, data_dir, grouping, task, options, limit, **settings)
     gold = {item.id: item.gold for item in dataset}
     for prompt_ in prompts:
         labels = [label for label in dataset.labels if label in gold[prompt_.item_id]]
@@ -333,32 +303,9 @@ def _load_config_file(ctx, param, value):
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(
-    name,
-    data_dir,
-    split,
-    grouping,
-    task,
-    ids,
-    options,
-    pool_split,
-    shots,
-    seed,
-    sampler,
-    multilabel_share,
-    answer_format,
-    template,
-    model,
-    limit,
-    batch_size,
-    max_new_tokens,
-    chat,
-    device,
-    dtype,
-    quantization,
-    save_hidden,
-    out,
-    quiet,
-):
+    name, data_dir, split, grouping, task, ids, options, model, limit, batch_size, max_new_tokens, chat, device,
+    dtype, quantization, save_hidden, out, quiet, **settings,
+):  # fmt: skip
     """Generate answers and record the label distribution at every label slot.
 
     Records go to OUT/records/*.parquet in batches; a killed run loses at most the batch in
@@ -376,16 +323,11 @@ def run_command(
         task=task,
         ids=str(ids) if ids else None,
         options=parse_options(options),
-        pool_split=pool_split,
-        shots=shots,
-        seed=seed,
-        sampler=sampler,
-        multilabel_share=multilabel_share,
-        answer_format=answer_format,
-        template=str(template) if template else None,
+        template=str(settings.pop("template")) if settings["template"] else None,
         chat=chat,
         max_new_tokens=max_new_tokens,
         save_hidden=save_hidden,
+        **{k: v for k, v in settings.items() if k != "template"},
     )
 
     def backend(cfg):

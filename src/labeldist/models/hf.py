@@ -144,12 +144,21 @@ class HFBackend:
         answer_format: AnswerFormat,
         *,
         save_hidden: bool = False,
+        forced_answers: Sequence[str] | None = None,
     ) -> list[Generation]:
+        """Greedy answers with their label slots. ``forced_answers`` (text after the answer
+        prefix) replaces greedy choice by these answers, to score given answers (gold labels,
+        another model's output) exactly as if the model had written them."""
         labels = tuple(labels)
         rendered = [self.render(p) for p in prompts]
         encoded = [self.encode(t) for t in rendered]
+        forced = None
+        if forced_answers is not None:
+            if len(forced_answers) != len(prompts):
+                raise ValueError(f"{len(forced_answers)} forced answers for {len(prompts)} prompts")
+            forced = [self.scorer.tokenize_in_context(ids, text) for ids, text in zip(encoded, forced_answers)]
         started = time.perf_counter()
-        state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden)
+        state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden, forced)
         decode_seconds = time.perf_counter() - started
         results = []
         for i, prompt in enumerate(prompts):
@@ -170,7 +179,9 @@ class HFBackend:
             **self._last_logits_only,
         )
 
-    def _decode(self, encoded: list[list[int]], prefixes: list[str], fmt: AnswerFormat, save_hidden: bool) -> dict:
+    def _decode(
+        self, encoded: list[list[int]], prefixes: list[str], fmt: AnswerFormat, save_hidden: bool, forced=None
+    ) -> dict:
 
         batch = len(encoded)
         shared, cache = self._shared_prefix(encoded, save_hidden)
@@ -194,10 +205,19 @@ class HFBackend:
         active = torch.ones(batch, dtype=torch.bool)
         finished = [False] * batch
         eos = set(self.eos)
-        for _ in range(self.max_new_tokens):
+        if forced is not None:
+            active = torch.tensor([len(f) > 0 for f in forced])
+        limit = self.max_new_tokens if forced is None else max(len(f) for f in forced)
+        for _ in range(limit):
             next_tokens = steps[-1].argmax(-1)
             ending = torch.zeros(batch, dtype=torch.bool)
             for i in torch.nonzero(active).flatten().tolist():
+                if forced is not None:
+                    next_tokens[i] = forced[i][len(generated[i])]
+                    generated[i].append(int(next_tokens[i]))
+                    if len(generated[i]) == len(forced[i]):
+                        finished[i] = ending[i] = True
+                    continue
                 token = int(next_tokens[i])
                 generated[i].append(token)
                 if token in eos or _answer_closed(fmt, prefixes[i] + self.texts.text(generated[i])):

@@ -9,6 +9,9 @@ from labeldist.prompts.formats import AnswerFormat, get_answer_format
 from labeldist.prompts.samplers import DemonstrationSampler, item_rng, make_sampler
 from labeldist.prompts.templates import Message, PromptTemplate
 
+# The id under which shared demonstrations are drawn (no dataset uses it).
+SHARED_ANCHOR = "<shared demonstrations>"
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -39,6 +42,7 @@ def build_prompts(
     seed: int | None = None,
     sampler_options: dict | None = None,
     prefill: bool = False,
+    shared_demonstrations: bool = False,
 ) -> list[Prompt]:
     """Prompts for the first ``limit`` items of ``dataset`` (all when None), each with
     ``shots`` demonstrations from ``pool``.
@@ -48,6 +52,12 @@ def build_prompts(
     Demonstration answers name the item's gold labels in dataset label order; the
     demonstrations are shuffled per item with :func:`item_rng` (purpose "order"), so one seed
     gives identical prompts and an item's prompt does not depend on the other items.
+
+    ``shared_demonstrations``: every item gets the same demonstrations in the same order (the
+    original research code's protocol: it reseeded before each query), drawn once from
+    (seed, sampler); an item that is itself one of them gets its own draw instead. Prompts
+    then differ only in the query, so a backend can compute the shared part once.
+    Not available for the similarity sampler, whose choice depends on the query.
 
     ``prefill``: put the answer format's opener (``[`` for json) into the prompt as the answer
     prefix. Off by default: byte-level BPE tokenizers write ``["`` as ONE token, so a model
@@ -69,11 +79,22 @@ def build_prompts(
     answer_prefix = answer_format.opener if prefill else ""
     if shots > 0:
         sampler.prepare(items)
+    shared = None
+    if shared_demonstrations and shots > 0:
+        if sampler.name == "similarity":
+            raise ValueError("the similarity sampler chooses per query: it cannot share demonstrations")
+        anchor = Item(SHARED_ANCHOR, "")
+        drawn = sampler.for_item(anchor, shots)
+        order = item_rng(sampler.seed, SHARED_ANCHOR, purpose="order").permutation(len(drawn))
+        shared = [drawn[i] for i in order]
     prompts = []
     for item in items:
-        demonstrations = sampler.for_item(item, shots)
-        order = item_rng(sampler.seed, item.id, purpose="order").permutation(len(demonstrations))
-        demonstrations = [demonstrations[i] for i in order]
+        if shared is not None and all(demo.id != item.id for demo in shared):
+            demonstrations = shared
+        else:
+            demonstrations = sampler.for_item(item, shots)
+            order = item_rng(sampler.seed, item.id, purpose="order").permutation(len(demonstrations))
+            demonstrations = [demonstrations[i] for i in order]
         solved = [(demo.text, _answer(demo, dataset.labels, answer_format)) for demo in demonstrations]
         prompts.append(
             Prompt(

@@ -38,6 +38,7 @@ class RunConfig:
     seed: int = 0
     sampler: str = "random"
     multilabel_share: float | None = None
+    demonstrations: str = "shared"  # or "per-item"
     answer_format: str = "json"
     template: str | None = None
     chat: bool | None = None
@@ -156,7 +157,15 @@ def execute_run(
     sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
     todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
     prompts = build_prompts(
-        todo_set, pool, template, fmt, config.sampler, config.shots, seed=config.seed, sampler_options=sampler_options
+        todo_set,
+        pool,
+        template,
+        fmt,
+        config.sampler,
+        config.shots,
+        seed=config.seed,
+        sampler_options=sampler_options,
+        shared_demonstrations=config.demonstrations == "shared",
     )
     labelled = 0
     run_started = time.perf_counter()

@@ -1,0 +1,167 @@
+"""`labeldist run` end to end on a real (tiny, trained) model: the run store, resume after
+kill -9, config checks, hidden states, `labeldist show`, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_models import get_trained_tiny_llama, synthetic_examples
+
+from labeldist.cli import main
+from labeldist.runs import RunStore
+
+TEMPLATE = """\
+system: ""
+instruction: "Labels: {labels}. {answer_format}"
+demonstration: "Text: {text}\\nLabels: {label}"
+query: "Text: {text}\\nLabels:"
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
+    data = root / "data"
+    data.mkdir()
+    for split, seed, n in (("train", 11, 30), ("dev", 12, 60)):
+        rows = [
+            {"id": f"{split}{i:03d}", "text": ex.text, "labels": ",".join(ex.labels)}
+            for i, ex in enumerate(synthetic_examples(n=n, seed=seed))
+        ]
+        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    (root / "template.yaml").write_text(TEMPLATE)
+    labels = "[" + ", ".join(trained.labels) + "]"
+    base = [
+        "run", "--dataset", "table", "--data-dir", str(data), "--split", "dev",
+        "--option", "label_list_column=labels", "--option", f"labels={labels}",
+        "--model", str(trained.path), "--shots", "0", "--template", str(root / "template.yaml"),
+        "--max-new-tokens", "24", "--no-chat", "--quiet",
+    ]  # fmt: skip
+    return root, base, trained
+
+
+def records_by_id(path: Path) -> pd.DataFrame:
+    return RunStore(path).read().set_index("id").sort_index()
+
+
+def test_run_records_and_manifest(setup, capsys):
+    root, base, trained = setup
+    out = root / "plain"
+    assert main([*base, "--batch-size", "4", "--limit", "12", "--out", str(out)]) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["labels"] == list(trained.labels)
+    assert manifest["config"]["shots"] == 0 and manifest["config"]["model"] == str(trained.path)
+    assert manifest["model"]["model_type"] == "llama" and manifest["versions"]["torch"]
+    assert manifest["counts"]["items_recorded"] == 12
+    records = RunStore(out).read()
+    assert len(records) == 12 and len(list((out / "records").glob("part-*.parquet"))) == 3
+    # the trained model answers in the format: parsed answers with slots, sum <= 1 at each slot
+    assert records["parsed"].all()
+    assert manifest["counts"]["unparseable_answers"] == 0
+    for _, record in records.iterrows():
+        slots = record["slots"]
+        # one slot per written label (repeats included), then the close
+        assert slots[-1]["chosen"] == "<stop>"
+        assert {slot["chosen"] for slot in slots[:-1]} == set(record["labels"])
+        for slot in slots:
+            assert np.sum(slot["label_probs"]) + slot["stop_prob"] <= 1 + 1e-6
+            assert len(slot["label_probs"]) == len(trained.labels)
+        # greedy decoding closed the list here: closing is the slot's most likely choice
+        assert slots[-1]["stop_prob"] > max(slots[-1]["label_probs"])
+    # vote fractions of aggregate-only data are gold 0/1, and marked as such
+    assert not records["votes_available"].any()
+    assert manifest["dataset"]["vote_source"] == "gold"
+
+
+def test_show_prints_slot_tables(setup, capsys):
+    root, base, trained = setup
+    out = root / "shown"
+    assert main([*base, "--limit", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out), "--limit", "2"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("=== ") == 2 and "<stop>" in text and "slot 1" in text and "entropy" in text
+    for label in trained.labels:
+        assert label in text
+
+
+def test_resume_after_kill_equals_uninterrupted_run(setup):
+    root, base, _ = setup
+    whole, killed = root / "whole", root / "killed"
+    argv = [*base, "--batch-size", "1"]
+    assert main([*argv, "--out", str(whole)]) == 0
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "-m", "labeldist", *argv, "--out", str(killed)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if len(list((killed / "records").glob("part-*.parquet"))) >= 5:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    partial = RunStore(killed).read()
+    assert 5 <= len(partial) < 60
+    assert partial["id"].is_unique
+    assert not list((killed / "records").glob(".*.tmp")) or True  # a temp file may remain; never read
+    assert main([*argv, "--out", str(killed)]) == 0
+    a, b = records_by_id(whole), records_by_id(killed)
+    assert list(a.index) == list(b.index) and len(a) == 60
+    assert (a["answer"] == b["answer"]).all()
+    for (_, x), (_, y) in zip(a.iterrows(), b.iterrows()):
+        for sx, sy in zip(x["slots"], y["slots"]):
+            np.testing.assert_allclose(sx["label_probs"], sy["label_probs"], atol=1e-7)
+            assert sx["stop_prob"] == pytest.approx(sy["stop_prob"], abs=1e-7)
+    manifest = json.loads((killed / "run.json").read_text())
+    assert manifest["counts"]["items_recorded"] == 60
+
+
+def test_resume_refuses_a_different_config(setup, capsys):
+    root, base, _ = setup
+    out = root / "config"
+    assert main([*base, "--limit", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*base, "--limit", "2", "--seed", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different config" in err and "seed: 0 -> 3" in err
+
+
+def test_hidden_states_saved_for_each_item(setup):
+    root, base, trained = setup
+    out = root / "hidden"
+    assert main([*base, "--limit", "5", "--batch-size", "2", "--save-hidden", "--out", str(out)]) == 0
+    ids, states = RunStore(out).read_hidden()
+    assert ids == [f"dev{i:03d}" for i in range(5)]
+    config = json.loads((trained.path / "config.json").read_text())
+    assert states.shape == (5, config["num_hidden_layers"] + 1, config["hidden_size"])
+    assert np.isfinite(states).all() and np.abs(states).sum() > 0
+
+
+def test_config_file_and_bad_model(setup, tmp_path, capsys):
+    root, base, _ = setup
+    config = tmp_path / "run.yaml"
+    config.write_text(f"limit: 3\nbatch_size: 3\nmodel: {base[base.index('--model') + 1]}\n")
+    argv = [a for a in base if a != "--model"]
+    argv.remove(base[base.index("--model") + 1])
+    assert main([*argv, "--config", str(config), "--out", str(tmp_path / "from-yaml")]) == 0
+    assert RunStore(tmp_path / "from-yaml").read().shape[0] == 3
+    capsys.readouterr()
+    assert main([*argv, "--model", "no-such-model", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown model 'no-such-model'") and len(err.splitlines()) == 1
+    assert main([*argv, "--model", str(tmp_path), "--out", str(tmp_path / "bad2")]) == 2
+    assert "has no config.json" in capsys.readouterr().err
+    config.write_text("limt: 3\n")
+    assert main([*argv, "--model", "x/y", "--config", str(config), "--out", str(tmp_path / "bad3")]) == 2
+    assert "unknown setting 'limt'" in capsys.readouterr().err
