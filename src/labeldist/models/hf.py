@@ -21,7 +21,7 @@ from labeldist.models.base import Generation, ModelError, SlotDistribution
 from labeldist.models.resolve import ResolvedModel, resolve_model
 from labeldist.prompts import AnswerFormat, JsonFormat, Prompt
 from labeldist.slots.locate import STOP, SlotPlan, plan_slots
-from labeldist.slots.scoring import ContinuationScorer, ScoreRequest
+from labeldist.slots.scoring import ContinuationScorer, ScoreRequest, sliding_window
 from labeldist.slots.tokens import TokenTexts, eos_ids
 
 log = logging.getLogger("labeldist")
@@ -101,6 +101,7 @@ class HFBackend:
         # would be (batch x prompt length x vocabulary) floats, most of the prefill's cost
         self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         self._prefix_cache = None  # (token ids, cache) of the last shared prompt prefix
+        self._sliding = sliding_window(self.model.config)[0] is not None
         self.scorer = ContinuationScorer(self.model, self.tokenizer, self.texts, self.eos, self.cache_kwarg)
 
     # -- prompts -----------------------------------------------------------------------------
@@ -259,7 +260,9 @@ class HFBackend:
         # keep one token of each prompt for the prefill, which yields the first distribution;
         # a short common prefix is not worth a separate pass
         shared = min(shared, min(len(e) for e in encoded) - 1)
-        if shared < MIN_SHARED_PREFIX or save_hidden:
+        # sliding-window layers count cache slots, so padding between the shared prefix and a
+        # row's suffix would shrink that row's window: such models get a plain left-padded batch
+        if shared < MIN_SHARED_PREFIX or save_hidden or self._sliding:
             return 0, DynamicCache()
         key = tuple(encoded[0][:shared])
         if self._prefix_cache is None or self._prefix_cache[0] != key:

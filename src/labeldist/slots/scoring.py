@@ -207,16 +207,26 @@ class ContinuationScorer:
     def _tree_forward(self, cache, tree: _Tree) -> torch.Tensor:
         device = self.model.device
         context_length = cache.get_seq_length()
-        n = len(tree.tokens)
         allowed = tree.attention(context_length)
         dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
-        mask = torch.zeros(1, 1, n, context_length + n, dtype=dtype)
-        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+        mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, dtype).to(device)
+        window, layer_types = sliding_window(self.model.config)
+        if window is not None:
+            # a 4-D mask is used as given, so sliding-window layers need their window drawn in:
+            # a query sees keys fewer than `window` positions behind it (context key k sits at k)
+            key_positions = torch.cat([torch.arange(context_length), torch.tensor(tree.positions)])
+            query_positions = torch.tensor(tree.positions)
+            near = (query_positions[:, None] - key_positions[None, :]) < window
+            sliding = _additive(allowed & near, dtype).to(device)
+            if layer_types:
+                mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
+            else:
+                mask = sliding
         try:
             out = self.model(
                 input_ids=torch.tensor([tree.tokens], device=device),
                 position_ids=torch.tensor([tree.positions], device=device),
-                attention_mask=mask.to(device),
+                attention_mask=mask,
                 use_cache=True,
                 **{self.forward_kwarg: cache},
             )
@@ -224,6 +234,23 @@ class ContinuationScorer:
             # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
             cache.crop(-(cache.get_seq_length() - context_length))
         return torch.log_softmax(out.logits[0].float(), dim=-1).cpu()
+
+
+def sliding_window(config) -> tuple[int | None, list[str] | None]:
+    """The model's sliding attention window, and its per-layer attention kinds when only some
+    layers slide (Gemma 2/3); (None, None) when attention is global."""
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None, None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        return (int(window), list(layer_types)) if "sliding_attention" in layer_types else (None, None)
+    return int(window), None
+
+
+def _additive(allowed: torch.Tensor, dtype) -> torch.Tensor:
+    mask = torch.zeros(1, 1, *allowed.shape, dtype=dtype)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
 @dataclass
