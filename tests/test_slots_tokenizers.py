@@ -420,7 +420,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
-def test_slots_match_brute_force(request, backends, brute_forces, observed, data, name, case):
+def test_slots_match_brute_force(backends, brute_forces, observed, data, name, case):
     fmt_name, forced, chosen = CASES[case]
     prompt = prompts_for(data, fmt_name)[0]
     assert len(backends[name].encode(prompt.text)) > 100  # far beyond Gemma 3's window of 8
@@ -433,7 +433,7 @@ def test_slots_match_brute_force(request, backends, brute_forces, observed, data
 
 
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
-def test_prefilled_opener_matches_brute_force(request, backends, brute_forces, observed, data, name):
+def test_prefilled_opener_matches_brute_force(backends, brute_forces, observed, data, name):
     """With ``[`` in the prompt (prefill) slot 1's decision point is the answer's start."""
     dev, pool = data
     fmt = get_answer_format("json")
@@ -448,7 +448,7 @@ def test_prefilled_opener_matches_brute_force(request, backends, brute_forces, o
     "fmt_name, forced", [("json", ' ["joy", "happiness"]'), ("comma", " joy, happiness")], ids=["json", "comma"]
 )
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
-def test_unknown_label_slot_is_scored(request, backends, brute_forces, observed, data, name, fmt_name, forced):
+def test_unknown_label_slot_is_scored(backends, brute_forces, observed, data, name, fmt_name, forced):
     prompt = prompts_for(data, fmt_name)[1]
     generation, references = run_case(backends, brute_forces, observed, name, prompt, fmt_name, forced)
     assert generation.parsed.labels == ("joy",)
@@ -460,7 +460,7 @@ def test_unknown_label_slot_is_scored(request, backends, brute_forces, observed,
 
 
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
-def test_cut_off_answer_has_no_closing_slot(request, backends, brute_forces, observed, data, name):
+def test_cut_off_answer_has_no_closing_slot(backends, brute_forces, observed, data, name):
     prompt = prompts_for(data, "json")[2]
     generation, references = run_case(backends, brute_forces, observed, name, prompt, "json", ' ["joy", "ang')
     assert generation.parsed.parsed and not generation.parsed.complete
@@ -492,7 +492,7 @@ def _shared_prefix_batch(data, fmt_name):
 
 @pytest.mark.parametrize("layout", ["alone", "shared-prefix"])
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
-def test_decoding_distributions_match_brute_force(request, backends, brute_forces, observed, data, name, layout):
+def test_decoding_distributions_match_brute_force(backends, brute_forces, observed, data, name, layout):
     """First-token shares, and the list stops that need no tree pass (the answer ending right
     after a label: EOS or a line break next), come from the decoding loop's own distributions.
     They are exact for every architecture and layout, Gemma 3 included."""
@@ -595,7 +595,7 @@ def _batch(backend, data, fmt_name, layout):
 @pytest.mark.parametrize("layout", ["shared-prefix", "distinct"])
 @pytest.mark.parametrize("fmt_name", list(BATCH_ANSWERS))
 @pytest.mark.parametrize("name", [_model_param(m) for m in [*MODELS, GEMMA_WIDE]])
-def test_batch_equals_alone(request, backends, observed, data, name, fmt_name, layout):
+def test_batch_equals_alone(backends, observed, data, name, fmt_name, layout):
     backend = backends[name]
     fmt = get_answer_format(fmt_name)
     prompts, answers = _batch(backend, data, fmt_name, layout)
@@ -621,7 +621,7 @@ def test_batch_equals_alone(request, backends, observed, data, name, fmt_name, l
 
 @pytest.mark.parametrize("layout, fmt_name", [("shared-prefix", "json"), ("distinct", "comma")])
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
-def test_batch_matches_brute_force(request, backends, brute_forces, observed, data, name, layout, fmt_name):
+def test_batch_matches_brute_force(backends, brute_forces, observed, data, name, layout, fmt_name):
     backend = backends[name]
     fmt = get_answer_format(fmt_name)
     prompts, answers = _batch(backend, data, fmt_name, layout)

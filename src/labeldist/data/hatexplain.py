@@ -43,19 +43,61 @@ NO_TARGET = "None"
 OTHER = "Other"
 # HateXplain's target communities (every name in the val and test annotations is here).
 TARGETS = (
-    "African", "Arab", "Asian", "Caucasian", "Hispanic", "Indian", "Indigenous", "Jewish", "Islam",
-    "Christian", "Buddhism", "Hindu", "Nonreligious", "Men", "Women", "Homosexual", "Heterosexual",
-    "Bisexual", "Asexual", "Minority", "Refugee", "Immigrant", "Disability", "Economic", OTHER,
+    "African",
+    "Arab",
+    "Asian",
+    "Caucasian",
+    "Hispanic",
+    "Indian",
+    "Indigenous",
+    "Jewish",
+    "Islam",
+    "Christian",
+    "Buddhism",
+    "Hindu",
+    "Nonreligious",
+    "Men",
+    "Women",
+    "Homosexual",
+    "Heterosexual",
+    "Bisexual",
+    "Asexual",
+    "Minority",
+    "Refugee",
+    "Immigrant",
+    "Disability",
+    "Economic",
+    OTHER,
 )
 # Annotator mentions per target in the official val + test splits together (3,846 posts,
 # 11,538 votes; a target counted once per vote). Fixed here so that ``fold_rare`` gives the
 # same label set for every split instead of depending on the split being loaded.
 TARGET_MENTIONS = {
-    "African": 1902, "Islam": 1207, "Women": 1153, "Jewish": 1118, "Homosexual": 1082, "Other": 901,
-    "Refugee": 550, "Arab": 533, "Caucasian": 443, "Men": 323, "Hispanic": 250, "Asian": 239,
-    "Disability": 40, "Minority": 38, "Christian": 38, "Heterosexual": 26, "Nonreligious": 18,
-    "Indian": 16, "Indigenous": 16, "Economic": 14, "Hindu": 8, "Buddhism": 2, "Bisexual": 2,
-    "Asexual": 2, "Immigrant": 0,
+    "African": 1902,
+    "Islam": 1207,
+    "Women": 1153,
+    "Jewish": 1118,
+    "Homosexual": 1082,
+    "Other": 901,
+    "Refugee": 550,
+    "Arab": 533,
+    "Caucasian": 443,
+    "Men": 323,
+    "Hispanic": 250,
+    "Asian": 239,
+    "Disability": 40,
+    "Minority": 38,
+    "Christian": 38,
+    "Heterosexual": 26,
+    "Nonreligious": 18,
+    "Indian": 16,
+    "Indigenous": 16,
+    "Economic": 14,
+    "Hindu": 8,
+    "Buddhism": 2,
+    "Bisexual": 2,
+    "Asexual": 2,
+    "Immigrant": 0,
 }
 
 DATASET_JSON = "dataset.json"
@@ -86,7 +128,9 @@ def _class_label(value: Any, path: Path, where: str) -> str:
     if isinstance(value, str) and value in CLASS_LABELS:
         return value
     raise DataError(
-        str(path), where, f"unknown label {value!r} (expected 0/1/2 = hatespeech/normal/offensive or one of {CLASS_LABELS})"
+        str(path),
+        where,
+        f"unknown label {value!r} (expected 0/1/2 = hatespeech/normal/offensive or one of {CLASS_LABELS})",
     )
 
 
@@ -145,13 +189,16 @@ def _read_rows(path: Path) -> list[Post]:
         first_row[post_id] = position
         annotators = plain(literal(plain(raw_annotators), path, where))
         if not isinstance(annotators, dict) or not {"label", "annotator_id", "target"} <= set(annotators):
-            raise DataError(str(path), where, f"annotators must hold lists label, annotator_id, target: {annotators!r:.80}")
+            raise DataError(
+                str(path), where, f"annotators must hold lists label, annotator_id, target: {annotators!r:.80}"
+            )
         columns = [annotators["label"], annotators["annotator_id"], annotators["target"]]
         if not all(isinstance(c, list) for c in columns):
             raise DataError(str(path), where, "annotators' label, annotator_id and target must be lists")
         if len({len(c) for c in columns}) != 1:
             raise DataError(
-                str(path), where,
+                str(path),
+                where,
                 "annotators' lists differ in length: "
                 f"label {len(columns[0])}, annotator_id {len(columns[1])}, target {len(columns[2])}",
             )
@@ -175,7 +222,9 @@ def _find_table(data_dir: Path, canonical: str) -> Path:
         if (data_dir / name).is_file():
             return data_dir / name
     raise DataError(
-        str(data_dir), None, f"no HateXplain file for split {canonical}: no {DATASET_JSON}, nor any of {', '.join(candidates)}"
+        str(data_dir),
+        None,
+        f"no HateXplain file for split {canonical}: no {DATASET_JSON}, nor any of {', '.join(candidates)}",
     )
 
 
@@ -195,13 +244,17 @@ def _division(divisions: dict[str, list[str]], path: Path, canonical: str) -> li
     return divisions[key]
 
 
-def _check_ids(posts: list[Post], division: list[str], path: Path, divisions_path: Path, key: str, notes: list[str]) -> None:
+def _check_ids(
+    posts: list[Post], division: list[str], path: Path, divisions_path: Path, key: str, notes: list[str]
+) -> None:
     expected = set(division)
     outside = sum(post.post_id not in expected for post in posts)
     if outside == len(posts):
         raise DataError(str(path), None, f"none of its post ids are in the {key!r} list of {divisions_path}")
     if outside:
-        notes.append(f"{outside} of {len(posts)} posts in {path.name} are not in the {key!r} list of {divisions_path.name}")
+        notes.append(
+            f"{outside} of {len(posts)} posts in {path.name} are not in the {key!r} list of {divisions_path.name}"
+        )
 
 
 def _kept_targets(keep: Sequence[str] | None, fold_rare: int | None, source: Path) -> tuple[str, ...] | None:
@@ -229,7 +282,9 @@ def _target_items(posts: list[Post], kept: tuple[str, ...] | None, path: Path, n
         for annotation in post.annotations:
             unknown = [t for t in annotation.targets if t != NO_TARGET and t not in known]
             if unknown:
-                raise DataError(str(path), post.where, f"unknown target {unknown[0]!r}; known: {', '.join(TARGETS)}, {NO_TARGET}")
+                raise DataError(
+                    str(path), post.where, f"unknown target {unknown[0]!r}; known: {', '.join(TARGETS)}, {NO_TARGET}"
+                )
             if annotation.annotator in votes:
                 repeated += 1
                 continue

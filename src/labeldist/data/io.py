@@ -96,7 +96,6 @@ def literal(value: Any, path: Path, where: str | int) -> Any:
         raise DataError(str(path), where, f"cannot parse nested field {text[:60]!r}") from None
 
 
-
 def row_label(position: int) -> str:
     """How errors point at a data row of a table: ``row N`` counts data rows from 1 after the
     header (file line numbers are unreliable once quoted fields hold newlines)."""

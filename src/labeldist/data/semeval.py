@@ -18,7 +18,19 @@ from labeldist.data.splits import canonical_split
 
 ID_COLUMN = "ID"
 TEXT_COLUMN = "Tweet"
-LABELS = ("anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism", "sadness", "surprise", "trust")
+LABELS = (
+    "anger",
+    "anticipation",
+    "disgust",
+    "fear",
+    "joy",
+    "love",
+    "optimism",
+    "pessimism",
+    "sadness",
+    "surprise",
+    "trust",
+)
 GOLD_TEST_FILE = "2018-E-c-En-test-gold.txt"
 # Per split, the file names to try in order. The official unlabelled test file has the same
 # columns filled with NONE; it is accepted only if someone has filled in the labels.
@@ -86,14 +98,18 @@ def load_semeval(data_dir: Path, split: str) -> Dataset:
     candidates = [data_dir / name for name in SPLIT_FILES[canonical]]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        raise DataError(str(data_dir), None, f"no file for split {canonical} (looked for {', '.join(SPLIT_FILES[canonical])})")
+        raise DataError(
+            str(data_dir), None, f"no file for split {canonical} (looked for {', '.join(SPLIT_FILES[canonical])})"
+        )
     items = read_ec_file(path)
     notes = ["aggregate labels only: vote fractions are gold 0/1"]
     return Dataset("semeval2018", LABELS, canonical, items, notes, {"files": [str(path)]})
 
 
 register(
-    DatasetSpec("semeval2018", load_semeval, "SemEval-2018 Task 1 E-c (English tweets): 11 emotions, aggregate labels only"),
+    DatasetSpec(
+        "semeval2018", load_semeval, "SemEval-2018 Task 1 E-c (English tweets): 11 emotions, aggregate labels only"
+    ),
     "semeval",
     "semeval2018-ec",
 )

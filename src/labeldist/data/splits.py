@@ -14,6 +14,7 @@ SPLIT_NAMES: dict[str, tuple[str, ...]] = {
     "test": ("test",),
 }
 
+
 def split_aliases(canonical: str) -> tuple[str, ...]:
     """The names a split may go by, canonical name first."""
     return SPLIT_NAMES.get(canonical, (canonical,))

@@ -51,7 +51,9 @@ def _find_split_file(data_dir: Path, split: str) -> Path:
     found = sorted({p.stem for p in data_dir.iterdir() if p.suffix.lower() in TABLE_EXTENSIONS})
     looked = ", ".join(f"{n}{{{','.join(TABLE_EXTENSIONS)}}}" for n in names)
     raise DataError(
-        str(data_dir), None, f"no file for split {split!r} (looked for {looked}); splits found: {', '.join(found) or 'none'}"
+        str(data_dir),
+        None,
+        f"no file for split {split!r} (looked for {looked}); splits found: {', '.join(found) or 'none'}",
     )
 
 
@@ -114,13 +116,20 @@ def load_table(
     needed += [c for c in (label_list_column, annotator_column, split_column) if c is not None]
     require_columns(frame, needed, path)
 
-    positions = (
-        _rows_of_split(frame, path, split, split_column) if split_column is not None else np.arange(len(frame))
-    )
+    positions = _rows_of_split(frame, path, split, split_column) if split_column is not None else np.arange(len(frame))
     known = _label_order(column_to_label, labels, path)
     rows = _read_rows(
-        frame, path, positions, id_column, text_column, column_to_label, label_list_column,
-        label_separator, known, annotator_column, missing_labels,
+        frame,
+        path,
+        positions,
+        id_column,
+        text_column,
+        column_to_label,
+        label_list_column,
+        label_separator,
+        known,
+        annotator_column,
+        missing_labels,
     )
     label_set = known if known is not None else tuple(sorted({lab for row in rows for lab in row.labels}))
 
@@ -140,10 +149,15 @@ def load_table(
         raise DataError(str(path), None, f"no items for split {split!r}")
 
     options = {
-        "id_column": id_column, "text_column": text_column, "label_columns": column_to_label or None,
-        "label_list_column": label_list_column, "label_separator": label_separator,
-        "annotator_column": annotator_column, "gold_threshold": gold_threshold,
-        "split_column": split_column, "missing_labels": missing_labels,
+        "id_column": id_column,
+        "text_column": text_column,
+        "label_columns": column_to_label or None,
+        "label_list_column": label_list_column,
+        "label_separator": label_separator,
+        "annotator_column": annotator_column,
+        "gold_threshold": gold_threshold,
+        "split_column": split_column,
+        "missing_labels": missing_labels,
     }
     info = {"files": [str(path)], "layout": "ratings" if annotator_column else "items", "options": options}
     return Dataset(dataset_name, label_set, to_canonical_split(split), items, notes, info)
@@ -165,7 +179,9 @@ def _label_order(
         if labels is None:
             return from_columns
         if sorted(labels) != sorted(from_columns):
-            raise DataError(str(path), None, f"labels {list(labels)} differ from the label columns' labels {list(from_columns)}")
+            raise DataError(
+                str(path), None, f"labels {list(labels)} differ from the label columns' labels {list(from_columns)}"
+            )
         return tuple(labels)
     return tuple(labels) if labels is not None else None
 
@@ -182,9 +198,17 @@ class _Row:
 
 
 def _read_rows(
-    frame, path: Path, positions: np.ndarray, id_column: str, text_column: str,
-    column_to_label: Mapping[str, str], label_list_column: str | None, separator: str,
-    known: tuple[str, ...] | None, annotator_column: str | None, missing_labels: str,
+    frame,
+    path: Path,
+    positions: np.ndarray,
+    id_column: str,
+    text_column: str,
+    column_to_label: Mapping[str, str],
+    label_list_column: str | None,
+    separator: str,
+    known: tuple[str, ...] | None,
+    annotator_column: str | None,
+    missing_labels: str,
 ) -> list[_Row]:
     """Validated rows of the split; rows with a missing label value are left out when
     ``missing_labels == "drop"``."""
@@ -259,7 +283,8 @@ def _items_from_ratings(rows: list[_Row], path: Path, threshold: float) -> tuple
         text, first = texts[row.item_id]
         if row.text != text:
             raise DataError(
-                str(path), row_label(row.position),
+                str(path),
+                row_label(row.position),
                 f"item {row.item_id} has a different text than in {row_label(first)}",
             )
         if row.annotator in votes[row.item_id]:

@@ -13,21 +13,33 @@ import inspect
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from labeldist.models.base import Generation, ModelError, SlotDistribution
 from labeldist.models.resolve import ResolvedModel, resolve_model
-from labeldist.prompts import AnswerFormat, JsonFormat, Prompt
+from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
 from labeldist.slots.locate import STOP, SlotPlan, plan_slots
-from labeldist.slots.scoring import ContinuationScorer, ScoreRequest, sliding_window
+from labeldist.slots.scoring import ContinuationScorer, ItemContext, ScoreRequest, sliding_window
 from labeldist.slots.tokens import TokenTexts, eos_ids
 
 log = logging.getLogger("labeldist")
 
 # Prompts sharing at least this many leading tokens get those computed once per batch.
 MIN_SHARED_PREFIX = 16
+
+
+@dataclass
+class _PreparedItem:
+    answer: str
+    parsed: ParsedAnswer
+    plans: list[SlotPlan]
+    spans: list[tuple[int, int]]  # each plan's requests: the close, then every label
+    boundaries: list[int]
+    context: ItemContext
+    generated_tokens: int
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -161,12 +173,17 @@ class HFBackend:
         started = time.perf_counter()
         state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden, forced)
         decode_seconds = time.perf_counter() - started
-        results = []
-        for i, prompt in enumerate(prompts):
-            started = time.perf_counter()
-            generation = self._slots_for(i, prompt, rendered[i], encoded[i], state, labels, answer_format, save_hidden)
-            generation.timings = {"decode": decode_seconds / len(prompts), "slots": time.perf_counter() - started}
-            results.append(generation)
+        started = time.perf_counter()
+        items = [self._prepare(i, prompt, encoded[i], state, labels, answer_format) for i, prompt in enumerate(prompts)]
+        contexts = [item.context for item in items]
+        scored = self.scorer.score_batch(contexts, state["cache"], self._key_positions(state, encoded))
+        results = [
+            self._assemble(i, item, logprobs, rendered[i], state, labels, save_hidden)
+            for i, (item, logprobs) in enumerate(zip(items, scored))
+        ]
+        slot_seconds = time.perf_counter() - started
+        for generation in results:
+            generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}
         return results
 
     def _forward(self, input_ids, attention_mask, position_ids, cache, hidden: bool):
@@ -283,64 +300,69 @@ class HFBackend:
         # (layers + 1, batch, hidden) at the last position
         return torch.stack([h[:, -1].float() for h in out.hidden_states]).cpu()
 
-    def item_cache(self, state: dict, i: int, length: int):
-        """Item ``i``'s cache, padding removed, first ``length`` positions."""
-        from transformers.cache_utils import DynamicCache
+    def _key_positions(self, state: dict, encoded: list[list[int]]) -> torch.Tensor:
+        """Each batch cache slot's position in its row's own sequence (-1: padding).
 
-        shared, pad = state["shared"], state["pad"][i]
-        own = slice(shared + pad, shared + pad + length - shared)
-        cache = DynamicCache()
-        for layer_index, layer in enumerate(state["cache"].layers):
-            keys = torch.cat([layer.keys[i : i + 1, :, :shared], layer.keys[i : i + 1, :, own]], dim=2)
-            values = torch.cat([layer.values[i : i + 1, :, :shared], layer.values[i : i + 1, :, own]], dim=2)
-            cache.update(keys, values, layer_index)
-        return cache
+        Row i is laid out as [shared prefix][padding][its suffix][its generated tokens], then
+        padding fed after it finished; slot s past the padding holds position s - pad_i.
+        """
+        slots = state["cache"].get_seq_length()
+        shared = state["shared"]
+        index = torch.arange(slots)
+        rows = []
+        for i, ids in enumerate(encoded):
+            pad = state["pad"][i]
+            positions = torch.where(index < shared, index, index - pad)
+            fed = len(ids) + len(state["generated"][i])
+            invalid = ((index >= shared) & (index < shared + pad)) | (positions >= fed)
+            rows.append(torch.where(invalid, torch.full_like(index, -1), positions))
+        return torch.stack(rows)
 
-    def _slots_for(self, i, prompt, rendered, encoded, state, labels, fmt, save_hidden) -> Generation:
+    def _prepare(self, i, prompt, encoded, state, labels, fmt) -> _PreparedItem:
+        """An answer's slots and the continuations to score for them."""
         generated = state["generated"][i]
         answer_ids = [t for t in generated if t not in self.eos]
         prefix_length = len(prompt.answer_prefix)
         answer = prompt.answer_prefix + self.texts.text(answer_ids)
-        parsed = fmt.parse(answer, labels)
         plans = plan_slots(answer, prefix_length, fmt, labels)
         # character offset (in the answer) where each generated-token prefix ends
         boundaries = [prefix_length] + [prefix_length + b for b in self.texts.char_boundaries(answer_ids)]
         steps = torch.stack([s[i] for s in state["steps"][: len(answer_ids) + 1]])
-        context = list(encoded) + answer_ids
-        slots: list[SlotDistribution] = []
+        requests, spans = [], []
+        for plan in plans:
+            start = len(requests)
+            requests.extend(self._requests(plan, answer, boundaries, labels))
+            spans.append((start, len(requests)))
+        context = ItemContext(list(encoded) + answer_ids, len(encoded), steps, requests)
+        return _PreparedItem(answer, fmt.parse(answer, labels), plans, spans, boundaries, context, len(generated))
+
+    def _assemble(self, i, item: _PreparedItem, logprobs, rendered, state, labels, save_hidden) -> Generation:
+        ctx = item.context
+        slots = [
+            SlotDistribution(
+                index=plan.index,
+                chosen=plan.chosen,
+                raw=plan.raw,
+                label_logprobs=logprobs[start + 1 : stop],
+                stop_logprob=float(logprobs[start]),
+                first_token_probs=self._first_token(
+                    plan, item.answer, item.boundaries, ctx.context_ids, ctx.prompt_length, ctx.step_logprobs, labels
+                ),
+            )
+            for plan, (start, stop) in zip(item.plans, item.spans)
+        ]
         hidden = None
-        if plans:
-            cache = self.item_cache(state, i, len(context))
-            requests, spans = [], []
-            for plan in plans:
-                start = len(requests)
-                requests.extend(self._requests(plan, answer, boundaries, labels))
-                spans.append((start, len(requests)))
-            logprobs = self.scorer.score(context, len(encoded), cache, steps, requests)
-            for plan, (start, stop) in zip(plans, spans):
-                slots.append(
-                    SlotDistribution(
-                        index=plan.index,
-                        chosen=plan.chosen,
-                        raw=plan.raw,
-                        label_logprobs=logprobs[start + 1 : stop],
-                        stop_logprob=float(logprobs[start]),
-                        first_token_probs=self._first_token(
-                            plan, answer, boundaries, context, len(encoded), steps, labels
-                        ),
-                    )
-                )
-            if save_hidden:
-                first = plans[0]
+        if save_hidden:
+            anchor = 0
+            if item.plans:
+                first = item.plans[0]
                 anchor = first.label_start if first.label_start is not None else first.decision
-                hidden = state["hidden"][_boundary_before(boundaries, anchor)][:, i].numpy()
-        elif save_hidden:
-            hidden = state["hidden"][0][:, i].numpy()
+            hidden = state["hidden"][_boundary_before(item.boundaries, anchor) if item.plans else 0][:, i].numpy()
         return Generation(
             prompt_text=rendered,
-            answer=answer,
-            generated_tokens=len(generated),
-            parsed=parsed,
+            answer=item.answer,
+            generated_tokens=item.generated_tokens,
+            parsed=item.parsed,
             slots=slots,
             hidden=hidden,
             finished=state["finished"][i],

@@ -115,41 +115,57 @@ class ContinuationScorer:
         boundary); ``step_logprobs[j]`` is the next-token log-distribution after
         ``context_ids[:prompt_length + j]``. The cache is returned to its length.
         """
+        item = ItemContext(context_ids, prompt_length, step_logprobs, requests)
+        positions = torch.arange(cache.get_seq_length())[None]
+        return self.score_batch([item], cache, positions)[0]
+
+    @torch.no_grad()
+    def score_batch(self, items: Sequence[ItemContext], cache, key_positions: torch.Tensor) -> list[np.ndarray]:
+        """:meth:`score` for a batch of items whose contexts sit in the rows of one cache.
+
+        ``key_positions[b, s]`` is the position of cache slot ``s`` in row ``b``'s own sequence,
+        -1 for padding; all items' continuations go through the model in one batched pass.
+        """
+        plans = [self._plan(item) for item in items]
+        trees = [tree for _, tree in plans]
+        rows = self._tree_forward(cache, trees, key_positions) if any(t.tokens for t in trees) else None
+        out = []
+        for b, (item, (branches, _)) in enumerate(zip(items, plans)):
+            totals = [[] for _ in item.requests]
+            for branch in branches:
+
+                def dist(i: int, branch=branch, item=item, b=b) -> torch.Tensor:
+                    # next-token distribution before the branch's i-th token
+                    if i == 0:
+                        return item.step_logprobs[branch.boundary]
+                    return rows[b][branch.nodes[i - 1]]
+
+                total = sum(float(dist(i)[t]) for i, t in enumerate(branch.tokens))
+                if branch.follow is not None:
+                    mask = branch.follow
+                    follow = dist(len(branch.tokens))[mask]
+                    total += float(torch.logsumexp(follow, dim=0)) if mask.any() else float("-inf")
+                totals[branch.request].append(total)
+            out.append(np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in totals]))
+        return out
+
+    def _plan(self, item: ItemContext) -> tuple[list[_Branch], _Tree]:
         branches: list[_Branch] = []
-        for r, request in enumerate(requests):
-            branches.extend(self._branches(r, request, list(context_ids[: prompt_length + request.boundary])))
+        for r, request in enumerate(item.requests):
+            prefix = list(item.context_ids[: item.prompt_length + request.boundary])
+            branches.extend(self._branches(r, request, prefix))
         tree = _Tree()
         kept = []
         for branch in branches:
             # other segmentations of the first token whose probability is negligible are left
             # out (each changes the total by less than its first token's probability); the
             # canonical one is always kept so every continuation gets a finite probability
-            if (
-                not branch.canonical
-                and branch.tokens
-                and float(step_logprobs[branch.boundary][branch.tokens[0]]) < MIN_BRANCH_LOGPROB
-            ):
+            first = float(item.step_logprobs[branch.boundary][branch.tokens[0]]) if branch.tokens else 0.0
+            if not branch.canonical and first < MIN_BRANCH_LOGPROB:
                 continue
-            branch.nodes = tree.add(branch.feed, prompt_length + branch.boundary)
+            branch.nodes = tree.add(branch.feed, item.prompt_length + branch.boundary)
             kept.append(branch)
-        branches = kept
-        tree_logprobs = self._tree_forward(cache, tree) if tree.tokens else None
-
-        totals = [[] for _ in requests]
-        for branch in branches:
-
-            def dist(i: int, branch=branch) -> torch.Tensor:
-                # next-token distribution before the branch's i-th token
-                if i == 0:
-                    return step_logprobs[branch.boundary]
-                return tree_logprobs[branch.nodes[i - 1]]
-
-            total = sum(float(dist(i)[t]) for i, t in enumerate(branch.tokens))
-            if branch.follow is not None:
-                mask = branch.follow
-                total += float(torch.logsumexp(dist(len(branch.tokens))[mask], dim=0)) if mask.any() else float("-inf")
-            totals[branch.request].append(total)
-        return np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in totals])
+        return kept, tree
 
     def _branches(self, r: int, request: ScoreRequest, prefix_ids: list[int]) -> list[_Branch]:
         j = request.boundary
@@ -204,19 +220,33 @@ class ContinuationScorer:
         starts = [t.encode("utf-8") for t in request.terminators] + ([b"\n"] if request.end else [])
         return any(extra.startswith(t) for t in starts)
 
-    def _tree_forward(self, cache, tree: _Tree) -> torch.Tensor:
+    def _tree_forward(self, cache, trees: Sequence[_Tree], key_positions: torch.Tensor) -> list[torch.Tensor]:
+        """One batched pass over every row's tree; returns each row's node log-distributions."""
         device = self.model.device
-        context_length = cache.get_seq_length()
-        allowed = tree.attention(context_length)
+        batch, context_length = key_positions.shape
+        width = max(1, max(len(t.tokens) for t in trees))
+        tokens = torch.zeros((batch, width), dtype=torch.long)
+        positions = torch.zeros((batch, width), dtype=torch.long)
+        allowed = torch.zeros((batch, width, context_length + width), dtype=torch.bool)
+        for b, tree in enumerate(trees):
+            n = len(tree.tokens)
+            if n:
+                tokens[b, :n] = torch.tensor(tree.tokens)
+                positions[b, :n] = torch.tensor(tree.positions)
+                cuts = torch.tensor(tree.cuts)
+                keys = key_positions[b]
+                allowed[b, :n, :context_length] = (keys[None, :] >= 0) & (keys[None, :] < cuts[:, None])
+                allowed[b, :n, context_length : context_length + n] = tree.ancestors()
+            # padding nodes attend to themselves only, so no row of the mask is empty
+            allowed[b, range(n, width), range(context_length + n, context_length + width)] = True
         dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
         mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, dtype).to(device)
         window, layer_types = sliding_window(self.model.config)
         if window is not None:
             # a 4-D mask is used as given, so sliding-window layers need their window drawn in:
-            # a query sees keys fewer than `window` positions behind it (context key k sits at k)
-            key_positions = torch.cat([torch.arange(context_length), torch.tensor(tree.positions)])
-            query_positions = torch.tensor(tree.positions)
-            near = (query_positions[:, None] - key_positions[None, :]) < window
+            # a query sees keys fewer than `window` positions behind it
+            all_keys = torch.cat([key_positions, positions], dim=1)
+            near = (positions[:, :, None] - all_keys[:, None, :]) < window
             sliding = _additive(allowed & near, dtype).to(device)
             if layer_types:
                 mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
@@ -224,8 +254,8 @@ class ContinuationScorer:
                 mask = sliding
         try:
             out = self.model(
-                input_ids=torch.tensor([tree.tokens], device=device),
-                position_ids=torch.tensor([tree.positions], device=device),
+                input_ids=tokens.to(device),
+                position_ids=positions.to(device),
                 attention_mask=mask,
                 use_cache=True,
                 **{self.forward_kwarg: cache},
@@ -233,7 +263,8 @@ class ContinuationScorer:
         finally:
             # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
             cache.crop(-(cache.get_seq_length() - context_length))
-        return torch.log_softmax(out.logits[0].float(), dim=-1).cpu()
+        logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+        return [logprobs[b, : len(tree.tokens)] for b, tree in enumerate(trees)]
 
 
 def sliding_window(config) -> tuple[int | None, list[str] | None]:
@@ -249,8 +280,17 @@ def sliding_window(config) -> tuple[int | None, list[str] | None]:
 
 
 def _additive(allowed: torch.Tensor, dtype) -> torch.Tensor:
-    mask = torch.zeros(1, 1, *allowed.shape, dtype=dtype)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    """(batch, queries, keys) booleans -> the (batch, 1, queries, keys) additive mask."""
+    mask = torch.zeros(allowed.shape[0], 1, *allowed.shape[1:], dtype=dtype)
+    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+
+
+@dataclass
+class ItemContext:
+    context_ids: Sequence[int]  # prompt + generated tokens, unpadded
+    prompt_length: int
+    step_logprobs: torch.Tensor  # [j] = next-token log-distribution after prompt + generated[:j]
+    requests: Sequence[ScoreRequest]
 
 
 @dataclass
@@ -295,12 +335,12 @@ class _Tree:
             parent = node
         return nodes
 
-    def attention(self, context_length: int) -> torch.Tensor:
+    def ancestors(self) -> torch.Tensor:
+        """(nodes x nodes): which nodes each node attends to (its ancestors and itself)."""
         n = len(self.tokens)
-        allowed = torch.zeros(n, context_length + n, dtype=torch.bool)
-        allowed[:, :context_length] = torch.arange(context_length)[None, :] < torch.tensor(self.cuts)[:, None]
+        allowed = torch.zeros(n, n, dtype=torch.bool)
         for node, parent in enumerate(self.parents):
             if parent >= 0:  # parents come before their children
-                allowed[node, context_length:] = allowed[parent, context_length:]
-            allowed[node, context_length + node] = True
+                allowed[node] = allowed[parent]
+            allowed[node, node] = True
         return allowed
