@@ -247,6 +247,13 @@ def parse_args(argv=None):
     default_data = SHARED_DATA if SHARED_DATA.is_dir() else BUNDLED_DATA
     parser.add_argument("--data-dir", type=Path, default=default_data, help="GoEmotions folder (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="write all numbers to this file")
+    parser.add_argument(
+        "--chat",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="use the chat template (auto: when the model has one); 'no' is the original code's setup, which "
+        "concatenated plain text: a chat model then does not end its turn after the list",
+    )
     return parser.parse_args(argv)
 
 
@@ -265,7 +272,8 @@ def main(argv=None) -> int:
     if len(prompts) < 2:
         raise SystemExit("need at least 2 items (one is also used for warm-up)")
 
-    backend = HFBackend(args.model, device="cpu", max_new_tokens=args.max_new_tokens)
+    chat = {"auto": None, "yes": True, "no": False}[args.chat]
+    backend = HFBackend(args.model, device="cpu", max_new_tokens=args.max_new_tokens, chat=chat)
     model = backend.model
     lengths = [len(backend.encode(backend.render(p))) for p in prompts]
     demonstrations = "per-item" if args.demonstrations == "per-item" else f"shared ({args.shared_source})"
