@@ -47,6 +47,15 @@ def test_bad_inputs_give_one_line(tmp_path, capsys):
             assert len(err.splitlines()) == 1 and err.startswith("error: ")
 
 
+def test_impossible_prompt_settings_give_one_line(capsys):
+    # 2 demonstrations cannot cover 7 labels
+    argv = ["prompt", "show", "goemotions", "--data-dir", GO, "--grouping", "paper-7", "--sampler", "covering",
+            "--shots", "2", "--demonstrations", "per-item"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
 def test_describe_json_keys(capsys):
     assert main(["data", "describe", "goemotions", "--data-dir", GO, "--split", "dev", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -403,6 +404,13 @@ def main(argv: list[str] | None = None) -> int:
         err.show()
         return err.exit_code
     except (DataError, TemplateError, ModelError) as err:
+        click.echo(f"error: {err}", err=True)
+        return 2
+    except ValueError as err:
+        # settings that cannot work together (a sampler that cannot cover the labels, a label
+        # set a format cannot write, ...); LABELDIST_DEBUG=1 shows the traceback
+        if os.environ.get("LABELDIST_DEBUG"):
+            raise
         click.echo(f"error: {err}", err=True)
         return 2
     except click.exceptions.Exit as err:
