@@ -165,3 +165,24 @@ def test_config_file_and_bad_model(setup, tmp_path, capsys):
     config.write_text("limt: 3\n")
     assert main([*argv, "--model", "x/y", "--config", str(config), "--out", str(tmp_path / "bad3")]) == 2
     assert "unknown setting 'limt'" in capsys.readouterr().err
+
+
+def test_run_arrays_feed_the_estimators(setup):
+    from labeldist.estimators import make_estimator
+    from labeldist.runs.arrays import RunArrays
+
+    root, base, trained = setup
+    out = root / "arrays"
+    assert main([*base, "--batch-size", "4", "--limit", "8", "--out", str(out)]) == 0
+    run = RunArrays.load(out)
+    records = RunStore(out).read()
+    assert run.ids == list(records["id"]) and run.labels == tuple(trained.labels)
+    assert run.slot_probs.shape[0] == 8 and run.slot_probs.shape[2] == len(trained.labels)
+    for row, record in enumerate(records.itertuples()):
+        assert run.n_slots[row] == len(record.slots)
+        np.testing.assert_allclose(run.slot_probs[row, 0], record.slots[0]["label_probs"])
+        assert set(np.flatnonzero(run.generated[row])) == {trained.labels.index(label) for label in record.labels}
+    first, top = make_estimator("first").predict_proba(run), make_estimator("max").predict_proba(run)
+    assert first.shape == (8, len(trained.labels)) and (top >= first).all()
+    # the model's own labels are likely somewhere in its slots: max is high where it wrote them
+    assert top[run.generated > 0].mean() > 0.5

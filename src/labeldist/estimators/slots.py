@@ -1,0 +1,113 @@
+"""Estimators that read the per-slot distributions of a run (no fitting).
+
+Each turns the slots of an item into one probability per label:
+
+- ``first``: the label's probability at slot 1 (the original code's baseline);
+- ``max``: its largest probability over all slots (the paper's headline estimator);
+- ``mean``: its mean over slots;
+- ``noisy-or``: 1 - prod_k (1 - p_k), the chance it comes up at some slot if slots were
+  independent draws;
+- ``output``: 1 for labels in the answer, ``epsilon`` otherwise.
+
+``source="exact"`` reads the exact label probabilities; ``source="first-token"`` the original
+method's first-token approximation, so the two can be compared (closing slots carry no
+first-token numbers and are skipped there). An item whose answer could not be parsed has no
+slots: it gets 0 for every label (the model named none), counted in ``unscored_``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labeldist.runs.arrays import RunArrays
+
+SOURCES = ("exact", "first-token")
+
+
+class SlotEstimator:
+    """scikit-learn-like: ``fit(run)`` (nothing to learn here) and ``predict_proba(run)``."""
+
+    name = "slots"
+
+    def __init__(self, source: str = "exact"):
+        self.source = source
+
+    def fit(self, run: RunArrays | None = None) -> SlotEstimator:
+        return self
+
+    def _slots(self, run: RunArrays) -> np.ndarray:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, not {self.source!r}")
+        return run.slot_probs if self.source == "exact" else run.first_token
+
+    def predict_proba(self, run: RunArrays) -> np.ndarray:
+        slots = self._slots(run)
+        scored = ~np.all(np.isnan(slots), axis=(1, 2))
+        self.unscored_ = int((~scored).sum())
+        out = np.zeros((len(run), len(run.labels)))
+        if scored.any():
+            out[scored] = self._combine(slots[scored])
+        return np.clip(out, 0.0, 1.0)
+
+    def _combine(self, slots: np.ndarray) -> np.ndarray:  # (items, slots, labels) -> (items, labels)
+        raise NotImplementedError
+
+
+class First(SlotEstimator):
+    name = "first"
+
+    def _combine(self, slots):
+        # the first slot that has numbers (slot 1 for exact; for first-token, slot 1 unless the
+        # answer was empty, whose only slot is a closing one)
+        has = ~np.all(np.isnan(slots), axis=2)
+        first = has.argmax(axis=1)
+        return slots[np.arange(len(slots)), first]
+
+
+class Max(SlotEstimator):
+    name = "max"
+
+    def _combine(self, slots):
+        return np.nanmax(slots, axis=1)
+
+
+class Mean(SlotEstimator):
+    name = "mean"
+
+    def _combine(self, slots):
+        return np.nanmean(slots, axis=1)
+
+
+class NoisyOr(SlotEstimator):
+    name = "noisy-or"
+
+    def _combine(self, slots):
+        return 1.0 - np.nanprod(1.0 - slots, axis=1)
+
+
+class Output:
+    """1 for the labels the model wrote, ``epsilon`` for the others."""
+
+    name = "output"
+
+    def __init__(self, epsilon: float = 1e-3):
+        self.epsilon = epsilon
+
+    def fit(self, run: RunArrays | None = None) -> Output:
+        return self
+
+    def predict_proba(self, run: RunArrays) -> np.ndarray:
+        return np.where(run.generated > 0, 1.0, self.epsilon)
+
+
+ESTIMATORS = {cls.name: cls for cls in (First, Max, Mean, NoisyOr, Output)}
+
+
+def make_estimator(name: str, source: str = "exact"):
+    try:
+        cls = ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
+    if cls is Output:
+        return cls()
+    return cls(source=source)
