@@ -393,6 +393,41 @@ def show_command(run_dir, limit, first_token):
         click.echo(f"  {'entropy':{width}s}{footer}")
 
 
+@cli.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--estimators",
+    default="first,max,mean,noisy-or,output",
+    show_default=True,
+    help="Comma list; NAME@first-token reads the first-token approximation instead of the exact numbers.",
+)
+@click.option("--calibrate-on", type=click.Path(path_type=Path), default=None, help="Run to fit on (another split).")
+@click.option(
+    "--threshold", default="0.5", show_default=True, help="A number, or 'tuned' per label on the calibration run."
+)
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1), help="Bootstrap resamples.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
+def evaluate_command(run_dir, estimators, calibrate_on, threshold, resamples, seed, as_json):
+    """Score estimators against gold (classification) and vote fractions (alignment), with 95%
+    bootstrap intervals over items; also written to RUN_DIR/evaluation.json."""
+    from labeldist.evaluation import evaluate_run, format_table, write_evaluation
+
+    specs = [spec.strip() for spec in estimators.split(",") if spec.strip()]
+    result = evaluate_run(
+        run_dir, specs, calibrate_on=calibrate_on, threshold=threshold, n_resamples=resamples, seed=seed
+    )
+    path = write_evaluation(result, run_dir)
+    if as_json:
+        click.echo(json.dumps(result, default=float))
+        return
+    click.echo(f"{run_dir}: {result['items']} items ({result['items_with_votes']} with votes), threshold {threshold}")
+    click.echo(format_table(result))
+    for note in result["notes"]:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"written to {path}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: known errors become one line on stderr and exit status 2."""
     try:

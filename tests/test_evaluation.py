@@ -1,0 +1,117 @@
+"""`labeldist evaluate` on real runs of a tiny trained model over data with annotator votes."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from tiny_models import get_trained_tiny_llama, synthetic_examples
+
+from labeldist.cli import main
+from labeldist.evaluation import evaluate_run
+from labeldist.runs.arrays import RunArrays
+from labeldist.runs.store import RECORD_SCHEMA
+
+TEMPLATE = """\
+system: ""
+instruction: "Labels: {labels}. {answer_format}"
+demonstration: "Text: {text}\\nLabels: {label}"
+query: "Text: {text}\\nLabels:"
+"""
+KEYS = ("micro_f1", "macro_f1", "jaccard", "mamd", "bce", "brier", "spearman", "ece")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
+    data = root / "data"
+    data.mkdir()
+    rng = random.Random(0)
+    for split, seed in (("train", 21), ("dev", 22)):
+        rows = []
+        for i, example in enumerate(synthetic_examples(n=16, seed=seed)):
+            # three annotators: two agree with the cue words, the third adds or drops a label
+            for annotator in ("a1", "a2", "a3"):
+                labels = set(example.labels)
+                if annotator == "a3":
+                    labels ^= {rng.choice(trained.labels)}
+                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
+                             "labels": ",".join(sorted(labels))})  # fmt: skip
+        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    (root / "template.yaml").write_text(TEMPLATE)
+    labels = "[" + ", ".join(trained.labels) + "]"
+    paths = {}
+    for split in ("train", "dev"):
+        out = root / f"run-{split}"
+        argv = [
+            "run", "--dataset", "table", "--data-dir", str(data), "--split", split,
+            "--option", "label_list_column=labels", "--option", f"labels={labels}",
+            "--option", "annotator_column=annotator", "--model", str(trained.path), "--shots", "0",
+            "--template", str(root / "template.yaml"), "--max-new-tokens", "24", "--no-chat", "--quiet",
+            "--out", str(out),
+        ]  # fmt: skip
+        assert main(argv) == 0
+        paths[split] = out
+    return paths
+
+
+def test_evaluate_table_json_and_reference_rows(runs, capsys):
+    assert main(["evaluate", str(runs["dev"]), "--calibrate-on", str(runs["train"]), "--resamples", "200"]) == 0
+    table = capsys.readouterr().out
+    for name in ("first", "max", "mean", "noisy-or", "output", "oracle", "prior"):
+        assert name in table
+    result = json.loads((runs["dev"] / "evaluation.json").read_text())
+    assert result["items"] == 16 and result["items_with_votes"] == 16
+    for name, row in result["estimators"].items():
+        for key in KEYS:
+            cell = row[key]
+            assert set(cell) >= {"value", "low", "high"}, (name, key)
+            if cell["value"] is not None and not np.isnan(cell["value"]):
+                assert cell["low"] <= cell["value"] + 1e-12 and cell["value"] <= cell["high"] + 1e-12
+    assert result["estimators"]["oracle"]["mamd"]["value"] == 0.0
+    # the prior row is the calibration run's mean vote fractions, a constant
+    dev, train = RunArrays.load(runs["dev"]), RunArrays.load(runs["train"])
+    prior = train.targets.mean(axis=0)
+    expected = np.mean(np.mean(2 * np.abs(prior[None, :] - dev.targets), axis=1))
+    assert result["estimators"]["prior"]["mamd"]["value"] == pytest.approx(expected)
+    # the model's slots carry information: max aligns better than the constant prior
+    assert result["estimators"]["max"]["mamd"]["value"] < result["estimators"]["prior"]["mamd"]["value"]
+
+
+def test_nothing_fitted_sees_the_evaluated_votes(runs, tmp_path):
+    """Rewriting every vote fraction and gold label of the evaluated run changes no fitted number:
+    the tuned thresholds and the prior come from the calibration run only."""
+    import shutil
+
+    copy = tmp_path / "dev-copy"
+    shutil.copytree(runs["dev"], copy)
+    for part in (copy / "records").glob("part-*.parquet"):
+        table = pq.read_table(part, schema=RECORD_SCHEMA).to_pandas()
+        table["vote_fractions"] = [list(np.random.default_rng(1).random(len(v))) for v in table["vote_fractions"]]
+        table["gold"] = [[] for _ in range(len(table))]
+        pq.write_table(pa.Table.from_pandas(table, schema=RECORD_SCHEMA, preserve_index=False), part)
+    kwargs = {"calibrate_on": runs["train"], "threshold": "tuned", "n_resamples": 50}
+    original = evaluate_run(runs["dev"], ["max"], **kwargs)
+    changed = evaluate_run(copy, ["max"], **kwargs)
+    assert original["estimators"]["max"]["thresholds"] == changed["estimators"]["max"]["thresholds"]
+    assert original["estimators"]["prior"]["mamd"]["value"] != changed["estimators"]["prior"]["mamd"]["value"]
+    prior = RunArrays.load(runs["train"]).targets.mean(axis=0)
+    targets = RunArrays.load(copy).targets
+    assert changed["estimators"]["prior"]["brier"]["value"] == pytest.approx(np.mean((prior - targets) ** 2))
+
+
+def test_evaluate_errors(runs, capsys):
+    assert main(["evaluate", str(runs["dev"]), "--threshold", "tuned"]) == 2
+    assert "needs --calibrate-on" in capsys.readouterr().err
+    assert main(["evaluate", str(runs["dev"]), "--calibrate-on", str(runs["dev"])]) == 2
+    assert "shares 16 items" in capsys.readouterr().err
+    assert main(["evaluate", str(runs["dev"]), "--estimators", "median"]) == 2
+    assert "unknown estimator 'median'" in capsys.readouterr().err
+    without = evaluate_run(runs["dev"], ["first@first-token"], n_resamples=20)
+    assert "prior" not in without["estimators"] and any("constant-prior" in n for n in without["notes"])
