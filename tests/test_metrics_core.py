@@ -35,9 +35,9 @@ def random_data():
 
 def test_classification_matches_sklearn(random_data):
     gold, pred, _, _ = random_data
-    assert micro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="micro", zero_division=0))
-    assert macro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
-    np.testing.assert_allclose(per_label_f1(gold, pred), f1_score(gold, pred, average=None, zero_division=0))
+    assert micro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="micro", zero_division=1))
+    assert macro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="macro", zero_division=1))
+    np.testing.assert_allclose(per_label_f1(gold, pred), f1_score(gold, pred, average=None, zero_division=1))
     assert jaccard_per_item(gold, pred).mean() == pytest.approx(
         jaccard_score(gold, pred, average="samples", zero_division=1)
     )
@@ -117,3 +117,9 @@ def test_bootstrap_intervals(random_data):
     assert width(one) < width(small)
     constant = evaluate_probs(np.full((20, 3), 0.5), np.full((20, 3), 0.5), np.zeros((20, 3)), n_resamples=50)
     assert constant["mamd"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_f1_of_a_label_nobody_has_is_one():
+    gold = np.array([[1, 0], [0, 0]], dtype=float)
+    assert macro_f1(gold, gold) == 1.0  # label 2: no gold, nothing predicted
+    assert macro_f1(gold, np.array([[1, 1], [0, 0]], dtype=float)) == pytest.approx(0.5)

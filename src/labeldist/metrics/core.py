@@ -1,7 +1,7 @@
 """Metrics: plain functions on items x labels arrays, and bootstrap intervals over items.
 
-Conventions: F1 of a label with no gold and no predicted positive is 0 (scikit-learn's
-zero_division=0); example-based Jaccard of an item with neither is 1; per-item Spearman is NaN
+Conventions: F1 of a label with no gold and no predicted positive is 1 (scikit-learn's
+zero_division=1); example-based Jaccard of an item with neither is 1; per-item Spearman is NaN
 when predictions or targets are constant over the labels, and such items are left out of its
 mean (counted in spearman_skipped); ECE uses 10 equal-width bins over all (item, label) pairs
 with soft targets. Intervals: percentile bootstrap over items, all metrics on the same resamples
@@ -18,8 +18,9 @@ def binarize(probs: np.ndarray, threshold) -> np.ndarray:
 
 def _f1(tp, fp, fn):
     denominator = 2 * tp + fp + fn
-    # a label with no gold and no predicted positives scores 0 (scikit-learn's zero_division=0)
-    return np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0)
+    # nothing to find and nothing claimed scores 1 (scikit-learn's zero_division=1): otherwise a
+    # label absent from the evaluated items would cap even the oracle's macro F1 below 1
+    return np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 1.0)
 
 
 def per_label_f1(gold, pred):
