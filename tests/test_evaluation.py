@@ -10,19 +10,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tiny_models import get_trained_tiny_llama, synthetic_examples
+from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
 
 from labeldist.cli import main
 from labeldist.evaluation import evaluate_run
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RECORD_SCHEMA
 
-TEMPLATE = """\
-system: ""
-instruction: "Labels: {labels}. {answer_format}"
-demonstration: "Text: {text}\\nLabels: {label}"
-query: "Text: {text}\\nLabels:"
-"""
 KEYS = ("micro_f1", "macro_f1", "jaccard", "mamd", "bce", "brier", "spearman", "ece")
 
 
@@ -44,18 +38,10 @@ def runs(tmp_path_factory):
                 rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
                              "labels": ",".join(sorted(labels))})  # fmt: skip
         pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
-    (root / "template.yaml").write_text(TEMPLATE)
-    labels = "[" + ", ".join(trained.labels) + "]"
     paths = {}
     for split in ("train", "dev"):
         out = root / f"run-{split}"
-        argv = [
-            "run", "--dataset", "table", "--data-dir", str(data), "--split", split,
-            "--option", "label_list_column=labels", "--option", f"labels={labels}",
-            "--option", "annotator_column=annotator", "--model", str(trained.path), "--shots", "0",
-            "--template", str(root / "template.yaml"), "--max-new-tokens", "24", "--no-chat", "--quiet",
-            "--out", str(out),
-        ]  # fmt: skip
+        argv = [*tiny_run_argv(trained, data, split, root), "--option", "annotator_column=annotator", "--out", str(out)]
         assert main(argv) == 0
         paths[split] = out
     return paths

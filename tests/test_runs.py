@@ -14,17 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_models import get_trained_tiny_llama, synthetic_examples
+from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
 
 from labeldist.cli import main
 from labeldist.runs import RunStore
-
-TEMPLATE = """\
-system: ""
-instruction: "Labels: {labels}. {answer_format}"
-demonstration: "Text: {text}\\nLabels: {label}"
-query: "Text: {text}\\nLabels:"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +32,7 @@ def setup(tmp_path_factory):
             for i, ex in enumerate(synthetic_examples(n=n, seed=seed))
         ]
         pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
-    (root / "template.yaml").write_text(TEMPLATE)
-    labels = "[" + ", ".join(trained.labels) + "]"
-    base = [
-        "run", "--dataset", "table", "--data-dir", str(data), "--split", "dev",
-        "--option", "label_list_column=labels", "--option", f"labels={labels}",
-        "--model", str(trained.path), "--shots", "0", "--template", str(root / "template.yaml"),
-        "--max-new-tokens", "24", "--no-chat", "--quiet",
-    ]  # fmt: skip
+    base = tiny_run_argv(trained, data, "dev", root)
     return root, base, trained
 
 

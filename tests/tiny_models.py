@@ -709,3 +709,27 @@ def get_trained_tiny_llama(cache_dir: str | Path, seed: int = 0, steps: int | No
     seconds = time.perf_counter() - start
     done.write_text(f"{seconds:.2f}\n")
     return TrainedModel(folder, SYNTHETIC_LABELS, seconds)
+
+
+# A prompt template in the shape the trained tiny model learned ("Text: ...\nLabels: [...]"),
+# for `labeldist run` tests.
+RUN_TEMPLATE = """\
+system: ""
+instruction: "Labels: {labels}. {answer_format}"
+demonstration: "Text: {text}\\nLabels: {label}"
+query: "Text: {text}\\nLabels:"
+"""
+
+
+def tiny_run_argv(trained: TrainedModel, data_dir: Path, split: str, template_dir: Path) -> list[str]:
+    """`labeldist run` arguments for the trained tiny model over a generic table whose
+    ``labels`` column lists each row's labels (zero-shot, plain prompts)."""
+    template = Path(template_dir) / "template.yaml"
+    template.write_text(RUN_TEMPLATE)
+    labels = "[" + ", ".join(trained.labels) + "]"
+    return [
+        "run", "--dataset", "table", "--data-dir", str(data_dir), "--split", split,
+        "--option", "label_list_column=labels", "--option", f"labels={labels}",
+        "--model", str(trained.path), "--shots", "0", "--template", str(template),
+        "--max-new-tokens", "24", "--no-chat", "--quiet",
+    ]  # fmt: skip

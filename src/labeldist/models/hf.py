@@ -21,7 +21,7 @@ import torch
 from labeldist.models.base import Generation, ModelError, SlotDistribution
 from labeldist.models.resolve import ResolvedModel, resolve_model
 from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
-from labeldist.slots.locate import STOP, SlotPlan, plan_slots
+from labeldist.slots.locate import SlotPlan, plan_slots
 from labeldist.slots.scoring import ContinuationScorer, ItemContext, ScoreRequest, sliding_window
 from labeldist.slots.tokens import TokenTexts, eos_ids
 
@@ -438,5 +438,3 @@ def _answer_closed(fmt: AnswerFormat, answer: str) -> bool:
     stripped = answer.lstrip()
     return "\n" in stripped
 
-
-__all__ = ["HFBackend", "STOP"]
