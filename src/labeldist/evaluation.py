@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.estimators import make_estimator
-from labeldist.metrics import evaluate_probs, tune_thresholds
+from labeldist.metrics import evaluate_many, tune_thresholds
 from labeldist.runs.arrays import RunArrays
 
 METRICS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
@@ -49,24 +49,37 @@ def evaluate_run(
         shared = len(set(calibration.ids) & set(run.ids))
         raise ValueError(f"the calibration run shares {shared} items with the evaluated run")
 
-    rows: dict[str, dict] = {}
+    predictions: dict[str, tuple[np.ndarray, object]] = {}
+    unscored: dict[str, int] = {}
     notes: list[str] = []
     for spec in estimators:
         name, source = parse_estimator(spec)
         estimator = make_estimator(name, source)
         estimator.fit(calibration)
         probs = estimator.predict_proba(run)
-        cut = _threshold(threshold, estimator, calibration)
-        rows[spec] = _scored(probs, run, cut, n_resamples, seed)
-        unscored = getattr(estimator, "unscored_", 0)
-        if unscored:
-            rows[spec]["unscored_items"] = unscored
-    rows["oracle"] = _scored(run.targets, run, 0.5, n_resamples, seed)
+        predictions[spec] = (probs, _threshold(threshold, estimator, calibration))
+        if getattr(estimator, "unscored_", 0):
+            unscored[spec] = estimator.unscored_
+    predictions["oracle"] = (run.targets, 0.5)
     if calibration is not None:
-        prior = np.broadcast_to(calibration.targets.mean(axis=0), run.targets.shape)
-        rows["prior"] = _scored(prior, run, 0.5, n_resamples, seed)
+        predictions["prior"] = (np.broadcast_to(calibration.targets.mean(axis=0), run.targets.shape), 0.5)
     else:
         notes.append("no --calibrate-on run: the constant-prior row needs one and is left out")
+    scored = evaluate_many(
+        [probs for probs, _ in predictions.values()],
+        run.targets,
+        run.gold,
+        [cut for _, cut in predictions.values()],
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    rows: dict[str, dict] = {}
+    for (name, (_, cut)), result in zip(predictions.items(), scored):
+        if isinstance(cut, np.ndarray):
+            result["thresholds"] = cut.tolist()
+        if name in unscored:
+            result["unscored_items"] = unscored[name]
+        rows[name] = result
     with_votes = int(run.votes_available.sum())
     if with_votes < len(run):
         notes.append(
@@ -97,13 +110,6 @@ def _threshold(threshold: str, estimator, calibration: RunArrays | None):
         return float(threshold)
     except ValueError:
         raise ValueError(f"threshold must be a number or 'tuned', not {threshold!r}") from None
-
-
-def _scored(probs, run: RunArrays, threshold, n_resamples: int, seed: int) -> dict:
-    result = evaluate_probs(probs, run.targets, run.gold, threshold=threshold, n_resamples=n_resamples, seed=seed)
-    if isinstance(threshold, np.ndarray):
-        result["thresholds"] = threshold.tolist()
-    return result
 
 
 def write_evaluation(result: dict, run_dir: str | Path) -> Path:

@@ -18,7 +18,7 @@ from labeldist.metrics.alignment import (
     spearman,
     spearman_per_item,
 )
-from labeldist.metrics.bootstrap import bootstrap_interval, bootstrap_metric, evaluate_probs, resample_indices
+from labeldist.metrics.bootstrap import bootstrap_interval, bootstrap_metric, evaluate_many, evaluate_probs, resample_indices
 from labeldist.metrics.classification import (
     THRESHOLD_GRID,
     binarize,
@@ -43,6 +43,7 @@ __all__ = [
     "brier",
     "brier_per_item",
     "ece",
+    "evaluate_many",
     "evaluate_probs",
     "exact_match",
     "exact_match_per_item",

@@ -153,50 +153,123 @@ def evaluate_probs(
     (items whose Spearman is undefined, left out of its mean). Predictions are
     ``probs >= threshold`` (scalar or one threshold per label).
     """
-    probs, targets, gold = _as_matrix("probs", probs), _as_matrix("targets", targets), _as_matrix("gold", gold)
-    if not probs.shape == targets.shape == gold.shape:
-        raise ValueError(f"probs, targets and gold differ in shape: {probs.shape}, {targets.shape}, {gold.shape}")
-    n, n_labels = probs.shape
-    pred = binarize(probs, threshold)
+    return evaluate_many([probs], targets, gold, [threshold], n_resamples, seed, confidence, n_bins)[0]
 
-    means = {
-        "jaccard": _MeanAccumulator(jaccard_per_item(gold, pred)),
-        "exact_match": _MeanAccumulator(exact_match_per_item(gold, pred)),
-        "mamd": _MeanAccumulator(mamd_per_item(probs, targets)),
-        "bce": _MeanAccumulator(bce_per_item(probs, targets)),
-        "brier": _MeanAccumulator(brier_per_item(probs, targets)),
-        "spearman": _MeanAccumulator(spearman_per_item(probs, targets)),
-    }
-    # sums over items: per-label tp, fp, fn; per-bin count and sums of p and t (items x bins)
-    tp, fp, fn = gold * pred, (1 - gold) * pred, gold * (1 - pred)
-    bins = ece_bins(probs, n_bins)
-    cell = (np.arange(n)[:, None] * n_bins + bins).ravel()
-    bin_stats = [
-        np.bincount(cell, weights=w, minlength=n * n_bins).reshape(n, n_bins) for w in (None, probs.ravel(), targets.ravel())
-    ]
-    micro, macro, eces = [], [], []
-    for counts in _count_blocks(n, n_resamples, seed):
-        for acc in means.values():
-            acc.add(counts)
-        rtp, rfp, rfn = counts @ tp, counts @ fp, counts @ fn  # rows x labels
-        micro.append(f1_from_counts(rtp.sum(1), rfp.sum(1), rfn.sum(1)))
-        macro.append(f1_from_counts(rtp, rfp, rfn).mean(1))
-        count, sum_p, sum_t = (counts @ s for s in bin_stats)  # rows x bins
-        eces.append(np.abs(sum_p - sum_t).sum(1) / count.sum(1))
 
-    def interval(value: float, stats: list) -> dict:
-        low, high = _percentiles(np.concatenate(stats) if stats else np.zeros(0), confidence)
-        return {"value": value, "low": low, "high": high}
+_MEAN_METRICS = ("jaccard", "exact_match", "mamd", "bce", "brier", "spearman")
 
-    empty = n == 0
-    out = {
-        "micro_f1": interval(float("nan") if empty else micro_f1(gold, pred), micro),
-        "macro_f1": interval(float("nan") if empty else macro_f1(gold, pred), macro),
-    }
-    for key, acc in means.items():
-        value, low, high = acc.result(confidence)
-        out[key] = {"value": value, "low": low, "high": high}
-    out["ece"] = interval(ece(probs, targets, n_bins), eces)
-    out["per_label_f1"] = per_label_f1(gold, pred).tolist() if not empty else [float("nan")] * n_labels
-    out["spearman_skipped"] = int(np.isnan(spearman_per_item(probs, targets)).sum())
-    return out
+
+class _Row:
+    """One predictor's per-item sufficient statistics: the columns its resampled metrics need.
+
+    Columns: for each mean metric, the centred per-item value (0 where NaN) and a finite
+    indicator (the resampled NaN-aware mean is anchor + counts@centred / counts@finite); per-label
+    true and false positives (false negatives are gold minus true positives); per-bin count and
+    sums of p and t for ECE. Every column is a sum over items, so one matrix product with the
+    resample counts gives all resamples at once."""
+
+    def __init__(self, probs, targets, gold, threshold, n_bins: int):
+        n, self.n_labels = probs.shape
+        self.n_bins = n_bins
+        pred = binarize(probs, threshold)
+        spearman = spearman_per_item(probs, targets)
+        per_item = {
+            "jaccard": jaccard_per_item(gold, pred),
+            "exact_match": exact_match_per_item(gold, pred),
+            "mamd": mamd_per_item(probs, targets),
+            "bce": bce_per_item(probs, targets),
+            "brier": brier_per_item(probs, targets),
+            "spearman": spearman,
+        }
+        columns, self.anchors, self.values = [], [], {}
+        for key in _MEAN_METRICS:
+            values = np.asarray(per_item[key], dtype=float)
+            finite = np.isfinite(values)
+            # centred on one observed value: constant values give exactly that value in every resample
+            anchor = float(values[finite][0]) if finite.any() else float("nan")
+            centred = np.where(finite, values - (anchor if finite.any() else 0.0), 0.0)
+            self.anchors.append(anchor)
+            self.values[key] = anchor + float(centred[finite].mean()) if finite.any() else float("nan")
+            columns += [centred[:, None], finite[:, None].astype(float)]
+        columns += [gold * pred, (1 - gold) * pred]
+        bins = ece_bins(probs, n_bins)
+        cell = (np.arange(n)[:, None] * n_bins + bins).ravel()
+        for weights in (None, probs.ravel(), targets.ravel()):
+            columns.append(np.bincount(cell, weights=weights, minlength=n * n_bins).reshape(n, n_bins))
+        self.matrix = np.hstack(columns)
+        self.width = self.matrix.shape[1]
+        empty = n == 0
+        self.point = {
+            "micro_f1": float("nan") if empty else micro_f1(gold, pred),
+            "macro_f1": float("nan") if empty else macro_f1(gold, pred),
+            "ece": ece(probs, targets, n_bins),
+        }
+        self.per_label_f1 = per_label_f1(gold, pred).tolist() if not empty else [float("nan")] * self.n_labels
+        self.spearman_skipped = int(np.isnan(spearman).sum())
+        self.stats: dict[str, list[np.ndarray]] = {key: [] for key in (*_MEAN_METRICS, "micro_f1", "macro_f1", "ece")}
+
+    def add(self, sums: np.ndarray, gold_sums: np.ndarray) -> None:
+        """``sums``: resamples x this row's columns (counts @ matrix); ``gold_sums``: resamples x labels."""
+        k, b = self.n_labels, self.n_bins
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for i, key in enumerate(_MEAN_METRICS):
+                self.stats[key].append(self.anchors[i] + sums[:, 2 * i] / sums[:, 2 * i + 1])
+            at = 2 * len(_MEAN_METRICS)
+            tp, fp = sums[:, at : at + k], sums[:, at + k : at + 2 * k]
+            fn = gold_sums - tp
+            self.stats["micro_f1"].append(f1_from_counts(tp.sum(1), fp.sum(1), fn.sum(1)))
+            self.stats["macro_f1"].append(f1_from_counts(tp, fp, fn).mean(1))
+            at += 2 * k
+            count, sum_p, sum_t = sums[:, at : at + b], sums[:, at + b : at + 2 * b], sums[:, at + 2 * b : at + 3 * b]
+            self.stats["ece"].append(np.abs(sum_p - sum_t).sum(1) / count.sum(1))
+
+    def result(self, confidence: float) -> dict:
+        def interval(value: float, stats: list) -> dict:
+            low, high = _percentiles(np.concatenate(stats) if stats else np.zeros(0), confidence)
+            return {"value": value, "low": low, "high": high}
+
+        out = {key: interval(self.point[key], self.stats[key]) for key in ("micro_f1", "macro_f1")}
+        for key in _MEAN_METRICS:
+            out[key] = interval(self.values[key], self.stats[key])
+        out["ece"] = interval(self.point["ece"], self.stats["ece"])
+        out["per_label_f1"] = self.per_label_f1
+        out["spearman_skipped"] = self.spearman_skipped
+        return out
+
+
+def evaluate_many(
+    probs_list: Sequence,
+    targets,
+    gold,
+    thresholds: Sequence,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    n_bins: int = 10,
+) -> list[dict]:
+    """``evaluate_probs`` for several predictors of the same items in one pass over the resamples.
+
+    Each resample block's draw counts are made once and multiplied with every predictor's
+    sufficient statistics at once (one matrix product), so a table of many estimators costs
+    little more than one row.
+    """
+    targets, gold = _as_matrix("targets", targets), _as_matrix("gold", gold)
+    if targets.shape != gold.shape:
+        raise ValueError(f"targets and gold differ in shape: {targets.shape}, {gold.shape}")
+    if len(probs_list) != len(thresholds):
+        raise ValueError(f"{len(probs_list)} predictors but {len(thresholds)} thresholds")
+    rows = []
+    for i, (probs, threshold) in enumerate(zip(probs_list, thresholds)):
+        probs = _as_matrix("probs", probs)
+        if probs.shape != gold.shape:
+            raise ValueError(f"probs, targets and gold differ in shape: {probs.shape}, {targets.shape}, {gold.shape}")
+        rows.append(_Row(probs, targets, gold, threshold, n_bins))
+    if not rows:
+        return []
+    matrix = np.hstack([gold] + [row.matrix for row in rows])
+    edges = np.cumsum([gold.shape[1]] + [row.width for row in rows])
+    for counts in _count_blocks(len(gold), n_resamples, seed):
+        sums = counts @ matrix
+        for row, start, stop in zip(rows, edges[:-1], edges[1:]):
+            row.add(sums[:, start:stop], sums[:, : gold.shape[1]])
+    return [row.result(confidence) for row in rows]

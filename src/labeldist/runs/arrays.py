@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from labeldist.data.schema import DataError
 
 from labeldist.runs.store import RunStore
 
@@ -38,41 +42,66 @@ class RunArrays:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunArrays:
+        """Read a run's records column-wise with Arrow (no Python loop over items or slots)."""
         store = RunStore(run_dir)
         labels = tuple(store.read_manifest()["labels"])
-        records = store.read()
-        n, k = len(records), len(labels)
-        width = max([len(s) for s in records["slots"]], default=0) or 1
+        table = store.read_table(COLUMNS)
+        n, k = table.num_rows, len(labels)
+
+        slots = table.column("slots").combine_chunks()
+        n_slots = _list_lengths(slots)
+        width = int(n_slots.max(initial=0)) or 1
+        # every slot as (item, position): flattened slots are item-major, in slot order
+        item_of_slot = np.repeat(np.arange(n), n_slots)
+        position = np.arange(len(item_of_slot)) - np.repeat(np.cumsum(n_slots) - n_slots, n_slots)
+        flat = slots.flatten()
         slot_probs = np.full((n, width, k), np.nan)
         first_token = np.full((n, width, k), np.nan)
         stop = np.full((n, width), np.nan)
-        n_slots = np.zeros(n, dtype=int)
-        generated = np.zeros((n, k))
-        gold = np.zeros((n, k))
-        index = {label: i for i, label in enumerate(labels)}
-        for row, record in enumerate(records.itertuples(index=False)):
-            slots = record.slots
-            n_slots[row] = len(slots)
-            for s, slot in enumerate(slots):
-                slot_probs[row, s] = slot["label_probs"]
-                first_token[row, s] = slot["first_token_probs"]
-                stop[row, s] = slot["stop_prob"]
-            for label in record.labels:
-                generated[row, index[label]] = 1.0
-            for label in record.gold:
-                gold[row, index[label]] = 1.0
-        targets = np.array([np.asarray(v, dtype=float) for v in records["vote_fractions"]]).reshape(n, k)
+        slot_probs[item_of_slot, position] = _vectors(flat.field("label_probs"), k, str(run_dir), "label_probs")
+        first_token[item_of_slot, position] = _vectors(flat.field("first_token_probs"), k, str(run_dir), "first_token_probs")
+        stop[item_of_slot, position] = flat.field("stop_prob").to_numpy(zero_copy_only=False)
+
+        targets = _vectors(table.column("vote_fractions").combine_chunks(), k, str(run_dir), "vote_fractions")
         return cls(
             path=str(run_dir),
-            ids=list(records["id"]),
+            ids=table.column("id").to_pylist(),
             labels=labels,
             slot_probs=slot_probs,
             first_token=first_token,
             stop=stop,
             n_slots=n_slots,
-            generated=generated,
-            gold=gold,
-            targets=targets,
-            votes_available=records["votes_available"].to_numpy(dtype=bool),
-            parsed=records["parsed"].to_numpy(dtype=bool),
+            generated=_indicators(table.column("labels").combine_chunks(), labels),
+            gold=_indicators(table.column("gold").combine_chunks(), labels),
+            targets=targets.reshape(n, k),
+            votes_available=table.column("votes_available").to_numpy().astype(bool),
+            parsed=table.column("parsed").to_numpy().astype(bool),
         )
+
+
+COLUMNS = ("id", "parsed", "labels", "gold", "vote_fractions", "votes_available", "slots")
+
+
+def _list_lengths(array: pa.ListArray) -> np.ndarray:
+    return pc.fill_null(pc.list_value_length(array), 0).to_numpy().astype(int)
+
+
+def _vectors(array: pa.ListArray, k: int, where: str, field: str) -> np.ndarray:
+    """A list<double> column whose every entry has ``k`` values, as a (rows, k) array."""
+    lengths = _list_lengths(array)
+    if len(lengths) and (lengths != k).any():
+        row = int(np.flatnonzero(lengths != k)[0])
+        raise DataError(where, f"record {row}", f"{field} has {lengths[row]} values for {k} labels")
+    values = pc.fill_null(array.flatten(), np.nan).to_numpy(zero_copy_only=False)
+    return values.reshape(len(lengths), k)
+
+
+def _indicators(array: pa.ListArray, labels: tuple[str, ...]) -> np.ndarray:
+    """A list<string> column of label names as items x labels 0/1 (names outside ``labels`` ignored)."""
+    out = np.zeros((len(array), len(labels)))
+    lengths = _list_lengths(array)
+    rows = np.repeat(np.arange(len(array)), lengths)
+    column = pc.index_in(array.flatten(), value_set=pa.array(labels, pa.string())).to_numpy(zero_copy_only=False)
+    known = ~np.isnan(column.astype(float))
+    out[rows[known], column[known].astype(int)] = 1.0
+    return out

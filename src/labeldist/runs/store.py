@@ -154,10 +154,15 @@ class RunStore:
 
     def read(self) -> pd.DataFrame:
         """All records, in the order they were written."""
+        return self.read_table().to_pandas()
+
+    def read_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """All records (only ``columns`` if given) as one Arrow table, in the order written."""
+        schema = RECORD_SCHEMA if columns is None else pa.schema([RECORD_SCHEMA.field(c) for c in columns])
         parts = self.parts()
         if not parts:
-            return pd.DataFrame({name: [] for name in RECORD_SCHEMA.names})
-        return pa.concat_tables([pq.read_table(p, schema=RECORD_SCHEMA) for p in parts]).to_pandas()
+            return schema.empty_table()
+        return pa.concat_tables([pq.read_table(p, columns=schema.names, schema=RECORD_SCHEMA) for p in parts])
 
     def read_hidden(self) -> tuple[list[str], np.ndarray]:
         """Ids and first-slot hidden states (items x layers x hidden) of recorded items."""
