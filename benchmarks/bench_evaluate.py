@@ -172,10 +172,14 @@ def main() -> None:
             "target_seconds": 10,
             "meets_target": labeldist_seconds < 10,
         }
-        print(f"(a) labeldist evaluate: {labeldist_seconds:.2f} s for {args.items} items x {args.labels} labels, "
-              f"{rows} rows x {args.resamples} resamples")
-        print(f"(b) baseline: load {load_seconds:.2f} s + {per_resample:.3f} s per resample and row "
-              f"-> {baseline_seconds:.0f} s estimated")
+        print(
+            f"(a) labeldist evaluate: {labeldist_seconds:.2f} s for {args.items} items x {args.labels} labels, "
+            f"{rows} rows x {args.resamples} resamples"
+        )
+        print(
+            f"(b) baseline: load {load_seconds:.2f} s + {per_resample:.3f} s per resample and row "
+            f"-> {baseline_seconds:.0f} s estimated"
+        )
         print(f"speed-up (b)/(a): {figures['speedup']}x; under 10 s: {figures['meets_target']}")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2) + "\n")

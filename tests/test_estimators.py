@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from labeldist.estimators import First, Max, Mean, NoisyOr, Output, make_estimator
+from labeldist.estimators import First, Max, Mean, NoisyOr, Output, Platt, make_estimator, parse_estimator, split_specs
 from labeldist.runs.arrays import RunArrays
 
 NAN = np.nan
@@ -66,3 +66,91 @@ def test_output_and_orderings():
         make_estimator("median")
     with pytest.raises(ValueError, match="source must be"):
         Max(source="logits").predict_proba(run)
+
+
+def synthetic_calibration(n=4000, k=3, slope=1.7, intercept=-0.4, seed=0, hard=False) -> RunArrays:
+    """One-slot runs whose vote fractions follow sigmoid(slope * (log p - log p_stop) + intercept)."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(k + 1), size=n)
+    labels_p, stop = probs[:, :k] * 0.9, probs[:, k] * 0.9 + 0.1
+    x = np.log(labels_p) - np.log(stop)[:, None]
+    fractions = 1 / (1 + np.exp(-(slope * x + intercept)))
+    targets = (rng.random((n, k)) < fractions).astype(float) if hard else fractions
+    return RunArrays(
+        path=f"synthetic{seed}", ids=[f"s{seed}-{i}" for i in range(n)], labels=tuple("xyz"[:k]),
+        slot_probs=labels_p[:, None, :], first_token=labels_p[:, None, :], stop=stop[:, None],
+        n_slots=np.ones(n, int), generated=np.zeros((n, k)), gold=(targets >= 0.5).astype(float), targets=targets,
+        votes_available=np.ones(n, bool), parsed=np.ones(n, bool),
+    )  # fmt: skip
+
+
+def test_platt_recovers_a_known_sigmoid_from_soft_targets():
+    run = synthetic_calibration()
+    shared = Platt(scope="shared").fit(run)
+    np.testing.assert_allclose(shared.slope_, 1.7, atol=1e-4)
+    np.testing.assert_allclose(shared.intercept_, -0.4, atol=1e-4)
+    per_label = Platt().fit(run)
+    np.testing.assert_allclose(per_label.slope_, 1.7, atol=1e-3)
+    # predictions on other items follow the same sigmoid
+    other = synthetic_calibration(n=50, seed=3)
+    np.testing.assert_allclose(per_label.predict_proba(other), other.targets, atol=1e-3)
+
+
+def test_platt_matches_scikit_learn_logistic_regression_on_hard_targets():
+    from sklearn.linear_model import LogisticRegression
+
+    run = synthetic_calibration(n=3000, k=1, hard=True, seed=5)
+    ours = Platt(scope="shared").fit(run)
+    x = Platt().features(run).ravel()[:, None]
+    reference = LogisticRegression(C=1e6, tol=1e-10, max_iter=10_000).fit(x, run.targets.ravel())
+    assert ours.slope_[0] == pytest.approx(reference.coef_[0, 0], rel=2e-3)
+    assert ours.intercept_[0] == pytest.approx(reference.intercept_[0], abs=2e-3)
+
+
+def test_platt_per_label_falls_back_on_the_shared_fit_for_a_rare_label():
+    run = synthetic_calibration(n=2000, k=3, seed=2)
+    run.targets[:, 2] = 0.0
+    run.targets[:3, 2] = 1.0  # three positives only
+    fitted = Platt(ridge=200.0).fit(run)
+    loose = Platt(ridge=0.0).fit(run)
+    shared = Platt(scope="shared").fit(run)
+    # with the ridge the rare label stays nearer the shared slope than without it
+    assert abs(fitted.slope_[2] - shared.slope_[0]) < abs(loose.slope_[2] - shared.slope_[0])
+    assert np.isfinite(loose.slope_).all()
+
+
+def test_platt_features_and_errors():
+    run = run_arrays()
+    # item a: max = [0.6, 0.5, 0.3], stop at slot 1 = 0.1
+    x = Platt().features(run)
+    np.testing.assert_allclose(x[0], np.log([0.6, 0.5, 0.3]) - np.log(0.1))
+    np.testing.assert_allclose(Platt(feature="logit").features(run)[0], np.log([0.6 / 0.4, 1.0, 0.3 / 0.7]))
+    # the unparsed item (no slots) has p = 0 and stop taken as 1: a very negative feature, finite
+    assert np.isfinite(x[2]).all() and (x[2] < -20).all()
+    with pytest.raises(ValueError, match="calibration run"):
+        Platt().fit(None)
+    with pytest.raises(ValueError, match="not fitted"):
+        Platt().predict_proba(run)
+    with pytest.raises(ValueError, match="needs exact probabilities"):
+        Platt(feature="stop", source="first-token").features(run)
+    with pytest.raises(ValueError, match="feature must be"):
+        Platt(feature="rank").features(run)
+    with pytest.raises(ValueError, match="base"):
+        Platt(base="output").features(run)
+
+
+def test_estimator_specs():
+    assert parse_estimator("max") == ("max", {}, "exact")
+    assert parse_estimator("max@first-token") == ("max", {}, "first-token")
+    assert parse_estimator("platt[base=first, ridge=3]@first-token") == ("platt", {"base": "first", "ridge": 3.0}, "first-token")
+    assert split_specs("first,platt[base=first,scope=shared]@first-token, max") == [
+        "first", "platt[base=first,scope=shared]@first-token", "max"]  # fmt: skip
+    assert make_estimator("platt-shared").scope == "shared"
+    assert make_estimator("platt", "first-token", base="mean").base == "mean"
+    for bad, message in (("max@logits", "source must be"), ("platt[base]", "key=value"), ("max[", "NAME")):
+        with pytest.raises(ValueError, match=message):
+            parse_estimator(bad)
+    with pytest.raises(ValueError, match="'max'"):
+        make_estimator("max", colour="red")
+    with pytest.raises(ValueError, match="no first-token"):
+        make_estimator("output", "first-token")

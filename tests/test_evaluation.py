@@ -83,9 +83,13 @@ def test_nothing_fitted_sees_the_evaluated_votes(runs, tmp_path):
         table["gold"] = [[] for _ in range(len(table))]
         pq.write_table(pa.Table.from_pandas(table, schema=RECORD_SCHEMA, preserve_index=False), part)
     kwargs = {"calibrate_on": runs["train"], "threshold": "tuned", "n_resamples": 50}
-    original = evaluate_run(runs["dev"], ["max"], **kwargs)
-    changed = evaluate_run(copy, ["max"], **kwargs)
+    original = evaluate_run(runs["dev"], ["max", "platt"], **kwargs)
+    changed = evaluate_run(copy, ["max", "platt"], **kwargs)
     assert original["estimators"]["max"]["thresholds"] == changed["estimators"]["max"]["thresholds"]
+    # Platt's sigmoids and thresholds are fitted on the calibration run alone
+    assert original["estimators"]["platt"]["fitted"] == changed["estimators"]["platt"]["fitted"]
+    assert original["estimators"]["platt"]["thresholds"] == changed["estimators"]["platt"]["thresholds"]
+    assert original["estimators"]["platt"]["fitted"]["calibration_items"] == 16
     assert original["estimators"]["prior"]["mamd"]["value"] != changed["estimators"]["prior"]["mamd"]["value"]
     prior = RunArrays.load(runs["train"]).targets.mean(axis=0)
     targets = RunArrays.load(copy).targets
@@ -101,3 +105,40 @@ def test_evaluate_errors(runs, capsys):
     assert "unknown estimator 'median'" in capsys.readouterr().err
     without = evaluate_run(runs["dev"], ["first@first-token"], n_resamples=20)
     assert "prior" not in without["estimators"] and any("constant-prior" in n for n in without["notes"])
+
+
+def test_platt_rows_and_compare(runs, capsys):
+    spec = "platt[base=first,feature=logit,scope=shared]@first-token"
+    argv = ["evaluate", str(runs["dev"]), "--calibrate-on", str(runs["train"]), "--resamples", "100",
+            "--estimators", f"max,platt,platt-shared,{spec}"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((runs["dev"] / "evaluation.json").read_text())
+    rows = result["estimators"]
+    assert list(rows) == ["max", "platt", "platt-shared", spec, "oracle", "prior"]
+    assert rows["platt"]["fitted"]["scope"] == "label" and rows["platt"]["fitted"]["feature"] == "stop"
+    assert len(set(rows["platt-shared"]["fitted"]["slope"])) == 1
+    assert rows[spec]["fitted"]["base"] == "first" and rows[spec]["fitted"]["feature"] == "logit"
+    for row in rows.values():
+        assert set(row) >= set(KEYS)
+    assert main(["evaluate", str(runs["train"]), "--resamples", "50", "--estimators", "max,first"]) == 0
+    capsys.readouterr()
+
+    assert main(["compare", str(runs["dev"]), str(runs["train"]), "--estimators", "max,platt,oracle", "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| model | dataset | estimator | micro_f1")
+    body = [line for line in table[2:] if line.startswith("|")]
+    assert len(body) == 3 + 2  # dev: max, platt, oracle; train: max, oracle
+    assert sum("platt" in line for line in body) == 1
+    assert main(["compare", str(runs["dev"]), "--json"]) == 0
+    rows_json = json.loads(capsys.readouterr().out)
+    assert [r["estimator"] for r in rows_json] == list(rows)
+    assert rows_json[1]["mamd"] == rows["platt"]["mamd"]
+
+
+def test_compare_errors(runs, tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["evaluate", str(runs["dev"]), "--estimators", "platt"]) == 2
+    assert "calibration run" in capsys.readouterr().err
+    assert main(["compare", str(runs["dev"]), "--metrics", "mamd,auc"]) == 2
+    assert "auc" in capsys.readouterr().err

@@ -242,8 +242,9 @@ def test_a_table_of_predictors_equals_each_predictor_alone(data):
         alone = evaluate_probs(p, targets, gold, threshold=cut, n_resamples=150, seed=4)
         assert row.keys() == alone.keys()
         for key, value in alone.items():
-            np.testing.assert_allclose(row[key] if not isinstance(value, dict) else list(row[key].values()),
-                                       value if not isinstance(value, dict) else list(value.values()), rtol=1e-12, atol=1e-14, err_msg=key)
+            got = list(row[key].values()) if isinstance(value, dict) else row[key]
+            want = list(value.values()) if isinstance(value, dict) else value
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=key)
 
 
 def test_interval_shrinks_with_more_items():

@@ -15,18 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from labeldist.estimators import make_estimator
+from labeldist.data.schema import DataError
+from labeldist.estimators import make_estimator, parse_estimator
 from labeldist.metrics import evaluate_many, tune_thresholds
 from labeldist.runs.arrays import RunArrays
 
 METRICS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
 DEFAULT_ESTIMATORS = ("first", "max", "mean", "noisy-or", "output")
-
-
-def parse_estimator(spec: str) -> tuple[str, str]:
-    """``max`` -> (max, exact); ``max@first-token`` -> (max, first-token)."""
-    name, _, source = spec.partition("@")
-    return name.strip(), (source.strip() or "exact")
 
 
 def evaluate_run(
@@ -51,11 +46,14 @@ def evaluate_run(
 
     predictions: dict[str, tuple[np.ndarray, object]] = {}
     unscored: dict[str, int] = {}
+    fitted: dict[str, dict] = {}
     notes: list[str] = []
     for spec in estimators:
-        name, source = parse_estimator(spec)
-        estimator = make_estimator(name, source)
+        name, params, source = parse_estimator(spec)
+        estimator = make_estimator(name, source, **params)
         estimator.fit(calibration)
+        if hasattr(estimator, "fitted"):
+            fitted[spec] = estimator.fitted()
         probs = estimator.predict_proba(run)
         predictions[spec] = (probs, _threshold(threshold, estimator, calibration))
         if getattr(estimator, "unscored_", 0):
@@ -79,6 +77,8 @@ def evaluate_run(
             result["thresholds"] = cut.tolist()
         if name in unscored:
             result["unscored_items"] = unscored[name]
+        if name in fitted:
+            result["fitted"] = fitted[name]
         rows[name] = result
     with_votes = int(run.votes_available.sum())
     if with_votes < len(run):
@@ -118,19 +118,73 @@ def write_evaluation(result: dict, run_dir: str | Path) -> Path:
     return path
 
 
-def format_table(result: dict, metrics: Sequence[str] = METRICS) -> str:
+def format_table(result: dict, metrics: Sequence[str] = METRICS, style: str = "text") -> str:
     """Rows: estimators (then the reference rows); columns: metrics as value [low, high]."""
-    rows = result["estimators"]
-    name_width = max(len(name) for name in rows) + 2
-    cell = 22
-    lines = ["".ljust(name_width) + "".join(m.rjust(cell) for m in metrics)]
-    for name, row in rows.items():
-        cells = []
-        for metric in metrics:
-            value = row.get(metric)
-            if value is None or value.get("value") is None or np.isnan(value["value"]):
-                cells.append("n/a".rjust(cell))
-            else:
-                cells.append(f"{value['value']:.3f} [{value['low']:.3f},{value['high']:.3f}]".rjust(cell))
-        lines.append(name.ljust(name_width) + "".join(cells))
+    rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
+    return format_rows(rows, ("estimator",), metrics, style)
+
+
+def format_rows(rows: Sequence[dict], keys: Sequence[str], metrics: Sequence[str] = METRICS, style: str = "text") -> str:
+    """A table of rows: ``keys`` columns as text, ``metrics`` as value [low, high].
+
+    ``style``: "text" (aligned columns for a terminal) or "markdown" (a pipe table)."""
+    if style not in ("text", "markdown"):
+        raise ValueError(f"table style must be text or markdown, not {style!r}")
+    header = [*keys, *metrics]
+    body = [[str(row.get(key, "")) for key in keys] + [_cell(row.get(metric)) for metric in metrics] for row in rows]
+    if style == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(str(c)) for c in column) + 2 for column in zip(header, *body)]
+    lines = []
+    for cells in [header, *body]:
+        text = [c.ljust(w) for c, w in zip(cells[: len(keys)], widths)] + [
+            c.rjust(w) for c, w in zip(cells[len(keys) :], widths[len(keys) :])
+        ]
+        lines.append("".join(text).rstrip())
     return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if not isinstance(value, dict) or value.get("value") is None or np.isnan(value["value"]):
+        return "n/a"
+    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+
+
+def compare_runs(run_dirs: Sequence[str | Path], estimators: Sequence[str] | None = None) -> list[dict]:
+    """One row per (run, estimator) from each run's evaluation.json, with the run's model, dataset
+    and split. ``estimators`` keeps only those rows (the reference rows oracle and prior too if
+    named)."""
+    from labeldist.runs.store import RunStore
+
+    rows = []
+    for run_dir in run_dirs:
+        store = RunStore(run_dir)
+        manifest = store.read_manifest()
+        path = Path(run_dir) / "evaluation.json"
+        if not path.exists():
+            raise DataError(str(run_dir), None, f"has no evaluation.json: run `labeldist evaluate {run_dir}` first")
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DataError(str(path), err.lineno, f"invalid JSON: {err.msg}") from None
+        config = manifest.get("config", {})
+        dataset = manifest.get("dataset", {})
+        for name, row in result.get("estimators", {}).items():
+            if estimators is not None and name not in estimators:
+                continue
+            rows.append(
+                {
+                    "run": Path(run_dir).name,
+                    "model": config.get("model", manifest.get("model", "")),
+                    "dataset": "/".join(
+                        (str(dataset.get("name", config.get("dataset", ""))), str(dataset.get("split", config.get("split", ""))))
+                    ),
+                    "items": result.get("items"),
+                    "calibration": Path(result["calibration_run"]).name if result.get("calibration_run") else "",
+                    "estimator": name,
+                    **{metric: row.get(metric) for metric in METRICS},
+                }
+            )
+    return rows

@@ -100,14 +100,4 @@ class Output:
         return np.where(run.generated > 0, 1.0, self.epsilon)
 
 
-ESTIMATORS = {cls.name: cls for cls in (First, Max, Mean, NoisyOr, Output)}
-
-
-def make_estimator(name: str, source: str = "exact"):
-    try:
-        cls = ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
-    if cls is Output:
-        return cls()
-    return cls(source=source)
+SLOT_ESTIMATORS = {cls.name: cls for cls in (First, Max, Mean, NoisyOr)}

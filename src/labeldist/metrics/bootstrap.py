@@ -259,7 +259,7 @@ def evaluate_many(
     if len(probs_list) != len(thresholds):
         raise ValueError(f"{len(probs_list)} predictors but {len(thresholds)} thresholds")
     rows = []
-    for i, (probs, threshold) in enumerate(zip(probs_list, thresholds)):
+    for probs, threshold in zip(probs_list, thresholds):
         probs = _as_matrix("probs", probs)
         if probs.shape != gold.shape:
             raise ValueError(f"probs, targets and gold differ in shape: {probs.shape}, {targets.shape}, {gold.shape}")

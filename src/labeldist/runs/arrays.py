@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from labeldist.data.schema import DataError
-
 from labeldist.runs.store import RunStore
 
 

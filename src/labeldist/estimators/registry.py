@@ -1,0 +1,71 @@
+"""Estimator specs: how a name on the command line becomes an estimator.
+
+A spec is ``NAME[key=value,...]@SOURCE``, every part but the name optional:
+
+- ``max``                         the exact per-slot probabilities, maximum over slots
+- ``max@first-token``             the same from the original first-token approximation
+- ``platt``                       Platt scaling of ``max``, per label, on log p - log p_stop
+- ``platt-shared``                the same with one sigmoid for all labels
+- ``platt[base=first,feature=logit]@first-token``   any of Platt's settings
+"""
+
+from __future__ import annotations
+
+import re
+
+from labeldist.estimators.platt import Platt
+from labeldist.estimators.slots import SLOT_ESTIMATORS, SOURCES, Output
+
+ESTIMATORS = {
+    **{name: cls for name, cls in SLOT_ESTIMATORS.items()},
+    "output": Output,
+    "platt": Platt,
+    "platt-shared": Platt,
+}
+SPEC = re.compile(r"^\s*(?P<name>[\w-]+)\s*(?:\[(?P<params>[^\]]*)\])?\s*(?:@\s*(?P<source>[\w-]+))?\s*$")
+
+
+def parse_estimator(spec: str) -> tuple[str, dict[str, object], str]:
+    """``platt[base=first]@first-token`` -> ("platt", {"base": "first"}, "first-token")."""
+    match = SPEC.match(spec)
+    if not match:
+        raise ValueError(f"estimator {spec!r} is not NAME[key=value,...]@SOURCE")
+    params: dict[str, object] = {}
+    for pair in filter(None, (p.strip() for p in (match["params"] or "").split(","))):
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"estimator {spec!r}: setting {pair!r} is not key=value")
+        params[key.strip()] = _number_or_text(value.strip())
+    source = match["source"] or "exact"
+    if source not in SOURCES:
+        raise ValueError(f"estimator {spec!r}: source must be one of {', '.join(SOURCES)}, not {source!r}")
+    return match["name"], params, source
+
+
+def split_specs(text: str) -> list[str]:
+    """A comma-separated list of specs; commas inside [...] belong to a spec."""
+    return [s.strip() for s in re.split(r",(?![^\[]*\])", text) if s.strip()]
+
+
+def make_estimator(name: str, source: str = "exact", **params):
+    try:
+        cls = ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
+    if name == "platt-shared":
+        params.setdefault("scope", "shared")
+    if cls is Output:
+        if source != "exact":
+            raise ValueError("output reads the generated answer; it has no first-token variant")
+        return cls(**params)
+    try:
+        return cls(source=source, **params)
+    except TypeError as err:
+        raise ValueError(f"estimator {name!r}: {err}") from None
+
+
+def _number_or_text(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
