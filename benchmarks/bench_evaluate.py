@@ -31,7 +31,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import f1_score, jaccard_score
 
-from labeldist.evaluation import DEFAULT_ESTIMATORS, evaluate_run
+from labeldist.evaluation import evaluate_run
 from labeldist.runs.store import RunStore
 
 
@@ -152,7 +152,7 @@ def main() -> None:
         print(f"synthetic runs written in {time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()
-        result = evaluate_run(run, DEFAULT_ESTIMATORS, calibrate_on=calibration, n_resamples=args.resamples)
+        result = evaluate_run(run, None, calibrate_on=calibration, n_resamples=args.resamples)
         labeldist_seconds = time.perf_counter() - started
         rows = len(result["estimators"])
 

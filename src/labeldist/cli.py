@@ -173,7 +173,8 @@ def prompt_options(function):
             "--template",
             default=None,
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="YAML template with system, instruction, demonstration and query.",
+            help="YAML template with system, instruction, demonstration and query (--method unary/pairwise: any of "
+            "system, instruction, query, candidate, answers, answer_lead, none_label; see docs).",
         ),
     ]
     for decorator in reversed(decorators):
@@ -300,12 +301,20 @@ def _load_config_file(ctx, param, value):
 )
 @click.option("--save-hidden", is_flag=True, help="Also store hidden states (all layers) at the first label slot.")
 @click.option(
+    "--method",
+    default="generate",
+    show_default=True,
+    type=click.Choice(["generate", "unary", "pairwise"]),
+    help="generate: answers with per-slot label distributions; unary: 'is this label reasonable?' per label and "
+    "none; pairwise: 'which label fits better, a or b?' for every pair, both orders.",
+)
+@click.option(
     "--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(
     name, data_dir, split, grouping, task, ids, options, model, limit, batch_size, max_new_tokens, chat, device,
-    dtype, quantization, save_hidden, out, quiet, **settings,
+    dtype, quantization, save_hidden, method, out, quiet, **settings,
 ):  # fmt: skip
     """Generate answers and record the label distribution at every label slot.
 
@@ -328,6 +337,7 @@ def run_command(
         chat=chat,
         max_new_tokens=max_new_tokens,
         save_hidden=save_hidden,
+        method=method,
         **{k: v for k, v in settings.items() if k != "template"},
     )
 
@@ -345,12 +355,16 @@ def run_command(
     counts = manifest["counts"]
     last = manifest["attempts"][-1]
     speed = f", {last['items_per_second']:.3f} items/s" if last.get("items_per_second") else ""
-    click.echo(
-        f"{out}: {counts['items_recorded']} items recorded ({last['items_labelled']} now{speed}); "
-        f"unparseable {counts['unparseable_answers']}, with unknown labels {counts['answers_with_unknown_labels']}, "
-        f"cut off {counts['unfinished_answers']}",
-        err=True,
-    )
+    if method == "generate":
+        detail = (
+            f"unparseable {counts['unparseable_answers']}, with unknown labels {counts['answers_with_unknown_labels']}, "
+            f"cut off {counts['unfinished_answers']}"
+        )
+    else:
+        detail = f"mean probability of the two answers {counts.get('answer_mass_mean', float('nan')):.3f}"
+        if "position_bias_a" in counts:
+            detail += f"; 'a' wins {counts['position_bias_a']:.3f} of the time (0.5: no position bias)"
+    click.echo(f"{out}: {counts['items_recorded']} items recorded ({last['items_labelled']} now{speed}); {detail}", err=True)
 
 
 @cli.command("show")
@@ -397,10 +411,11 @@ def show_command(run_dir, limit, first_token):
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option(
     "--estimators",
-    default="first,max,mean,noisy-or,output",
-    show_default=True,
-    help="Comma list of NAME[key=value,...]@SOURCE: first, max, mean, noisy-or, output, platt, platt-shared; "
-    "@first-token reads the first-token approximation instead of the exact numbers; e.g. platt[base=first,scope=shared].",
+    default=None,
+    help="Comma list of NAME[key=value,...]@SOURCE: first, max, mean, noisy-or, output, unary, pairwise, platt, "
+    "platt-shared; @first-token reads the first-token approximation instead of the exact numbers; e.g. "
+    "platt[base=first,scope=shared]. Default: first,max,mean,noisy-or,output for generation runs, unary or pairwise "
+    "(and platt on it, with --calibrate-on) for those methods.",
 )
 @click.option("--calibrate-on", type=click.Path(path_type=Path), default=None, help="Run to fit on (another split).")
 @click.option(
@@ -416,7 +431,7 @@ def evaluate_command(run_dir, estimators, calibrate_on, threshold, resamples, se
     from labeldist.estimators import split_specs
     from labeldist.evaluation import evaluate_run, format_table, write_evaluation
 
-    specs = split_specs(estimators)
+    specs = split_specs(estimators) if estimators else None
     result = evaluate_run(
         run_dir, specs, calibrate_on=calibrate_on, threshold=threshold, n_resamples=resamples, seed=seed
     )

@@ -16,17 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.data.schema import DataError
-from labeldist.estimators import make_estimator, parse_estimator
+from labeldist.estimators import DEFAULT_ESTIMATORS, make_estimator, parse_estimator
 from labeldist.metrics import evaluate_many, tune_thresholds
 from labeldist.runs.arrays import RunArrays
 
 METRICS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
-DEFAULT_ESTIMATORS = ("first", "max", "mean", "noisy-or", "output")
 
 
 def evaluate_run(
     run_dir: str | Path,
-    estimators: Sequence[str] = DEFAULT_ESTIMATORS,
+    estimators: Sequence[str] | None = None,
     *,
     calibrate_on: str | Path | None = None,
     threshold: str = "0.5",
@@ -36,6 +35,12 @@ def evaluate_run(
     started = time.perf_counter()
     run = RunArrays.load(run_dir)
     calibration = RunArrays.load(calibrate_on) if calibrate_on else None
+    if estimators is None:
+        estimators = DEFAULT_ESTIMATORS[run.method]
+        if calibration is None:
+            estimators = [e for e in estimators if not e.startswith("platt")]
+    if calibration is not None and calibration.method != run.method:
+        raise ValueError(f"calibration run {calibrate_on} is a {calibration.method} run, but {run_dir} is a {run.method} run")
     if calibration is not None and calibration.labels != run.labels:
         raise ValueError(f"calibration run {calibrate_on} has labels {calibration.labels}, not {run.labels}")
     if threshold == "tuned" and calibration is None:

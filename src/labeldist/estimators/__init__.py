@@ -1,10 +1,13 @@
 """Estimators: per-label probabilities from a run (scikit-learn-like fit / predict_proba)."""
 
+from labeldist.estimators.bradley_terry import bradley_terry
+from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
-from labeldist.estimators.registry import ESTIMATORS, make_estimator, parse_estimator, split_specs
+from labeldist.estimators.registry import DEFAULT_ESTIMATORS, ESTIMATORS, make_estimator, parse_estimator, split_specs
 from labeldist.estimators.slots import SOURCES, First, Max, Mean, NoisyOr, Output
 
 __all__ = [
+    "DEFAULT_ESTIMATORS",
     "ESTIMATORS",
     "SOURCES",
     "First",
@@ -12,7 +15,10 @@ __all__ = [
     "Mean",
     "NoisyOr",
     "Output",
+    "Pairwise",
     "Platt",
+    "Unary",
+    "bradley_terry",
     "make_estimator",
     "parse_estimator",
     "split_specs",

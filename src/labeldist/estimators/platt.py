@@ -48,9 +48,13 @@ class Platt:
     # -- features ------------------------------------------------------------------------------
 
     def _feature_name(self) -> str:
-        feature = self.feature or ("stop" if self.source == "exact" else "logp")
+        # runs without slots (unary, pairwise) have no stop probability: their base's logit
+        default = "logit" if self.base in ("unary", "pairwise") else "stop" if self.source == "exact" else "logp"
+        feature = self.feature or default
         if feature not in FEATURES:
             raise ValueError(f"platt feature must be one of {FEATURES}, not {feature!r}")
+        if feature == "stop" and self.base in ("unary", "pairwise"):
+            raise ValueError(f"platt feature 'stop' reads generation slots; base {self.base!r} has none (use logit)")
         if feature == "stop" and self.source != "exact":
             raise ValueError(
                 "platt feature 'stop' needs exact probabilities (the first-token approximation has no stop probability)"
@@ -63,7 +67,7 @@ class Platt:
 
         if self.base in ("platt", "output"):
             raise ValueError(f"platt needs a slot estimator as its base, not {self.base!r}")
-        base = make_estimator(self.base, self.source)
+        base = make_estimator(self.base, self.source) if self.base not in ("unary", "pairwise") else make_estimator(self.base)
         p = np.clip(base.predict_proba(run), _FLOOR, 1 - _FLOOR)
         feature = self._feature_name()
         if feature == "logp":

@@ -7,20 +7,31 @@ A spec is ``NAME[key=value,...]@SOURCE``, every part but the name optional:
 - ``platt``                       Platt scaling of ``max``, per label, on log p - log p_stop
 - ``platt-shared``                the same with one sigmoid for all labels
 - ``platt[base=first,feature=logit]@first-token``   any of Platt's settings
+- ``unary``, ``pairwise``             runs made with ``--method unary|pairwise``
+- ``pairwise[score=win-rate]``        mean soft win rate instead of Bradley–Terry vs none
 """
 
 from __future__ import annotations
 
 import re
 
+from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
 from labeldist.estimators.slots import SLOT_ESTIMATORS, SOURCES, Output
 
 ESTIMATORS = {
     **{name: cls for name, cls in SLOT_ESTIMATORS.items()},
     "output": Output,
+    "unary": Unary,
+    "pairwise": Pairwise,
     "platt": Platt,
     "platt-shared": Platt,
+}
+# what `labeldist evaluate` reports when no estimators are named, by the run's method
+DEFAULT_ESTIMATORS = {
+    "generate": ("first", "max", "mean", "noisy-or", "output"),
+    "unary": ("unary", "platt[base=unary]"),
+    "pairwise": ("pairwise", "platt[base=pairwise]"),
 }
 SPEC = re.compile(r"^\s*(?P<name>[\w-]+)\s*(?:\[(?P<params>[^\]]*)\])?\s*(?:@\s*(?P<source>[\w-]+))?\s*$")
 
@@ -54,6 +65,8 @@ def make_estimator(name: str, source: str = "exact", **params):
         raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
     if name == "platt-shared":
         params.setdefault("scope", "shared")
+    if cls in (Unary, Pairwise) and source != "exact":
+        raise ValueError(f"{name} scores answers exactly; it has no first-token variant")
     if cls is Output:
         if source != "exact":
             raise ValueError("output reads the generated answer; it has no first-token variant")

@@ -36,6 +36,8 @@ class SlotEstimator:
         return self
 
     def _slots(self, run: RunArrays) -> np.ndarray:
+        if run.method != "generate":
+            raise ValueError(f"run {run.path} is a {run.method} run (no generation slots): use the {run.method} estimator")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {self.source!r}")
         return run.slot_probs if self.source == "exact" else run.first_token
@@ -97,6 +99,8 @@ class Output:
         return self
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        if run.method != "generate":
+            raise ValueError(f"run {run.path} is a {run.method} run (no generated answer): use the {run.method} estimator")
         return np.where(run.generated > 0, 1.0, self.epsilon)
 
 

@@ -21,8 +21,16 @@ import torch
 from labeldist.models.base import Generation, ModelError, SlotDistribution
 from labeldist.models.resolve import ResolvedModel, resolve_model
 from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
+from labeldist.prompts.judgements import FILL, JudgementPrompt
 from labeldist.slots.locate import SlotPlan, plan_slots
-from labeldist.slots.scoring import ContinuationScorer, ItemContext, ScoreRequest, sliding_window
+from labeldist.slots.scoring import (
+    CONTEXT_TAIL_TOKENS,
+    AnswerContext,
+    ContinuationScorer,
+    ItemContext,
+    ScoreRequest,
+    sliding_window,
+)
 from labeldist.slots.tokens import TokenTexts, eos_ids
 
 log = logging.getLogger("labeldist")
@@ -113,6 +121,7 @@ class HFBackend:
         # would be (batch x prompt length x vocabulary) floats, most of the prefill's cost
         self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         self._prefix_cache = None  # (token ids, cache) of the last shared prompt prefix
+        self._token_cache: dict[tuple, list[int]] = {}
         self._sliding = sliding_window(self.model.config)[0] is not None
         self.scorer = ContinuationScorer(self.model, self.tokenizer, self.texts, self.eos, self.cache_kwarg)
 
@@ -394,6 +403,61 @@ class HFBackend:
     # -- scoring -----------------------------------------------------------------------------
 
     @torch.no_grad()
+    @torch.no_grad()
+    def score_answers(self, prompts: Sequence[JudgementPrompt]) -> list[np.ndarray]:
+        """For each unary/pairwise prompt, log P(answer | prompt with fill) for every fill x
+        answer (exact: every token of the answer, in context).
+
+        The prompts' common part (shared demonstrations) is computed once and kept across
+        batches, each prompt's own part once; all fills and answers of the batch then go
+        through the model in one tree pass."""
+        heads, tails = [], []
+        for prompt in prompts:
+            rendered = self.render(prompt.prompt)
+            if rendered.count(FILL) != 1:
+                raise ModelError(f"item {prompt.item_id}: its prompt must hold the fill marker once (the text contains U+E000?)")
+            head, tail = rendered.split(FILL)
+            heads.append(head)
+            tails.append(tail)
+        encoded = [self.encode(h) for h in heads]
+        contexts = []
+        started = time.perf_counter()
+        for prompt, ids, tail in zip(prompts, encoded, tails):
+            fills, answers = [], []
+            answer_texts = prompt.answer_texts(self.chat)
+            for fill in prompt.fills:
+                fill_ids = self._in_context(ids, fill + tail)
+                per_answer = []
+                for answer in answer_texts:
+                    both = self._in_context(ids, fill + tail + answer)
+                    if both[: len(fill_ids)] != fill_ids or len(both) == len(fill_ids):
+                        raise ModelError(
+                            f"item {prompt.item_id}: the answer {answer!r} merges with the text before it in this "
+                            "tokenizer; end the question (or the template's answer lead) with a space or line break"
+                        )
+                    per_answer.append(both[len(fill_ids) :])
+                fills.append(fill_ids)
+                answers.append(per_answer)
+            contexts.append((fills, answers))
+        state = self._decode(encoded, [""] * len(prompts), None, False, forced=[[] for _ in prompts])
+        items = [
+            AnswerContext(ids, state["steps"][0][i], fills, answers)
+            for i, (ids, (fills, answers)) in enumerate(zip(encoded, contexts))
+        ]
+        out = self.scorer.answer_logprobs(items, state["cache"], self._key_positions(state, encoded))
+        self.last_timings = {"seconds": time.perf_counter() - started}
+        return out
+
+    def _in_context(self, prefix_ids: list[int], text: str) -> list[int]:
+        # the same question parts recur for every item after the same last context tokens
+        key = (tuple(prefix_ids[-CONTEXT_TAIL_TOKENS:]), text)
+        tokens = self._token_cache.get(key)
+        if tokens is None:
+            if len(self._token_cache) > 100_000:
+                self._token_cache.clear()
+            tokens = self._token_cache[key] = self.scorer.tokenize_in_context(prefix_ids, text)
+        return tokens
+
     def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
         """log P(continuation | prefix) for each continuation (exact tokens, tokenised in the
         context of the prefix); the prefix is encoded once."""

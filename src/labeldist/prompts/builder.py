@@ -77,24 +77,9 @@ def build_prompts(
 
     items = dataset.items if limit is None else dataset.items[:limit]
     answer_prefix = answer_format.opener if prefill else ""
-    if shots > 0:
-        sampler.prepare(items)
-    shared = None
-    if shared_demonstrations and shots > 0:
-        if sampler.name == "similarity":
-            raise ValueError("the similarity sampler chooses per query: it cannot share demonstrations")
-        anchor = Item(SHARED_ANCHOR, "")
-        drawn = sampler.for_item(anchor, shots)
-        order = item_rng(sampler.seed, SHARED_ANCHOR, purpose="order").permutation(len(drawn))
-        shared = [drawn[i] for i in order]
+    chosen = choose_demonstrations(items, sampler, shots, shared_demonstrations)
     prompts = []
-    for item in items:
-        if shared is not None and all(demo.id != item.id for demo in shared):
-            demonstrations = shared
-        else:
-            demonstrations = sampler.for_item(item, shots)
-            order = item_rng(sampler.seed, item.id, purpose="order").permutation(len(demonstrations))
-            demonstrations = [demonstrations[i] for i in order]
+    for item, demonstrations in zip(items, chosen):
         solved = [(demo.text, _answer(demo, dataset.labels, answer_format)) for demo in demonstrations]
         prompts.append(
             Prompt(
@@ -106,6 +91,31 @@ def build_prompts(
             )
         )
     return prompts
+
+
+def choose_demonstrations(
+    items: list[Item], sampler: DemonstrationSampler, shots: int, shared_demonstrations: bool
+) -> list[list[Item]]:
+    """Each item's demonstrations, in prompt order (see :func:`build_prompts`)."""
+    if shots > 0:
+        sampler.prepare(items)
+    shared = None
+    if shared_demonstrations and shots > 0:
+        if sampler.name == "similarity":
+            raise ValueError("the similarity sampler chooses per query: it cannot share demonstrations")
+        anchor = Item(SHARED_ANCHOR, "")
+        drawn = sampler.for_item(anchor, shots)
+        order = item_rng(sampler.seed, SHARED_ANCHOR, purpose="order").permutation(len(drawn))
+        shared = [drawn[i] for i in order]
+    out = []
+    for item in items:
+        if shared is not None and all(demo.id != item.id for demo in shared):
+            out.append(shared)
+            continue
+        demonstrations = sampler.for_item(item, shots)
+        order = item_rng(sampler.seed, item.id, purpose="order").permutation(len(demonstrations))
+        out.append([demonstrations[i] for i in order])
+    return out
 
 
 def _answer(item: Item, labels: tuple[str, ...], answer_format: AnswerFormat) -> str:

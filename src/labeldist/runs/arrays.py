@@ -35,6 +35,10 @@ class RunArrays:
     targets: np.ndarray
     votes_available: np.ndarray
     parsed: np.ndarray
+    method: str = "generate"
+    # unary / pairwise runs: items x questions x (positive, negative) answer log-probabilities
+    answer_logprobs: np.ndarray | None = None
+    questions: dict | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -43,8 +47,10 @@ class RunArrays:
     def load(cls, run_dir: str | Path) -> RunArrays:
         """Read a run's records column-wise with Arrow (no Python loop over items or slots)."""
         store = RunStore(run_dir)
-        labels = tuple(store.read_manifest()["labels"])
-        table = store.read_table(COLUMNS)
+        manifest = store.read_manifest()
+        labels = tuple(manifest["labels"])
+        method = manifest.get("config", {}).get("method", "generate")
+        table = store.read_table(COLUMNS + (("answer_logprobs",) if method != "generate" else ()))
         n, k = table.num_rows, len(labels)
 
         slots = table.column("slots").combine_chunks()
@@ -62,6 +68,12 @@ class RunArrays:
         stop[item_of_slot, position] = flat.field("stop_prob").to_numpy(zero_copy_only=False)
 
         targets = _vectors(table.column("vote_fractions").combine_chunks(), k, str(run_dir), "vote_fractions")
+        answers = None
+        if method != "generate":
+            questions = manifest.get("questions") or {}
+            count = len(questions.get("pairs") or []) if method == "pairwise" else len(questions.get("candidates") or [])
+            column = table.column("answer_logprobs").combine_chunks()
+            answers = _vectors(column, 2 * count, str(run_dir), "answer_logprobs").reshape(n, count, 2)
         return cls(
             path=str(run_dir),
             ids=table.column("id").to_pylist(),
@@ -75,6 +87,9 @@ class RunArrays:
             targets=targets.reshape(n, k),
             votes_available=table.column("votes_available").to_numpy().astype(bool),
             parsed=table.column("parsed").to_numpy().astype(bool),
+            method=method,
+            answer_logprobs=answers,
+            questions=manifest.get("questions"),
         )
 
 

@@ -44,6 +44,7 @@ class RunConfig:
     chat: bool | None = None
     max_new_tokens: int = 64
     save_hidden: bool = False
+    method: str = "generate"  # or "unary", "pairwise"
 
     def identity(self) -> dict:
         """The config as stored and compared on resume (paths resolved, template by content)."""
@@ -55,6 +56,11 @@ class RunConfig:
             out["template_sha256"] = hashlib.sha256(Path(self.template).read_bytes()).hexdigest()
             out["template"] = str(Path(self.template).resolve())
         return out
+
+
+# settings added after the first runs were made, with the value those runs had
+LEGACY_CONFIG = {"method": "generate"}
+METHODS = ("generate", "unary", "pairwise")
 
 
 def package_versions() -> dict[str, str]:
@@ -141,7 +147,12 @@ def execute_run(
         "labels": list(dataset.labels),
         "versions": package_versions(),
     }
-    manifest = store.open(config.identity(), manifest_base)
+    if config.method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {config.method!r}")
+    judging = config.method != "generate"
+    if judging and config.save_hidden:
+        raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
+    manifest = store.open(config.identity(), manifest_base, legacy=LEGACY_CONFIG)
     done = store.done_ids()
     todo = [item for item in items if item.id not in done]
     if not todo:
@@ -156,6 +167,9 @@ def execute_run(
 
     sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
     todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
+    if judging:
+        return _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options,
+                      batch_size, progress, started)  # fmt: skip
     prompts = build_prompts(
         todo_set,
         pool,
@@ -192,17 +206,113 @@ def execute_run(
     return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
 
 
+def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options, batch_size, progress, started):
+    """The unary / pairwise methods: every item's questions scored as continuations of its prompt."""
+    from tqdm import tqdm
+
+    from labeldist.prompts.judgements import FILL, JudgementTemplate, build_judgement_prompts
+
+    if not hasattr(backend, "score_answers"):
+        name = backend.describe().get("backend", "chosen")
+        raise ValueError(f"the {name} backend cannot score answers: no {config.method} method")
+    if config.template:
+        template = JudgementTemplate.from_yaml(config.template, config.method)
+    else:
+        template = JudgementTemplate.default(config.method)
+    prompts = build_judgement_prompts(
+        todo_set, pool, template, config.sampler, config.shots, seed=config.seed, sampler_options=sampler_options,
+        shared_demonstrations=config.demonstrations == "shared",
+    )  # fmt: skip
+    manifest["questions"] = {
+        "method": config.method,
+        "candidates": template.candidates(dataset.labels),
+        "pairs": template.pairs(dataset.labels) if config.method == "pairwise" else None,
+        "answers": list(template.answers),
+    }
+    store.write_manifest(manifest)
+    row_of = {item.id: r for r, item in enumerate(dataset.items)}
+    fractions, has_votes = dataset.vote_fractions(), dataset.votes_available()
+    todo = todo_set.items
+    labelled = 0
+    run_started = time.perf_counter()
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch_items, batch_prompts = todo[start : start + batch_size], prompts[start : start + batch_size]
+            tables = backend.score_answers(batch_prompts)
+            records = []
+            for item, prompt, table in zip(batch_items, batch_prompts, tables):
+                rendered = backend.render(prompt.prompt) if hasattr(backend, "render") else prompt.prompt.text
+                records.append(
+                    {
+                        "id": item.id,
+                        "prompt": rendered.replace(FILL, "<candidate>"),
+                        "answer": "",
+                        "generated_tokens": 0,
+                        "finished": True,
+                        "parsed": True,
+                        "complete": True,
+                        "labels": [],
+                        "unknown": [],
+                        "corrections": "{}",
+                        "gold": [label for label in dataset.labels if label in item.gold],
+                        "vote_fractions": [float(x) for x in fractions[row_of[item.id]]],
+                        "votes_available": bool(has_votes[row_of[item.id]]),
+                        "demonstration_ids": list(prompt.prompt.demonstration_ids),
+                        "slots": [],
+                        "answer_logprobs": np.asarray(table, dtype=float).ravel().tolist(),
+                    }
+                )
+            store.append(records)
+            labelled += len(records)
+            bar.update(len(records))
+    finally:
+        bar.close()
+    return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
+
+
+def answer_probabilities(answer_logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., questions, 2) log-probabilities of (positive, negative) answers -> the positive
+    answer's share of the two, and the mass the two answers have together."""
+    logprobs = np.asarray(answer_logprobs, dtype=float)
+    mass = np.exp(np.logaddexp(logprobs[..., 0], logprobs[..., 1]))
+    positive = np.exp(logprobs[..., 0] - np.logaddexp(logprobs[..., 0], logprobs[..., 1]))
+    return positive, mass
+
+
+def _judgement_counts(store: RunStore, manifest: dict) -> dict:
+    questions = manifest.get("questions") or {}
+    table = store.read_table(["answer_logprobs"]).column("answer_logprobs").to_pylist()
+    rows = [np.asarray(r, dtype=float).reshape(-1, 2) for r in table if r is not None]
+    if not rows:
+        return {}
+    positive, mass = answer_probabilities(np.stack(rows))
+    out = {"answer_mass_mean": round(float(mass.mean()), 4)}
+    if questions.get("method") == "pairwise":
+        # how often "a" (the first-named label) wins, whatever the pair: 0.5 without position bias
+        out["position_bias_a"] = round(float(positive.mean()), 4)
+        out["position_bias_a_hard"] = round(float((positive > 0.5).mean()), 4)
+    else:
+        out["positive_share"] = round(float(positive.mean()), 4)
+    return out
+
+
 def _finish(store: RunStore, manifest: dict, dataset: Dataset, seconds: float, labelled: int, model_seconds) -> dict:
     records = store.read()
-    counts = {
-        "items_recorded": int(len(records)),
-        "items_in_split": len(dataset),
-        "unparseable_answers": int((~records["parsed"].astype(bool)).sum()) if len(records) else 0,
-        "incomplete_answers": int((~records["complete"].astype(bool)).sum()) if len(records) else 0,
-        "unfinished_answers": int((~records["finished"].astype(bool)).sum()) if len(records) else 0,
-        "answers_with_unknown_labels": int(records["unknown"].map(len).gt(0).sum()) if len(records) else 0,
-        "empty_answers": int(records["labels"].map(len).eq(0).sum()) if len(records) else 0,
-    }
+    if manifest.get("config", {}).get("method", "generate") == "generate":
+        counts = {
+            "items_recorded": int(len(records)),
+            "items_in_split": len(dataset),
+            "unparseable_answers": int((~records["parsed"].astype(bool)).sum()) if len(records) else 0,
+            "incomplete_answers": int((~records["complete"].astype(bool)).sum()) if len(records) else 0,
+            "unfinished_answers": int((~records["finished"].astype(bool)).sum()) if len(records) else 0,
+            "answers_with_unknown_labels": int(records["unknown"].map(len).gt(0).sum()) if len(records) else 0,
+            "empty_answers": int(records["labels"].map(len).eq(0).sum()) if len(records) else 0,
+        }
+    else:
+        counts = {"items_recorded": int(len(records)), "items_in_split": len(dataset)}
+    if manifest.get("config", {}).get("method", "generate") != "generate" and len(records):
+        counts.update(_judgement_counts(store, manifest))
     attempts = manifest.setdefault("attempts", [])
     attempt = {"items_labelled": labelled, "seconds": round(seconds, 3)}
     if model_seconds:

@@ -62,6 +62,9 @@ RECORD_SCHEMA = pa.schema(
         ("votes_available", pa.bool_()),
         ("demonstration_ids", pa.list_(pa.string())),
         ("slots", pa.list_(SLOT_TYPE)),
+        # unary / pairwise runs: log P(answer | question) for each question x (positive,
+        # negative) answer, flattened row-major; null for generation runs
+        ("answer_logprobs", pa.list_(pa.float64())),
     ]
 )
 
@@ -99,15 +102,16 @@ class RunStore:
         self.path.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
 
-    def open(self, config: dict, manifest: dict) -> dict:
+    def open(self, config: dict, manifest: dict, legacy: dict | None = None) -> dict:
         """Start a run, or check that an existing one was made with the same config.
 
         Returns the manifest in force. A different config is an error naming the settings
-        that differ, so a resumed run never mixes records of two setups.
+        that differ, so a resumed run never mixes records of two setups. ``legacy``: values of
+        settings added since older runs were made (a run without the key had that value).
         """
         if self.exists():
             existing = self.read_manifest()
-            before = existing.get("config", {})
+            before = {**(legacy or {}), **existing.get("config", {})}
             differing = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
             if differing:
                 shown = "; ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in differing)

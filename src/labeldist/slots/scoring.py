@@ -26,6 +26,7 @@ events and a slot's label and stop probabilities sum to at most 1. Without (a cl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ class ContinuationScorer:
         self.eos[[i for i in eos_ids if i < token_texts.size]] = True
         self.forward_kwarg = forward_kwarg  # "cache" (transformers >= 5.x) or "past_key_values"
         self._end_masks: dict[tuple, torch.Tensor] = {}
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     # -- tokenisation ------------------------------------------------------------------------
 
@@ -220,8 +222,14 @@ class ContinuationScorer:
         starts = [t.encode("utf-8") for t in request.terminators] + ([b"\n"] if request.end else [])
         return any(extra.startswith(t) for t in starts)
 
-    def _tree_forward(self, cache, trees: Sequence[_Tree], key_positions: torch.Tensor) -> list[torch.Tensor]:
-        """One batched pass over every row's tree; returns each row's node log-distributions."""
+    def _tree_forward(
+        self, cache, trees: Sequence[_Tree], key_positions: torch.Tensor, keep: Sequence[Sequence[int]] | None = None
+    ) -> list[torch.Tensor]:
+        """One batched pass over every row's tree; returns each row's node log-distributions.
+
+        ``keep``: per row, the only nodes whose distributions are needed (row b's result then
+        has one per kept node, in that order); the vocabulary projection, most of a pass's cost
+        for small models with large vocabularies, is done for those alone."""
         device = self.model.device
         batch, context_length = key_positions.shape
         width = max(1, max(len(t.tokens) for t in trees))
@@ -252,6 +260,12 @@ class ContinuationScorer:
                 mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
             else:
                 mask = sliding
+        extra = {}
+        if keep is not None and self._keeps_logits:
+            kept = torch.zeros((batch, max(1, max(len(k) for k in keep))), dtype=torch.long)
+            for b, nodes in enumerate(keep):
+                kept[b, : len(nodes)] = torch.tensor(list(nodes), dtype=torch.long)
+            extra["logits_to_keep"] = kept.to(device)
         try:
             out = self.model(
                 input_ids=tokens.to(device),
@@ -259,12 +273,54 @@ class ContinuationScorer:
                 attention_mask=mask,
                 use_cache=True,
                 **{self.forward_kwarg: cache},
+                **extra,
             )
         finally:
             # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
             cache.crop(-(cache.get_seq_length() - context_length))
         logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+        if keep is not None:
+            if self._keeps_logits:
+                return [logprobs[b, : len(nodes)] for b, nodes in enumerate(keep)]
+            return [logprobs[b, list(nodes)] for b, nodes in enumerate(keep)]
         return [logprobs[b, : len(tree.tokens)] for b, tree in enumerate(trees)]
+
+    @torch.no_grad()
+    def answer_logprobs(self, items: Sequence[AnswerContext], cache, key_positions: torch.Tensor) -> list[np.ndarray]:
+        """For each item, log P(answer | context + fill) for every fill x answer (tokens given).
+
+        One batched tree pass: every fill's tokens and its answers' tokens hang off the item's
+        context; only the distributions that answer tokens are read from are projected onto the
+        vocabulary (a fill's tokens are context here, their own probabilities are not needed)."""
+        trees, reads, keeps = [], [], []
+        for item in items:
+            tree = _Tree()
+            cut = len(item.context_ids)
+            read: list[list[list[int]]] = []  # per fill, per answer: the node before each token (-1: context)
+            for fill, answers in zip(item.fills, item.answers):
+                fill_nodes = tree.add(list(fill), cut)
+                per_answer = []
+                for answer in answers:
+                    nodes = tree.add(list(fill) + list(answer[:-1]), cut)
+                    before = [fill_nodes[-1] if fill_nodes else -1] + nodes[len(fill) :]
+                    per_answer.append(before[: len(answer)])
+                read.append(per_answer)
+            trees.append(tree)
+            reads.append(read)
+            keeps.append(sorted({n for per_answer in read for nodes in per_answer for n in nodes if n >= 0}))
+        rows = self._tree_forward(cache, trees, key_positions, keeps) if any(t.tokens for t in trees) else None
+        out = []
+        for b, (item, read) in enumerate(zip(items, reads)):
+            where = {node: k for k, node in enumerate(keeps[b])}
+            table = np.zeros((len(item.fills), max((len(a) for a in item.answers), default=0)))
+            for f, (answers, per_answer) in enumerate(zip(item.answers, read)):
+                for a, (answer, nodes) in enumerate(zip(answers, per_answer)):
+                    table[f, a] = sum(
+                        float((item.step_logprobs if node < 0 else rows[b][where[node]])[token])
+                        for token, node in zip(answer, nodes)
+                    )
+            out.append(table)
+        return out
 
 
 def sliding_window(config) -> tuple[int | None, list[str] | None]:
@@ -291,6 +347,16 @@ class ItemContext:
     prompt_length: int
     step_logprobs: torch.Tensor  # [j] = next-token log-distribution after prompt + generated[:j]
     requests: Sequence[ScoreRequest]
+
+
+@dataclass
+class AnswerContext:
+    """One item for :meth:`ContinuationScorer.answer_logprobs`."""
+
+    context_ids: Sequence[int]  # the shared prompt part, unpadded
+    step_logprobs: torch.Tensor  # next-token log-distribution after the context
+    fills: Sequence[Sequence[int]]  # each question's tokens after the context
+    answers: Sequence[Sequence[Sequence[int]]]  # per fill, each answer's tokens after it
 
 
 @dataclass
