@@ -42,6 +42,14 @@ class SlotDistribution:
     label_logprobs: np.ndarray
     stop_logprob: float
     first_token_probs: np.ndarray
+    # Backends that see only the top-k next tokens (HTTP servers) cannot compute every label
+    # exactly: they give bounds beside the estimate above, and ``coverage``, the share of the
+    # slot's possible label + stop mass that was observed completely. None: exact (hf).
+    label_probs_lower: np.ndarray | None = None
+    label_probs_upper: np.ndarray | None = None
+    stop_prob_lower: float | None = None
+    stop_prob_upper: float | None = None
+    coverage: float | None = None
 
     @property
     def label_probs(self) -> np.ndarray:
@@ -80,6 +88,9 @@ class Generation:
     hidden: np.ndarray | None = None
     finished: bool = True  # ended by EOS or the format's close, not by the token limit
     timings: dict[str, float] = field(default_factory=dict)
+    # set when the backend could not label this item (a server error after retries, a response
+    # without usable logprobs): the run records a gap instead of a record, and a rerun retries it
+    error: str | None = None
 
 
 class Backend(Protocol):

@@ -45,6 +45,7 @@ class RunConfig:
     max_new_tokens: int = 64
     save_hidden: bool = False
     method: str = "generate"  # or "unary", "pairwise"
+    server: dict | None = None  # an HTTP server backend's settings that decide records (None: hf)
 
     def identity(self) -> dict:
         """The config as stored and compared on resume (paths resolved, template by content)."""
@@ -59,7 +60,7 @@ class RunConfig:
 
 
 # settings added after the first runs were made, with the value those runs had
-LEGACY_CONFIG = {"method": "generate"}
+LEGACY_CONFIG = {"method": "generate", "server": None}
 METHODS = ("generate", "unary", "pairwise")
 
 
@@ -110,6 +111,11 @@ def record_of(item, prompt, generation: Generation, labels, fractions_row, has_v
                 "stop_logprob": slot.stop_logprob,
                 "entropy": slot.entropy,
                 "mass": slot.mass,
+                "label_probs_lower": None if slot.label_probs_lower is None else slot.label_probs_lower.tolist(),
+                "label_probs_upper": None if slot.label_probs_upper is None else slot.label_probs_upper.tolist(),
+                "stop_prob_lower": slot.stop_prob_lower,
+                "stop_prob_upper": slot.stop_prob_upper,
+                "coverage": slot.coverage,
             }
             for slot in generation.slots
         ],
@@ -182,6 +188,7 @@ def execute_run(
         shared_demonstrations=config.demonstrations == "shared",
     )
     labelled = 0
+    gaps: dict[str, str] = {}
     run_started = time.perf_counter()
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
     try:
@@ -189,20 +196,27 @@ def execute_run(
             batch_items = todo[start : start + batch_size]
             batch_prompts = prompts[start : start + batch_size]
             generations = backend.generate(batch_prompts, dataset.labels, fmt, save_hidden=config.save_hidden)
+            # an item the backend could not label (a server error) is a gap, not a record: it
+            # is listed in run.json and the next attempt tries it again
+            gaps.update({item.id: gen.error for item, gen in zip(batch_items, generations) if gen.error})
             records = [
                 record_of(item, prompt, gen, dataset.labels, fractions[row_of[item.id]], has_votes[row_of[item.id]])
                 for item, prompt, gen in zip(batch_items, batch_prompts, generations)
+                if not gen.error
             ]
             hidden = (
                 {item.id: gen.hidden for item, gen in zip(batch_items, generations) if gen.hidden is not None}
                 if config.save_hidden
                 else None
             )
-            store.append(records, hidden)
+            if records:
+                store.append(records, hidden)
             labelled += len(records)
-            bar.update(len(records))
+            bar.update(len(batch_items))
     finally:
         bar.close()
+        manifest["gaps"] = gaps
+        manifest["model"] = backend.describe()  # with what the backend learnt while running
     return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
 
 
@@ -268,6 +282,7 @@ def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sam
             bar.update(len(records))
     finally:
         bar.close()
+        manifest["model"] = backend.describe()  # with what the backend learnt while running
     return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
 
 

@@ -42,6 +42,12 @@ SLOT_TYPE = pa.struct(
         ("stop_logprob", pa.float64()),
         ("entropy", pa.float64()),
         ("mass", pa.float64()),
+        # bounds where a backend saw only the top-k next tokens (null: exact); see models/topk.py
+        ("label_probs_lower", pa.list_(pa.float64())),
+        ("label_probs_upper", pa.list_(pa.float64())),
+        ("stop_prob_lower", pa.float64()),
+        ("stop_prob_upper", pa.float64()),
+        ("coverage", pa.float64()),
     ]
 )
 
