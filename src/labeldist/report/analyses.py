@@ -1,0 +1,401 @@
+"""Statistics behind the paper's analyses, from the records of generation runs.
+
+Every function takes a :class:`RunView` (a run's arrays plus what the arrays leave out: the
+label chosen at each slot) and returns plain numbers, so the same values go into
+``analyses.json``, the figures and the HTML report.
+
+Conventions, fixed once here:
+
+- a slot's distribution is its exact label probabilities plus the stop probability, as
+  recorded; *entropy* (nats) is that of this vector renormalised to sum to 1 (what
+  ``labeldist show`` prints);
+- *spikiness* reads slot 1's label probabilities renormalised over the label set (the
+  distribution of which label comes first, given that one does), sorted per item;
+- an answer's *labels* are its distinct known labels in the order first written: SmolLM2 with
+  multi-label demonstrations writes ``["sadness", "sadness"]``, which is one label, repeated
+  (counted separately as ``answers_with_repeats``);
+- *ranks* at slot 1 are 1 for the most probable label; ties share the better rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labeldist.data.schema import DataError
+from labeldist.runs.arrays import RunArrays
+from labeldist.runs.store import RunStore
+from labeldist.slots.locate import STOP
+
+Z95 = 1.959963984540054
+
+
+@dataclass
+class RunView:
+    """One generation run as the analyses read it."""
+
+    name: str  # shown in legends and tables
+    path: Path
+    manifest: dict
+    arrays: RunArrays
+    chosen: list[list[str | None]]  # per item, the label (or STOP, or None: unknown) at each slot
+    answers: list[str]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.arrays.labels
+
+    @property
+    def config(self) -> dict:
+        return self.manifest.get("config", {})
+
+    def written(self) -> list[list[str]]:
+        """Each answer's distinct known labels in the order first written."""
+        out = []
+        for slots in self.chosen:
+            seen: list[str] = []
+            for label in slots:
+                if label is not None and label != STOP and label not in seen:
+                    seen.append(label)
+            out.append(seen)
+        return out
+
+    def entropy(self) -> np.ndarray:
+        """Items x slots entropy (nats) of label + stop probabilities renormalised; NaN past an
+        item's last slot."""
+        p = np.concatenate([self.arrays.slot_probs, self.arrays.stop[..., None]], axis=-1)
+        total = p.sum(axis=-1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = p / total
+            terms = np.where(q > 0, -q * np.log(q), 0.0)
+        h = terms.sum(axis=-1)
+        h[~np.isfinite(total[..., 0]) | (total[..., 0] <= 0)] = np.nan
+        return h
+
+
+def load_view(path: str | Path, name: str | None = None) -> RunView:
+    """A generation run as a :class:`RunView`; a clear error for anything else."""
+    path = Path(path)
+    store = RunStore(path)
+    manifest = store.read_manifest()  # names the folder when it is not a run
+    method = manifest.get("config", {}).get("method", "generate")
+    if method != "generate":
+        raise DataError(str(path), None, f"is a {method} run: the analyses read the label slots of generated answers")
+    arrays = RunArrays.load(path)
+    if len(arrays) == 0:
+        raise DataError(str(path), None, "has no records yet")
+    table = store.read_table(["slots", "answer"])
+    slots = table.column("slots").combine_chunks()
+    chosen_flat = slots.flatten().field("chosen").to_pylist()
+    chosen, start = [], 0
+    for n in arrays.n_slots:
+        chosen.append(chosen_flat[start : start + int(n)])
+        start += int(n)
+    return RunView(name or path.name, path, manifest, arrays, chosen, table.column("answer").to_pylist())
+
+
+def load_views(paths: Sequence[str | Path], names: Sequence[str | None] | None = None) -> list[RunView]:
+    """Views of several runs, named by folder (or ``names``); folders with the same name get
+    their parent's too."""
+    paths = [Path(p) for p in paths]
+    given = list(names) if names is not None else [None] * len(paths)
+    default = [p.name for p in paths]
+    views = []
+    for path, name, plain in zip(paths, given, default):
+        if name is None:
+            name = f"{path.parent.name}/{plain}" if default.count(plain) > 1 else plain
+        views.append(load_view(path, name))
+    return views
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _r(x, digits: int = 4):
+    """Rounded float for JSON (None for NaN / missing)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if not np.isfinite(x) else round(x, digits)
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (stays inside [0, 1] for small n)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denominator = 1 + Z95**2 / n
+    centre = (p + Z95**2 / (2 * n)) / denominator
+    half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _share(successes: int, n: int) -> dict:
+    low, high = wilson(successes, n)
+    return {"value": _r(successes / n if n else float("nan")), "low": _r(low), "high": _r(high), "n": int(n)}
+
+
+def _mean_ci(values: np.ndarray) -> dict:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    n = len(values)
+    if n == 0:
+        return {"mean": None, "low": None, "high": None, "median": None, "n": 0}
+    mean = values.mean()
+    half = Z95 * values.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    return {"mean": _r(mean), "low": _r(mean - half), "high": _r(mean + half), "median": _r(np.median(values)), "n": n}
+
+
+def ranks_of(probs: np.ndarray) -> np.ndarray:
+    """Rank (1 = most probable) of every entry of each row; ties share the better rank."""
+    probs = np.asarray(probs, dtype=float)
+    return (probs[..., None, :] > probs[..., :, None]).sum(axis=-1) + 1
+
+
+# -- summary ---------------------------------------------------------------------------------
+
+
+def summary(view: RunView) -> dict:
+    """What the run is and what its answers look like."""
+    written = view.written()
+    counts = np.array([len(w) for w in written])
+    repeats = sum(
+        1
+        for slots in view.chosen
+        if len([c for c in slots if c not in (None, STOP)]) > len({c for c in slots if c not in (None, STOP)})
+    )
+    config, dataset = view.config, view.manifest.get("dataset", {})
+    return {
+        "path": str(view.path),
+        "model": config.get("model"),
+        "dataset": dataset.get("name", config.get("dataset")),
+        "split": dataset.get("split", config.get("split")),
+        "grouping": config.get("grouping"),
+        "task": config.get("task"),
+        "shots": config.get("shots"),
+        "multilabel_share": config.get("multilabel_share"),
+        "labels": list(view.labels),
+        "items": len(view.arrays),
+        "parsed_answers": int(view.arrays.parsed.sum()),
+        "labels_per_answer": _r(counts.mean()),
+        "answers_by_label_count": {str(k): int((counts == k).sum()) for k in range(int(counts.max(initial=0)) + 1)},
+        "answers_with_repeats": int(repeats),
+    }
+
+
+# -- spikiness -------------------------------------------------------------------------------
+
+
+def slot1_sorted(view: RunView, source: str = "exact") -> np.ndarray:
+    """Items x labels: slot 1's label probabilities renormalised over the label set, sorted in
+    decreasing order. Items without a slot (unparseable answers) and, for ``first-token``,
+    items whose slot 1 is the close (no label generated, no first-token numbers) are left out."""
+    arrays = view.arrays
+    p1 = (arrays.slot_probs if source == "exact" else arrays.first_token)[:, 0, :]
+    total = p1.sum(axis=1)
+    keep = (arrays.n_slots > 0) & np.isfinite(total) & (total > 0)
+    q = p1[keep] / total[keep, None]
+    return -np.sort(-q, axis=1)
+
+
+def spikiness(view: RunView) -> dict:
+    q = slot1_sorted(view)
+    arrays = view.arrays
+    has = arrays.n_slots > 0
+    raw = arrays.slot_probs[has, 0, :]
+    out = {
+        "items": int(len(q)),
+        "by_rank": [
+            {
+                "rank": r + 1,
+                "mean": _r(q[:, r].mean()) if len(q) else None,
+                "median": _r(np.median(q[:, r])) if len(q) else None,
+                "q25": _r(np.quantile(q[:, r], 0.25)) if len(q) else None,
+                "q75": _r(np.quantile(q[:, r], 0.75)) if len(q) else None,
+            }
+            for r in range(q.shape[1])
+        ],
+        "top1_mean": _r(q[:, 0].mean()) if len(q) else None,
+        "top1_above_0.9_share": _r((q[:, 0] > 0.9).mean()) if len(q) else None,
+        # how much of slot 1 goes to labels at all (the rest: closing, or text outside the format)
+        "label_mass_mean": _r(raw.sum(axis=1).mean()) if len(raw) else None,
+        "stop_mean": _r(arrays.stop[has, 0].mean()) if has.any() else None,
+    }
+    if len(q) and q.shape[1] > 1:
+        with np.errstate(divide="ignore"):
+            ratio = np.log10(q[:, 0]) - np.log10(q[:, 1])
+        out["log10_top1_over_top2_median"] = _r(np.median(ratio))
+    first = slot1_sorted(view, "first-token")
+    if len(first):
+        out["first_token"] = {"items": int(len(first)), "top1_mean": _r(first[:, 0].mean()),
+                              "top1_above_0.9_share": _r((first[:, 0] > 0.9).mean())}  # fmt: skip
+    return out
+
+
+# -- entropy ---------------------------------------------------------------------------------
+
+
+def entropy_stats(view: RunView) -> dict:
+    """Entropy per slot index (all slots; label slots; closing slots), and slot 1's distribution."""
+    h = view.entropy()
+    k_max = h.shape[1]
+    kinds = np.full(h.shape, "", dtype=object)
+    for i, slots in enumerate(view.chosen):
+        for k, chosen in enumerate(slots):
+            kinds[i, k] = "stop" if chosen == STOP else "label"
+    by_slot = []
+    for k in range(k_max):
+        column = h[:, k]
+        by_slot.append(
+            {
+                "slot": k + 1,
+                "all": _mean_ci(column),
+                "label_slots": _mean_ci(column[kinds[:, k] == "label"]),
+                "closing_slots": _mean_ci(column[kinds[:, k] == "stop"]),
+            }
+        )
+    slot1 = h[:, 0][np.isfinite(h[:, 0])]
+    return {
+        "max_entropy": _r(np.log(len(view.labels) + 1)),  # uniform over the labels and stop
+        "slot1": {
+            **_mean_ci(slot1),
+            "q25": _r(np.quantile(slot1, 0.25)) if len(slot1) else None,
+            "q75": _r(np.quantile(slot1, 0.75)) if len(slot1) else None,
+            "normalised_mean": _r(slot1.mean() / np.log(len(view.labels) + 1)) if len(slot1) else None,
+        },
+        # over the labels only (renormalised, stop left out): which label, given that one comes;
+        # compares models whose stop probability differs
+        "slot1_labels_only": {**_mean_ci(labels_only_entropy(view)), "max_entropy": _r(np.log(len(view.labels)))},
+        "by_slot": by_slot,
+    }
+
+
+def labels_only_entropy(view: RunView) -> np.ndarray:
+    """Per item: entropy (nats) of slot 1's label probabilities renormalised over the label set;
+    NaN where slot 1 gives the labels no mass."""
+    p = view.arrays.slot_probs[:, 0, :]
+    total = p.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = p / total
+        h = np.where(q > 0, -q * np.log(q), 0.0).sum(axis=1)
+    h[~(np.isfinite(total[:, 0]) & (total[:, 0] > 0)) | (view.arrays.n_slots == 0)] = np.nan
+    return h
+
+
+# -- label order -----------------------------------------------------------------------------
+
+
+def label_order(view: RunView) -> dict:
+    """Among answers with 2+ labels: the share of k-th labels that are gold, by k (and, for
+    reference, the same over all answers with a k-th label)."""
+    gold = [set(np.asarray(view.labels)[row.astype(bool)]) for row in view.arrays.gold]
+    written = view.written()
+    multi = [(w, g) for w, g in zip(written, gold) if len(w) >= 2]
+    longest = max((len(w) for w in written), default=0)
+    out = {"answers_with_2plus": len(multi), "by_position": [], "all_answers_by_position": []}
+    for k in range(longest):
+        hits = [w[k] in g for w, g in multi if len(w) > k]
+        if hits:
+            out["by_position"].append({"position": k + 1, **_share(int(sum(hits)), len(hits))})
+        every = [w[k] in g for w, g in zip(written, gold) if len(w) > k]
+        out["all_answers_by_position"].append({"position": k + 1, **_share(int(sum(every)), len(every))})
+    return out
+
+
+# -- slot 1 versus the generated labels ------------------------------------------------------
+
+
+def position_rank_counts(view: RunView, positions: int = 3) -> np.ndarray:
+    """(positions, K) counts: row j is the j-th written label (the last row: that position and
+    later), column r its rank at slot 1."""
+    k = len(view.labels)
+    index = {label: j for j, label in enumerate(view.labels)}
+    counts = np.zeros((positions, k), dtype=int)
+    p1 = view.arrays.slot_probs[:, 0, :]
+    ranks = ranks_of(np.nan_to_num(p1, nan=-1.0))
+    for i, written in enumerate(view.written()):
+        for j, label in enumerate(written):
+            counts[min(j, positions - 1), ranks[i, index[label]] - 1] += 1
+    return counts
+
+
+def first_vs_output(view: RunView) -> dict:
+    """How often slot 1's most probable label is the one written first, and where the labels
+    written later rank at slot 1 (the paper: the first distribution does not reflect the output)."""
+    arrays = view.arrays
+    index = {label: j for j, label in enumerate(view.labels)}
+    written = view.written()
+    with_label = [i for i, w in enumerate(written) if w]
+    p1 = arrays.slot_probs[:, 0, :]
+    first_rank = [int(ranks_of(p1[i])[index[written[i][0]]]) for i in with_label]
+    agree = sum(r == 1 for r in first_rank)
+    stop_above = sum(arrays.stop[i, 0] > p1[i, index[written[i][0]]] for i in with_label)
+    ft_agree = sum(
+        int(ranks_of(arrays.first_token[i, 0])[index[written[i][0]]]) == 1
+        for i in with_label
+        if np.isfinite(arrays.first_token[i, 0]).all()
+    )
+    ft_n = sum(np.isfinite(arrays.first_token[i, 0]).all() for i in with_label)
+    later = [int(ranks_of(p1[i])[index[label]]) for i in with_label for label in written[i][1:]]
+    k = len(view.labels)
+    later_hist = np.bincount(np.asarray(later, dtype=int), minlength=k + 1)[1:] if later else np.zeros(k, int)
+    counts = position_rank_counts(view)
+    return {
+        "answers_with_a_label": len(with_label),
+        "top_label_is_first_written": _share(agree, len(with_label)),
+        "top_label_is_first_written_first_token": _share(ft_agree, ft_n),
+        "stop_more_probable_than_first_written": _share(int(stop_above), len(with_label)),
+        "later_labels": len(later),
+        "later_label_rank_share": [{"rank": r + 1, **_share(int(later_hist[r]), len(later))} for r in range(k)]
+        if later
+        else [],  # fmt: skip
+        "later_label_mean_rank": _r(np.mean(later)) if later else None,
+        "position_rank_counts": counts.tolist(),
+    }
+
+
+def analyze_runs(views: Sequence[RunView], attention: dict | None = None) -> dict:
+    """All statistics, per run; ``attention`` (from :mod:`labeldist.report.attention`) is added
+    under each run it covers."""
+    runs = {}
+    for view in views:
+        runs[view.name] = {
+            "summary": summary(view),
+            "spikiness": spikiness(view),
+            "entropy": entropy_stats(view),
+            "label_order": label_order(view),
+            "first_vs_output": first_vs_output(view),
+        }
+        if attention and view.name in attention:
+            runs[view.name]["attention"] = attention[view.name]
+    return {"runs": runs, "paired": paired_entropy(views)}
+
+
+def paired_entropy(views: Sequence[RunView], n_resamples: int = 1000, seed: int = 0) -> list[dict]:
+    """For every two runs over the same items (same ids, same order; e.g. two model sizes on one
+    prompt): the mean per-item difference of slot-1 entropy, second run minus first, with a 95%
+    percentile bootstrap interval over items, for the label + stop distribution and for the
+    labels alone."""
+    out = []
+    for a in range(len(views)):
+        for b in range(a + 1, len(views)):
+            first, second = views[a], views[b]
+            if first.arrays.ids != second.arrays.ids or first.labels != second.labels:
+                continue
+            row = {"first": first.name, "second": second.name, "items": len(first.arrays)}
+            rng = np.random.default_rng(seed)
+            for key, get in (("slot1_entropy", lambda v: v.entropy()[:, 0]), ("slot1_labels_only", labels_only_entropy)):
+                diff = get(second) - get(first)
+                diff = diff[np.isfinite(diff)]
+                if not len(diff):
+                    row[key] = None
+                    continue
+                means = diff[rng.integers(0, len(diff), (n_resamples, len(diff)))].mean(axis=1)
+                low, high = np.quantile(means, [0.025, 0.975])
+                row[key] = {"difference": _r(diff.mean()), "low": _r(low), "high": _r(high), "n": len(diff),
+                            "second_higher_share": _r((diff > 0).mean())}  # fmt: skip
+            out.append(row)
+    return out

@@ -1,0 +1,47 @@
+"""``labeldist analyze``: the statistics of every analysis as JSON, and their figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from labeldist.report.analyses import analyze_runs, load_views
+from labeldist.report.figures import analysis_figures, write_figures
+
+ANALYSES_FILE = "analyses.json"
+
+
+def compute_attention(views, items: int, device: str | None = "cpu", progress: bool = False) -> dict:
+    """Attention shares per run; runs of one model share one loaded backend."""
+    from labeldist.report.attention import label_attention, load_attention_backend
+
+    out, backends = {}, {}
+    for view in views:
+        key = (view.config.get("model"), view.config.get("chat"))
+        if key not in backends:
+            backends[key] = load_attention_backend(view, device)
+        out[view.name] = label_attention(view, items, backend=backends[key], progress=progress)
+    return out
+
+
+def analyze(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    attention: bool = False,
+    attention_items: int = 30,
+    device: str | None = "cpu",
+    progress: bool = False,
+) -> tuple[dict, list[Path]]:
+    """Write ``analyses.json`` and the figures (PNG + PDF) into ``out``; returns both."""
+    out = Path(out)
+    views = load_views(run_dirs)
+    weights = compute_attention(views, attention_items, device, progress) if attention else None
+    stats = analyze_runs(views, weights)
+    figures = analysis_figures(views, stats, weights)
+    paths = write_figures(figures, out)
+    stats["figures"] = sorted({p.stem for p in paths})
+    path = out / ANALYSES_FILE
+    path.write_text(json.dumps(stats, indent=2, default=float) + "\n", encoding="utf-8")
+    return stats, [path, *paths]
