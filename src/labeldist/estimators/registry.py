@@ -9,14 +9,19 @@ A spec is ``NAME[key=value,...]@SOURCE``, every part but the name optional:
 - ``platt[base=first,feature=logit]@first-token``   any of Platt's settings
 - ``unary``, ``pairwise``             runs made with ``--method unary|pairwise``
 - ``pairwise[score=win-rate]``        mean soft win rate instead of Bradley–Terry vs none
+- ``probe[layer=-1,target=votes]``    logistic regression on first-slot hidden states, fitted
+                                      on the --calibrate-on run (both made with --save-hidden)
+- ``encoder[model=models/NAME]``      a fine-tuned encoder (labeldist encoder train)
 """
 
 from __future__ import annotations
 
 import re
 
+from labeldist.estimators.encoder import Encoder
 from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
+from labeldist.estimators.probe import Probe
 from labeldist.estimators.slots import SLOT_ESTIMATORS, SOURCES, Output
 
 ESTIMATORS = {
@@ -26,6 +31,8 @@ ESTIMATORS = {
     "pairwise": Pairwise,
     "platt": Platt,
     "platt-shared": Platt,
+    "probe": Probe,
+    "encoder": Encoder,
 }
 # what `labeldist evaluate` reports when no estimators are named, by the run's method
 DEFAULT_ESTIMATORS = {
@@ -65,6 +72,8 @@ def make_estimator(name: str, source: str = "exact", **params):
         raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
     if name == "platt-shared":
         params.setdefault("scope", "shared")
+    if cls is Encoder and source != "exact":
+        raise ValueError("encoder reads texts; it has no first-token variant")
     if cls in (Unary, Pairwise) and source != "exact":
         raise ValueError(f"{name} scores answers exactly; it has no first-token variant")
     if cls is Output:

