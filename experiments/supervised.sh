@@ -16,8 +16,8 @@ TEST_IDS=$SHARED/data/paper_eval_ids/Hatexplain/main_test_set.txt
 $LD run $HX --save-hidden --split dev --limit 150 --out runs/hx-val-smollm2-hidden --quiet
 $LD run $HX --save-hidden --split test --ids $TEST_IDS --out runs/hx-test-smollm2-hidden --quiet
 
-# 2. the encoder: all-MiniLM-L6-v2 fine-tuned on the validation split (soft targets)
-test -f models/hx-minilm/encoder.json || $LD encoder train $DATA --split dev --epochs 3 --out models/hx-minilm
+# 2. the encoder: all-MiniLM-L6-v2 fine-tuned on the first 800 validation posts (soft targets)
+test -f models/hx-minilm/encoder.json || $LD encoder train $DATA --split dev --limit 800 --epochs 2 --out models/hx-minilm
 
 # 3. one table: zero-shot slot estimators, Platt, probes (last and a middle layer), encoder
 $LD evaluate runs/hx-test-smollm2-hidden --calibrate-on runs/hx-val-smollm2-hidden --json \
@@ -26,11 +26,11 @@ $LD evaluate runs/hx-test-smollm2-hidden --calibrate-on runs/hx-val-smollm2-hidd
 $LD probe --train runs/hx-val-smollm2-hidden --eval runs/hx-test-smollm2-hidden --target model-output --json \
   > runs/hx-test-smollm2-hidden/probe-model-output.json
 
-# 4. LoRA finetuning: zero-shot prompts, 300 validation posts, gold answers; before and after
+# 4. LoRA finetuning: zero-shot prompts, 200 validation posts, gold answers; before and after
 ZS="$DATA --shots 0 --seed 0"
 $LD run $ZS --model smollm2-135m-instruct --split test --ids $TEST_IDS --out runs/hx-test-smollm2-0shot --quiet
 test -f models/hx-smollm2-lora/finetune.json || \
-  $LD finetune $DATA --split dev --limit 300 --model smollm2-135m-instruct --epochs 2 --out models/hx-smollm2-lora
+  $LD finetune $DATA --split dev --limit 200 --model smollm2-135m-instruct --epochs 2 --out models/hx-smollm2-lora
 $LD run $ZS --model models/hx-smollm2-lora --split test --ids $TEST_IDS --out runs/hx-test-smollm2-lora --quiet
 for run in hx-test-smollm2-0shot hx-test-smollm2-lora; do
   $LD evaluate runs/$run --estimators first,max,output --json > runs/$run/evaluation-0.5.json

@@ -12,6 +12,7 @@ import numpy as np
 
 from labeldist.data import DataError, dataset_names, describe, load_dataset
 from labeldist.models.base import ModelError
+from labeldist.models.server_cli import pop_server_settings, server_options
 from labeldist.prompts.templates import TemplateError
 
 DATA_DIR_HELP = "Folder (or file, for generic tables) holding the dataset in its official layout."
@@ -115,11 +116,14 @@ def data_describe(name, data_dir, split, grouping, task, ids, options, as_json):
         ("labels", f"{len(summary['labels'])}: {', '.join(summary['labels'])}"),
         ("annotators", summary["annotators"]),
         ("votes per item", f"{summary['votes_per_item']:.2f}"),
+        ("items by votes", ", ".join(f"{k}: {v}" for k, v in summary["votes_per_item_distribution"].items())),
         ("vote fractions from", summary["vote_source"]),
         ("multi-label share", f"{summary['multilabel_share']:.3f}"),
         ("no-label share", f"{summary['no_label_share']:.3f}"),
         ("disagreement share", "n/a (no item has 2+ votes)" if share is None else f"{share:.3f}"),
     ]
+    if summary["repairs"]:
+        rows.append(("repaired/dropped", ", ".join(f"{k} {v}" for k, v in summary["repairs"].items())))
     for key, value in rows:
         click.echo(f"{key:20s} {value}")
     click.echo("label frequency (gold):")
@@ -281,8 +285,12 @@ def _load_config_file(ctx, param, value):
 @click.option("--ids", default=None, type=click.Path(path_type=Path), help="Only the ids listed in this file.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Loader option, repeatable.")
 @prompt_options
+@server_options
 @click.option(
-    "--model", required=True, help="Offline alias (smollm2-135m-instruct, gemma3-270m), a model folder, or a hub id."
+    "--model",
+    required=True,
+    help="Offline alias (smollm2-135m-instruct, gemma3-270m), a model folder, or a hub id; with --backend openai, "
+    "the served model's name.",
 )
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Label only the first N items.")
 @click.option(
@@ -324,6 +332,7 @@ def run_command(
     from labeldist.models.hf import HFBackend
     from labeldist.runs import RunConfig, execute_run
 
+    server = pop_server_settings(settings, model)
     config = RunConfig(
         dataset=name,
         data_dir=str(data_dir),
@@ -338,10 +347,15 @@ def run_command(
         max_new_tokens=max_new_tokens,
         save_hidden=save_hidden,
         method=method,
+        server=server.identity() if server else None,
         **{k: v for k, v in settings.items() if k != "template"},
     )
 
     def backend(cfg):
+        if server is not None:
+            from labeldist.models.openai import OpenAIBackend
+
+            return OpenAIBackend(server, chat=cfg.chat, max_new_tokens=cfg.max_new_tokens, progress=not quiet)
         return HFBackend(
             cfg.model,
             device=device,
@@ -364,7 +378,15 @@ def run_command(
         detail = f"mean probability of the two answers {counts.get('answer_mass_mean', float('nan')):.3f}"
         if "position_bias_a" in counts:
             detail += f"; 'a' wins {counts['position_bias_a']:.3f} of the time (0.5: no position bias)"
+        if server is not None:
+            detail += f"; answers scored through the server: {manifest['model'].get('scoring')}"
     click.echo(f"{out}: {counts['items_recorded']} items recorded ({last['items_labelled']} now{speed}); {detail}", err=True)
+    if manifest.get("gaps"):
+        first_id, first_error = next(iter(manifest["gaps"].items()))
+        raise ModelError(
+            f"{len(manifest['gaps'])} items not labelled (listed under gaps in {out}/run.json; first, {first_id}: "
+            f"{first_error}); rerun the same command to retry them"
+        )
 
 
 @cli.command("show")
@@ -413,7 +435,8 @@ def show_command(run_dir, limit, first_token):
     "--estimators",
     default=None,
     help="Comma list of NAME[key=value,...]@SOURCE: first, max, mean, noisy-or, output, unary, pairwise, platt, "
-    "platt-shared; @first-token reads the first-token approximation instead of the exact numbers; e.g. "
+    "platt-shared, probe (hidden states; fitted on --calibrate-on); @first-token reads the first-token approximation "
+    "instead of the exact numbers; e.g. "
     "platt[base=first,scope=shared]. Default: first,max,mean,noisy-or,output for generation runs, unary or pairwise "
     "(and platt on it, with --calibrate-on) for those methods.",
 )
@@ -468,6 +491,314 @@ def compare_command(run_dirs, estimators, metrics, markdown, as_json):
         click.echo(json.dumps(rows, default=float))
         return
     click.echo(format_rows(rows, ("model", "dataset", "estimator"), columns, style="markdown" if markdown else "text"))
+
+
+def encoder_data_options(function):
+    """Where `labeldist encoder` reads its items (as `labeldist run` does)."""
+    decorators = [
+        click.option("--dataset", "name", required=True, help=f"Dataset loader: {', '.join(dataset_names())}."),
+        click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP),
+        click.option("--grouping", default=None, help="Label grouping (goemotions: paper-7, ekman, sentiment) or a JSON file."),
+        click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target)."),
+        click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Loader option, repeatable."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+@cli.group("encoder")
+def encoder_group():
+    """A fine-tuned encoder baseline (estimator `encoder[model=FOLDER]` in `labeldist evaluate`)."""
+
+
+@encoder_group.command("train")
+@encoder_data_options
+@click.option("--split", default="train", show_default=True, help="Split to train on.")
+@click.option("--ids", default=None, type=click.Path(path_type=Path), help="Train only on the ids listed in this file.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Train on the first N items only.")
+@click.option("--val-split", default=None, help="Validation split: the epoch with the lowest soft BCE on it is kept.")
+@click.option("--val-limit", default=None, type=click.IntRange(min=1), help="Validate on the first N items only.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write (models/NAME).")
+@click.option("--encoder", default=None, help="HF encoder folder or id (default: the offline all-MiniLM-L6-v2).")
+@click.option("--label-names", is_flag=True, help="Demux's input: label names first, each label read from its name's tokens.")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", "learning_rate", default=5e-5, show_default=True, type=float, help="Encoder learning rate.")
+@click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=8), help="Tokens per input.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True)
+def encoder_train_command(name, data_dir, grouping, task, options, split, ids, limit, val_split, val_limit, out, encoder,
+                          label_names, epochs, batch_size, learning_rate, max_length, seed, device):  # fmt: skip
+    """Fine-tune an encoder with soft binary cross-entropy on the vote fractions of one split."""
+    from labeldist.estimators.encoder import train_encoder
+
+    train = load_from_cli(name, data_dir, split, grouping, task, ids, options)
+    if limit:
+        train = train.restrict(train.ids[:limit], source=f"first {limit}")
+    validation = None
+    if val_split:
+        validation = load_from_cli(name, data_dir, val_split, grouping, task, None, options)
+        if val_limit:
+            validation = validation.restrict(validation.ids[:val_limit], source=f"first {val_limit}")
+    source = {"name": name, "data_dir": str(Path(data_dir).resolve()), "split": split, "grouping": grouping, "task": task,
+              "options": parse_options(options), "ids": str(ids) if ids else None, "limit": limit}  # fmt: skip
+    manifest = train_encoder(train, out, validation=validation, encoder=encoder, label_names=label_names, epochs=epochs,
+                             batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed,
+                             device=device, progress=True, source=source)  # fmt: skip
+    for row in manifest["history"]:
+        shown = f", validation soft BCE {row['validation_bce']:.4f}" if "validation_bce" in row else ""
+        click.echo(f"epoch {row['epoch']}: training loss {row['train_loss']:.4f}{shown}")
+    click.echo(
+        f"{out}: trained on {manifest['training_items']} items in {manifest['seconds']} s, kept epoch {manifest['kept_epoch']}",
+        err=True,
+    )
+
+
+@encoder_group.command("predict")
+@encoder_data_options
+@click.option("--split", default="dev", show_default=True, help="Split to predict.")
+@click.option("--ids", default=None, type=click.Path(path_type=Path), help="Only the ids listed in this file.")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Folder from encoder train.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV to write: id, then one column per label.")
+def encoder_predict_command(name, data_dir, grouping, task, options, split, ids, model_dir, out):
+    """Per-label probabilities of a trained encoder for one split."""
+    import pandas as pd
+
+    from labeldist.estimators.encoder import load_encoder
+
+    dataset = load_from_cli(name, data_dir, split, grouping, task, ids, options)
+    model, manifest = load_encoder(model_dir)
+    if tuple(manifest["labels"]) != tuple(dataset.labels):
+        raise DataError(str(model_dir), None, f"was trained on labels {manifest['labels']}, the split has {list(dataset.labels)}")
+    probs = model.predict([item.text for item in dataset.items])
+    frame = pd.DataFrame(probs, columns=list(dataset.labels))
+    frame.insert(0, "id", dataset.ids)
+    frame.to_csv(out, index=False)
+    overlap = len(set(manifest["training_ids"]) & set(dataset.ids))
+    if overlap:
+        click.echo(f"note: {overlap} of these items were in the model's training data", err=True)
+    click.echo(f"written to {out}: {len(frame)} items x {len(dataset.labels)} labels", err=True)
+
+
+@cli.command("suite")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Suite YAML (suites/real.yaml).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Results folder; rerunning resumes it.")
+@click.option("--only", multiple=True, help="Only this dataset id of the suite (repeatable).")
+@click.option("--model", "models", multiple=True, help="Run these models instead of the suite's (repeatable).")
+@click.option("--max-items", default=None, type=click.IntRange(min=1),
+              help="Cap every dataset's eval and calibration samples at N (nested: a later full pass reuses them).")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def suite_command(config_path, out, only, models, max_items, quiet):
+    """Run a (dataset, model, method) grid with evaluations; finished cells are skipped, and
+    OUT/table.md and OUT/table.json hold every finished cell's rows."""
+    from labeldist.suite import load_suite, run_suite
+
+    suite = load_suite(config_path)
+    table = run_suite(
+        suite, out, only=only, models=models, max_items=max_items, progress=not quiet, log=lambda m: click.echo(m, err=True)
+    )
+    done = sum(c["finished"] for c in table["cells"])
+    click.echo(f"{out}/table.md: {done} of {len(table['cells'])} cells finished", err=True)
+
+
+@cli.command("finetune")
+@encoder_data_options
+@click.option("--model", required=True, help="Base model: offline alias, model folder or hub id.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the merged model (models/NAME).")
+@click.option("--split", default="train", show_default=True, help="Split to train on.")
+@click.option("--ids", default=None, type=click.Path(path_type=Path), help="Train only on the ids listed in this file.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Train on the first N items only.")
+@click.option("--pool-split", default="train", show_default=True, help="Split the demonstrations come from (--shots > 0).")
+@click.option("--shots", default=0, show_default=True, type=click.IntRange(min=0), help="Demonstrations per training prompt.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--answer-format", default="json", show_default=True, type=click.Choice(["json", "comma", "and"]))
+@click.option("--template", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML template.")
+@click.option("--answers", default="gold", show_default=True, type=click.Choice(["gold", "annotators"]),
+              help="Train on the gold labels, or on one example per annotator's labels.")  # fmt: skip
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", "learning_rate", default=2e-4, show_default=True, type=float)
+@click.option("--rank", default=8, show_default=True, type=click.IntRange(min=1), help="LoRA rank (alpha = 2 x rank).")
+@click.option("--max-length", default=1024, show_default=True, type=click.IntRange(min=16), help="Tokens per example.")
+@click.option("--chat/--no-chat", default=None, help="Use the model's chat template (default: when it has one).")
+@click.option("--device", default=None, help="cpu, cuda or auto (default).")
+def finetune_command(name, data_dir, grouping, task, options, model, out, split, ids, limit, pool_split, shots, seed,
+                     answer_format, template, answers, epochs, batch_size, learning_rate, rank, max_length, chat,
+                     device):  # fmt: skip
+    """LoRA supervised finetuning of a causal LM on the answer format; writes a merged model
+    folder that `labeldist run --model OUT` uses (with the same template, format and --shots)."""
+    from labeldist.models.finetune import FinetuneSettings, finetune
+    from labeldist.prompts import PromptTemplate
+
+    train = load_from_cli(name, data_dir, split, grouping, task, ids, options)
+    if limit:
+        train = train.restrict(train.ids[:limit], source=f"first {limit}")
+    pool = train if shots == 0 else load_from_cli(name, data_dir, pool_split, grouping, task, None, options)
+    settings = FinetuneSettings(shots=shots, seed=seed, answer_format=answer_format, answers=answers, epochs=epochs,
+                                batch_size=batch_size, learning_rate=learning_rate, rank=rank, alpha=2 * rank,
+                                max_length=max_length)  # fmt: skip
+    source = {"name": name, "data_dir": str(Path(data_dir).resolve()), "split": split, "grouping": grouping, "task": task,
+              "options": parse_options(options), "ids": str(ids) if ids else None, "limit": limit,
+              "template": str(template) if template else None}  # fmt: skip
+    manifest = finetune(model, train, pool, out, template=PromptTemplate.from_yaml(template) if template else None,
+                        settings=settings, chat=chat, device=device, progress=True, source=source)  # fmt: skip
+    for row in manifest["history"]:
+        click.echo(f"epoch {row['epoch']}: answer-token loss {row['answer_token_loss']:.4f}")
+    click.echo(
+        f"{out}: {manifest['examples']} examples, {manifest['trainable_parameters']:,} LoRA parameters, "
+        f"{manifest['seconds']} s; use it with labeldist run --model {out}",
+        err=True,
+    )
+
+
+@cli.command("probe")
+@click.option("--train", "train_dir", required=True, type=click.Path(path_type=Path), help="Run to fit on (--save-hidden).")
+@click.option("--eval", "eval_dir", required=True, type=click.Path(path_type=Path), help="Run to score (--save-hidden).")
+@click.option(
+    "--target",
+    type=click.Choice(["votes", "gold", "model-output"]),
+    default="votes",
+    show_default=True,
+    help="votes: soft vote fractions (gold where none); model-output: the labels the model wrote.",
+)
+@click.option("--layer", default=-1, show_default=True, type=int, help="Hidden layer (0: embeddings, -1: last).")
+@click.option(
+    "--C", "C", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Inverse L2 strength."
+)
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1), help="Bootstrap resamples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
+def probe_command(train_dir, eval_dir, target, layer, C, resamples, as_json):
+    """Linear probes on the first label slot's hidden state, fitted on TRAIN, scored on EVAL;
+    the same probe is estimator `probe` in `labeldist evaluate --calibrate-on TRAIN`."""
+    from labeldist.estimators.probe import probe_report
+    from labeldist.evaluation import format_table
+
+    result = probe_report(train_dir, eval_dir, target=target, layer=layer, C=C, n_resamples=resamples)
+    if as_json:
+        click.echo(json.dumps(result, default=float))
+        return
+    if target != "model-output":
+        click.echo(f"{eval_dir}: {result['items']} items, probe fitted on {train_dir}")
+        click.echo(format_table(result))
+        return
+
+    def shown(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    click.echo(
+        f"{eval_dir}: {result['items']} items; slot-1 probe for the written labels (fitted on {train_dir}): "
+        f"ROC AUC {shown(result['written_label_auc'])} over all labels; for labels written after the first "
+        f"({result['items_with_later_labels']} answers with two or more labels, {result['later_label_pairs']} pairs): "
+        f"{shown(result['later_label_auc'])}"
+    )
+
+
+@cli.command("analyze")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for analyses.json and the figures.")
+@click.option("--attention", is_flag=True, help="Also label attention: reloads each run's model with eager attention.")
+@click.option("--attention-items", default=30, show_default=True, type=click.IntRange(min=1), help="Answers read for attention.")
+@click.option("--device", default="cpu", show_default=True, help="Device for --attention (cpu, cuda, auto).")
+def analyze_command(run_dirs, out, attention, attention_items, device):
+    """Spikiness, entropy per slot, label-order accuracy and slot 1 versus the written labels
+    (and, with --attention, label attention) of generation runs: statistics in
+    OUT/analyses.json, figures as PNG and PDF."""
+    from labeldist.report.analyze import analyze
+
+    stats, paths = analyze(run_dirs, out, attention=attention, attention_items=attention_items, device=device,
+                           progress=True)  # fmt: skip
+    for name, run in stats["runs"].items():
+        slot1 = run["entropy"]["slot1"]
+        agree = run["first_vs_output"]["top_label_is_first_written"]
+        click.echo(
+            f"{name}: {run['summary']['items']} items, {run['summary']['labels_per_answer']} labels per answer, "
+            f"slot-1 entropy {slot1['mean']} nats, top label {run['spikiness']['top1_mean']}, "
+            f"slot-1 top label written first {agree['value']} of {agree['n']}"
+        )
+    for row in stats["paired"]:
+        cell = row["slot1_entropy"]
+        if cell:
+            click.echo(
+                f"{row['second']} - {row['first']} (same {row['items']} items): slot-1 entropy "
+                f"{cell['difference']:+.3f} nats [{cell['low']:+.3f}, {cell['high']:+.3f}]"
+            )
+    click.echo(f"written to {out}: " + ", ".join(p.name for p in paths), err=True)
+
+
+def _sweep_command() -> click.Command:
+    """`labeldist sweep`: `labeldist run`'s options, with --multilabel-share taking a list."""
+
+    def callback(multilabel_share, out, **options):
+        from labeldist.sweep import parse_shares, run_sweep
+
+        shares = parse_shares(multilabel_share)
+
+        def run_one(share, folder):
+            click.echo(f"== multilabel share {share:g} -> {folder}", err=True)
+            run_command.callback(multilabel_share=share, out=folder, **options)
+
+        summary = run_sweep(shares, out, run_one)
+        for row in summary["by_share"]:
+            f1 = row["f1"]["output"]["micro"]["value"]
+            click.echo(
+                f"share {row['share']:g}: {row['labels_per_answer']['mean']} labels per answer, "
+                f"slot-1 entropy {row['slot1_entropy']['mean']}, micro-F1 (written labels) {f1:.3f}"
+            )
+        click.echo(f"written to {out}/sweep.json and {out}/sweep.png", err=True)
+
+    params = []
+    for param in run_command.params:
+        if param.name == "multilabel_share":
+            param = click.Option(
+                ["--multilabel-share"], default="0,0.2,0.4,0.6,0.8,1.0", show_default=True,
+                help="Comma list of shares of multi-label demonstrations, one run each.",
+            )  # fmt: skip
+        elif param.name == "out":
+            param = click.Option(
+                ["--out"], required=True, type=click.Path(path_type=Path),
+                help="Sweep folder: one run per share (share-0, share-0.2, ...) and sweep.json / sweep.png.",
+            )  # fmt: skip
+        params.append(param)
+    return click.Command(
+        "sweep",
+        callback=callback,
+        params=params,
+        help="One run per share of multi-label demonstrations (every other setting shared), then the number of "
+        "labels per answer, slot-1 entropy and F1 against the share (OUT/sweep.json, OUT/sweep.png). Takes every "
+        "option of `labeldist run`.",
+    )
+
+
+cli.add_command(_sweep_command())
+
+
+@cli.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The HTML file to write.")
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(min=0), help="Example items shown.")
+@click.option("--attention", is_flag=True, help="Include label attention (reloads the models; eager attention).")
+@click.option("--attention-items", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="cpu", show_default=True, help="Device for --attention.")
+@click.option("--resamples", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Bootstrap resamples for runs without evaluation.json.")  # fmt: skip
+@click.option("--title", default=None, help="Report title.")
+@click.option("--screenshot", type=click.Path(path_type=Path), default=None,
+              help="Also open the report in headless Chromium, save a PNG screenshot here and check every figure "
+              "rendered.")  # fmt: skip
+def report_command(run_dirs, out, examples, attention, attention_items, device, resamples, title, screenshot):
+    """One self-contained HTML file (figures embedded, no network): run configurations,
+    evaluation tables, analyses and example items. A sweep folder adds its sweep."""
+    from labeldist.report.html import build_report
+
+    path = build_report(run_dirs, out, examples=examples, attention=attention, attention_items=attention_items,
+                        device=device, resamples=resamples, title=title)  # fmt: skip
+    click.echo(f"written to {path} ({path.stat().st_size / 1e6:.1f} MB)", err=True)
+    if screenshot:
+        from labeldist.report.browser import check_report
+
+        result = check_report(path, screenshot)
+        click.echo(f"screenshot {screenshot}: {len(result['images'])} figures, all rendered", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,5 +43,6 @@ def describe(dataset: Dataset) -> dict:
         ),
         "label_frequency": {label: frequency[label] for label in dataset.labels},
         "label_vote_frequency": {label: vote_counts[label] for label in dataset.labels} if annotators else None,
+        "repairs": dict(dataset.info.get("repairs") or {}),
         "notes": list(dataset.notes),
     }

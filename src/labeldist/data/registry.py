@@ -109,4 +109,15 @@ def _ensure_loaded() -> None:
     if _loaded:
         return
     _loaded = True
-    from labeldist.data import goemotions, hatexplain, mfrc, semeval, tables  # noqa: F401
+    from labeldist.data import (  # noqa: F401
+        convabuse,
+        goemotions,
+        hatexplain,
+        lewidi,
+        mfrc,
+        semeval,
+        tables,
+        told_br,
+        tweet_sensitivity,
+        varierr,
+    )

@@ -1,0 +1,198 @@
+"""`labeldist suite` on the trained tiny model: the grid runs, the tables hold every estimator
+with the reference rows, a finished cell is not recomputed, an interrupted cell resumes from
+its recorded items, and bad suite files fail with the file and key named."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+import yaml
+from tiny_models import RUN_TEMPLATE, get_trained_tiny_llama, synthetic_examples
+
+from labeldist.cli import main
+from labeldist.data.schema import DataError
+from labeldist.runs import RunStore
+from labeldist.suite import load_suite, sample_ids
+
+ESTIMATORS = ["first", "max", "max@first-token", "output", "platt-shared"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
+    rng = random.Random(0)
+    for name in ("alpha", "beta"):
+        data = root / name
+        data.mkdir()
+        for split, seed in (("train", 31), ("dev", 32), ("test", 33)):
+            rows = []
+            for i, example in enumerate(synthetic_examples(n=14, seed=seed + (name == "beta") * 10)):
+                for annotator in ("a1", "a2", "a3"):
+                    labels = set(example.labels)
+                    if annotator == "a3":
+                        labels ^= {rng.choice(trained.labels)}
+                    rows.append({"id": f"{name}-{split}{i:02d}", "text": example.text, "annotator": annotator,
+                                 "labels": ",".join(sorted(labels))})  # fmt: skip
+            pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    template = root / "template.yaml"
+    template.write_text(RUN_TEMPLATE)
+    options = {"label_list_column": "labels", "labels": list(trained.labels), "annotator_column": "annotator"}
+    config = {
+        "name": "tiny",
+        "models": [str(trained.path)],
+        "methods": ["generate"],
+        "estimators": ESTIMATORS,
+        "threshold": 0.5,
+        "resamples": 50,
+        "run": {"shots": 0, "template": str(template), "chat": False, "max_new_tokens": 24, "batch_size": 4},
+        "datasets": [
+            {"id": "alpha", "dataset": "table", "data_dir": str(root / "alpha"), "eval_split": "test",
+             "calibration_split": "dev", "eval_items": 10, "calibration_items": 8, "options": options},
+            {"id": "beta", "dataset": "table", "data_dir": str(root / "beta"), "eval_split": "test",
+             "calibration_split": "test", "eval_items": 6, "calibration_items": 6, "options": options},
+        ],
+    }  # fmt: skip
+    path = root / "suite.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = root / "results"
+    assert main(["suite", "--config", str(path), "--out", str(out), "--quiet"]) == 0
+    return {"root": root, "config": path, "out": out, "trained": trained}
+
+
+def cell(out, dataset, trained):
+    return out / "cells" / dataset / trained.path.name / "generate"
+
+
+def attempts(run_dir):
+    return json.loads((run_dir / "run.json").read_text())["attempts"]
+
+
+def test_tables_hold_every_estimator_and_reference_rows(setup):
+    table = json.loads((setup["out"] / "table.json").read_text())
+    assert [c["finished"] for c in table["cells"]] == [True, True]
+    rows = {(r["dataset"], r["estimator"]): r for r in table["rows"]}
+    for dataset, items in (("alpha", 10), ("beta", 6)):
+        for name in [*ESTIMATORS, "oracle", "prior"]:
+            row = rows[(dataset, name)]
+            assert row["items"] == items
+            for metric in ("mamd", "bce", "brier", "macro_f1"):
+                assert row[metric]["low"] <= row[metric]["value"] <= row[metric]["high"], (dataset, name, metric)
+        assert rows[(dataset, "oracle")]["mamd"]["value"] == 0.0
+        assert rows[(dataset, "prior")]["mamd"]["value"] > 0.0
+    markdown = (setup["out"] / "table.md").read_text()
+    assert "| dataset | model | method | estimator | items | mamd | bce | brier | spearman | macro_f1 |" in markdown
+    assert markdown.count("| alpha |") == len(ESTIMATORS) + 2
+    # the table's numbers are the evaluation's numbers
+    evaluation = json.loads((cell(setup["out"], "alpha", setup["trained"]) / "eval" / "evaluation.json").read_text())
+    assert evaluation["estimators"]["max"]["mamd"] == rows[("alpha", "max")]["mamd"]
+    assert evaluation["calibration_run"].endswith("calibration")
+
+
+def test_samples_are_capped_seeded_and_disjoint(setup):
+    out, trained = setup["out"], setup["trained"]
+    ids = {role: (out / "ids" / f"beta-{role}.txt").read_text().split() for role in ("eval", "calibration")}
+    assert len(ids["eval"]) == 6 and len(ids["calibration"]) == 6
+    assert not set(ids["eval"]) & set(ids["calibration"])  # same split: calibration drawn from the rest
+    recorded = RunStore(cell(out, "beta", trained) / "eval").read()["id"].tolist()
+    assert recorded == ids["eval"]
+    assert sample_ids([str(i) for i in range(20)], 5, "s") == sample_ids([str(i) for i in range(20)], 5, "s")
+    assert sample_ids(["a", "b"], 5, "s") == ["a", "b"]
+
+
+def test_finished_cells_are_not_recomputed_and_interrupted_cells_resume(setup, capsys):
+    out, trained = setup["out"], setup["trained"]
+    alpha, beta = cell(out, "alpha", trained), cell(out, "beta", trained)
+    before = {p: attempts(p) for p in (alpha / "eval", alpha / "calibration", beta / "eval", beta / "calibration")}
+    alpha_cell = (alpha / "cell.json").read_text()
+    capsys.readouterr()
+    assert main(["suite", "--config", str(setup["config"]), "--out", str(out), "--quiet"]) == 0
+    log = capsys.readouterr().err
+    assert log.count("finished earlier, skipped") == 2
+    for path, recorded in before.items():
+        assert attempts(path) == recorded  # not even opened
+    assert (alpha / "cell.json").read_text() == alpha_cell
+
+    # interrupt beta's eval run: its last batch part lost, the cell unfinished
+    store = RunStore(beta / "eval")
+    parts = store.parts()
+    lost = len(pd.read_parquet(parts[-1]))
+    parts[-1].unlink()
+    (beta / "cell.json").unlink()
+    assert main(["suite", "--config", str(setup["config"]), "--out", str(out), "--quiet"]) == 0
+    log = capsys.readouterr().err
+    assert "alpha/" in log and "finished earlier, skipped" in log and "beta/" in log
+    assert attempts(alpha / "eval") == before[alpha / "eval"]
+    assert attempts(beta / "eval")[-1]["items_labelled"] == lost  # only the lost items again
+    assert attempts(beta / "calibration")[-1]["items_labelled"] == 0
+    assert len(RunStore(beta / "eval").read()) == 6
+    assert (beta / "cell.json").is_file()
+
+
+def test_only_and_changed_settings(setup, tmp_path, capsys):
+    config = yaml.safe_load(setup["config"].read_text())
+    config["resamples"] = 60  # a changed evaluation setting: the cell's evaluation is redone
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(config))
+    alpha = cell(setup["out"], "alpha", setup["trained"])
+    before = attempts(alpha / "eval")
+    capsys.readouterr()
+    assert main(["suite", "--config", str(path), "--out", str(setup["out"]), "--only", "alpha", "--quiet"]) == 0
+    log = capsys.readouterr().err
+    assert "alpha/" in log and "beta/" not in log and "skipped" not in log
+    assert attempts(alpha / "eval")[-1]["items_labelled"] == 0 and len(attempts(alpha / "eval")) == len(before) + 1
+    assert json.loads((alpha / "cell.json").read_text())["evaluation"]["bootstrap"]["resamples"] == 60
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": 1}, "key 'colour': unknown setting"),
+        ({"models": []}, "key 'models': must be a non-empty list"),
+        ({"methods": ["guess"]}, "key 'methods'"),
+        ({"datasets": [{"id": "x"}]}, "datasets[0]: missing dataset, data_dir, eval_split, calibration_split"),
+        ({"run": {"shots": 1, "speed": 2}}, "run key 'speed': unknown run setting"),
+    ],
+)
+def test_bad_suite_files(tmp_path, change, message):
+    config = {"models": ["m"], "datasets": [{"id": "a", "dataset": "table", "data_dir": "d", "eval_split": "test",
+                                             "calibration_split": "dev", "eval_items": 3}]}  # fmt: skip
+    config.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(DataError) as err:
+        load_suite(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_unknown_only_dataset_is_an_error(setup, capsys):
+    assert main(["suite", "--config", str(setup["config"]), "--out", str(setup["out"]), "--only", "gamma"]) == 2
+    assert "no dataset with id 'gamma'" in capsys.readouterr().err
+
+
+def test_max_items_pass_is_extended_by_the_full_pass(setup, tmp_path, capsys):
+    out = tmp_path / "quick"
+    argv = ["suite", "--config", str(setup["config"]), "--out", str(out), "--only", "alpha", "--quiet"]
+    assert main([*argv, "--max-items", "3"]) == 0
+    alpha = cell(out, "alpha", setup["trained"])
+    quick_ids = (out / "ids" / "alpha-eval.txt").read_text().split()
+    assert len(quick_ids) == 3 and len(RunStore(alpha / "eval").read()) == 3
+    table = json.loads((out / "table.json").read_text())
+    assert {r["items"] for r in table["rows"]} == {3}
+    assert main(argv) == 0  # the configured caps: 10 eval, 8 calibration items
+    full_ids = (out / "ids" / "alpha-eval.txt").read_text().split()
+    assert set(quick_ids) <= set(full_ids) and len(full_ids) == 10
+    assert [a["items_labelled"] for a in attempts(alpha / "eval")] == [3, 7]
+    assert [a["items_labelled"] for a in attempts(alpha / "calibration")] == [3, 5]
+    # the full pass's items equal a fresh full run's: same sample, same records
+    assert sorted(RunStore(alpha / "eval").read()["id"].tolist()) == sorted(full_ids)
+    first = RunStore(cell(setup["out"], "alpha", setup["trained"]) / "eval").read().set_index("id")
+    again = RunStore(alpha / "eval").read().set_index("id")
+    assert again["answer"].to_dict() == first["answer"].to_dict()
+    # a smaller cap than the recorded items is refused, naming the run folder
+    capsys.readouterr()
+    assert main([*argv, "--max-items", "2"]) == 2
+    assert "items outside the current sample" in capsys.readouterr().err
