@@ -26,8 +26,10 @@ $LD evaluate runs/hx-test-smollm2-hidden --calibrate-on runs/hx-val-smollm2-hidd
 $LD probe --train runs/hx-val-smollm2-hidden --eval runs/hx-test-smollm2-hidden --target model-output --json \
   > runs/hx-test-smollm2-hidden/probe-model-output.json
 
-# 4. LoRA finetuning: zero-shot prompts, 200 validation posts, gold answers; before and after
-ZS="$DATA --shots 0 --seed 0"
+# 4. LoRA finetuning: zero-shot prompts, 200 validation posts, gold answers; before and after on
+# the first 100 of the paper's test ids (zero-shot SmolLM2 writes long non-answers, so 24 new
+# tokens at most)
+ZS="$DATA --shots 0 --seed 0 --max-new-tokens 24 --limit 100"
 $LD run $ZS --model smollm2-135m-instruct --split test --ids $TEST_IDS --out runs/hx-test-smollm2-0shot --quiet
 test -f models/hx-smollm2-lora/finetune.json || \
   $LD finetune $DATA --split dev --limit 200 --model smollm2-135m-instruct --epochs 2 --out models/hx-smollm2-lora
