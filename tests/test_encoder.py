@@ -4,12 +4,11 @@ fine-tuned on a small table with annotator votes, then evaluated as estimator `e
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
+from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.data import load_dataset
@@ -25,17 +24,7 @@ def setup(tmp_path_factory):
     trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
     data = root / "data"
     data.mkdir()
-    rng = random.Random(0)
-    for split, n, seed in (("train", 96, 41), ("dev", 24, 42), ("test", 24, 43)):
-        rows = []
-        for i, example in enumerate(synthetic_examples(n=n, seed=seed)):
-            for annotator in ("a1", "a2", "a3"):
-                labels = set(example.labels)
-                if annotator == "a3":
-                    labels ^= {rng.choice(trained.labels)}
-                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
-                             "labels": ",".join(sorted(labels))})  # fmt: skip
-        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    write_vote_tables(data, trained.labels, (("train", 96, 41), ("dev", 24, 42), ("test", 24, 43)))
     options = ["--option", "label_list_column=labels", "--option", f"labels=[{', '.join(trained.labels)}]",
                "--option", "annotator_column=annotator"]  # fmt: skip
     model = root / "models" / "minilm"

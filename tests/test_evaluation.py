@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
+from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.evaluation import evaluate_run
@@ -26,18 +24,7 @@ def runs(tmp_path_factory):
     trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
     data = root / "data"
     data.mkdir()
-    rng = random.Random(0)
-    for split, seed in (("train", 21), ("dev", 22)):
-        rows = []
-        for i, example in enumerate(synthetic_examples(n=16, seed=seed)):
-            # three annotators: two agree with the cue words, the third adds or drops a label
-            for annotator in ("a1", "a2", "a3"):
-                labels = set(example.labels)
-                if annotator == "a3":
-                    labels ^= {rng.choice(trained.labels)}
-                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
-                             "labels": ",".join(sorted(labels))})  # fmt: skip
-        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    write_vote_tables(data, trained.labels, (("train", 16, 21), ("dev", 16, 22)))
     paths = {}
     for split in ("train", "dev"):
         out = root / f"run-{split}"

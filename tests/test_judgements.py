@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import random
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from tiny_models import (
     byte_level_bpe_tokenizer,
     get_trained_tiny_llama,
     sentencepiece_style_tokenizer,
-    synthetic_examples,
     tiny_gemma3,
     tiny_llama,
+    write_vote_tables,
 )
 
 from labeldist.cli import main
@@ -244,17 +242,7 @@ def judged_runs(tmp_path_factory):
     trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
     data = root / "data"
     data.mkdir()
-    rng = random.Random(0)
-    for split, seed in (("train", 31), ("dev", 32)):
-        rows = []
-        for i, example in enumerate(synthetic_examples(n=10, seed=seed)):
-            for annotator in ("a1", "a2", "a3"):
-                labels = set(example.labels)
-                if annotator == "a3":
-                    labels ^= {rng.choice(trained.labels)}
-                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
-                             "labels": ",".join(sorted(labels))})  # fmt: skip
-        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    write_vote_tables(data, trained.labels, (("train", 10, 31), ("dev", 10, 32)))
     labels = "[" + ", ".join(trained.labels) + "]"
 
     def argv(split, method, out):

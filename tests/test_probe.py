@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import random
 import shutil
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
+from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.estimators import make_estimator
@@ -30,18 +28,7 @@ def runs(tmp_path_factory):
     trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
     data = root / "data"
     data.mkdir()
-    rng = random.Random(0)
-    sizes = {"train": 48, "dev": 20}
-    for split, seed in (("train", 31), ("dev", 32)):
-        rows = []
-        for i, example in enumerate(synthetic_examples(n=sizes[split], seed=seed)):
-            for annotator in ("a1", "a2", "a3"):
-                labels = set(example.labels)
-                if annotator == "a3":
-                    labels ^= {rng.choice(trained.labels)}
-                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
-                             "labels": ",".join(sorted(labels))})  # fmt: skip
-        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    write_vote_tables(data, trained.labels, (("train", 48, 31), ("dev", 20, 32)))
     paths = {}
     for split in ("train", "dev"):
         base = [*tiny_run_argv(trained, data, split, root), "--option", "annotator_column=annotator"]

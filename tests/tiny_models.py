@@ -733,3 +733,24 @@ def tiny_run_argv(trained: TrainedModel, data_dir: Path, split: str, template_di
         "--model", str(trained.path), "--shots", "0", "--template", str(template),
         "--max-new-tokens", "24", "--no-chat", "--quiet",
     ]  # fmt: skip
+
+
+def write_vote_tables(data_dir: Path, labels: Sequence[str], splits: Sequence[tuple[str, int, int]]) -> None:
+    """One generic table per split (``data_dir/SPLIT.csv``: id, text, annotator, labels) of
+    ``synthetic_examples(n, seed)`` for each (split, n, seed), with three annotators: two give
+    the cue words' labels, the third adds or drops one label drawn from ``labels`` (one seeded
+    generator across the splits, in order). Load with the table options
+    ``label_list_column=labels``, ``annotator_column=annotator``."""
+    import pandas as pd
+
+    rng = random.Random(0)
+    for split, n, seed in splits:
+        rows = []
+        for i, example in enumerate(synthetic_examples(n=n, seed=seed)):
+            for annotator in ("a1", "a2", "a3"):
+                chosen = set(example.labels)
+                if annotator == "a3":
+                    chosen ^= {rng.choice(labels)}
+                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
+                             "labels": ",".join(sorted(chosen))})  # fmt: skip
+        pd.DataFrame(rows).to_csv(Path(data_dir) / f"{split}.csv", index=False)

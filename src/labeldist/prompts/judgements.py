@@ -24,12 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-import yaml
-
 from labeldist.data.schema import Dataset, Item
 from labeldist.prompts.builder import Prompt, _resolve_sampler, choose_demonstrations
 from labeldist.prompts.samplers import DemonstrationSampler, item_rng
-from labeldist.prompts.templates import TemplateError
+from labeldist.prompts.templates import TemplateError, read_template_yaml
 
 FILL = "\ue000"  # a private-use character: where each candidate's text goes
 METHODS = ("unary", "pairwise")
@@ -116,12 +114,7 @@ class JudgementTemplate:
     def from_yaml(cls, path: str | Path, method: str) -> JudgementTemplate:
         """A YAML mapping overriding any of the default template's fields for ``method``."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TemplateError(f"{path}: template file does not exist") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise TemplateError(f"{path}: not a readable YAML file ({err})") from None
+        raw = read_template_yaml(path)
         if not isinstance(raw, dict):
             raise TemplateError(f"{path}: a {method} template must be a YAML mapping")
         known = {f.name for f in fields(cls)} - {"method"}

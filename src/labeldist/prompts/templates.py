@@ -58,6 +58,17 @@ class TemplateError(ValueError):
     """A template that cannot be used; the message names the file (if any) and the field."""
 
 
+
+def read_template_yaml(path: Path):
+    """The parsed content of a template YAML file; a missing or unreadable file is a
+    TemplateError naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TemplateError(f"{path}: template file does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise TemplateError(f"{path}: not a readable YAML file ({err})") from None
+
 @dataclass(frozen=True)
 class PromptTemplate:
     system: str = DEFAULT_SYSTEM
@@ -97,12 +108,7 @@ class PromptTemplate:
         query (all required; system may be empty) and optionally label_separator and
         answer_prefix_separator."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TemplateError(f"{path}: template file does not exist") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise TemplateError(f"{path}: not a readable YAML file ({err})") from None
+        raw = read_template_yaml(path)
         if not isinstance(raw, dict):
             raise TemplateError(f"{path}: a template must be a YAML mapping with keys {', '.join(_YAML_REQUIRED)}")
         missing = [key for key in _YAML_REQUIRED if key not in raw]
