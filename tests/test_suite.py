@@ -84,11 +84,18 @@ def test_tables_hold_every_estimator_and_reference_rows(setup):
         assert rows[(dataset, "oracle")]["mamd"]["value"] == 0.0
         assert rows[(dataset, "prior")]["mamd"]["value"] > 0.0
     markdown = (setup["out"] / "table.md").read_text()
-    assert "| dataset | model | method | estimator | items | mamd | bce | brier | spearman | macro_f1 |" in markdown
+    header = "| dataset | model | method | estimator | items | spearman_items | mamd | bce | brier | spearman | macro_f1 |"
+    assert header in markdown
     assert markdown.count("| alpha |") == len(ESTIMATORS) + 2
     # the table's numbers are the evaluation's numbers
     evaluation = json.loads((cell(setup["out"], "alpha", setup["trained"]) / "eval" / "evaluation.json").read_text())
     assert evaluation["estimators"]["max"]["mamd"] == rows[("alpha", "max")]["mamd"]
+    for name, scores in evaluation["estimators"].items():
+        assert rows[("alpha", name)]["spearman_items"] == 10 - scores["spearman_skipped"]
+    # the oracle's probabilities are the vote fractions: Spearman is defined where the votes differ
+    assert 0 < rows[("alpha", "oracle")]["spearman_items"] <= 10
+    # every finished cell has its timing line
+    assert markdown.count("/generate | ") == 2 and "Cell time in total:" in markdown
     assert evaluation["calibration_run"].endswith("calibration")
 
 
@@ -196,3 +203,64 @@ def test_max_items_pass_is_extended_by_the_full_pass(setup, tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--max-items", "2"]) == 2
     assert "items outside the current sample" in capsys.readouterr().err
+
+
+def test_suite_trains_one_encoder_per_dataset_on_held_out_pool_items(setup, tmp_path, capsys):
+    """The bare `encoder` estimator: the suite trains the real MiniLM on the dataset's pool split
+    without any evaluated or calibration item, validates on the calibration sample, reuses it
+    on the next call and retrains (re-evaluating, not relabelling) when its settings change."""
+    config = yaml.safe_load(setup["config"].read_text())
+    config["estimators"] = ["first", "encoder"]
+    config["encoder"] = {"train_items": 9, "epochs": 2, "batch_size": 4, "max_length": 32}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "results"
+    argv = ["suite", "--config", str(path), "--out", str(out), "--only", "alpha", "--quiet"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    log = capsys.readouterr().err
+    assert "alpha: training the encoder on 9 train items (validation: 8)" in log
+    manifest = json.loads((out / "encoders" / "alpha" / "encoder.json").read_text())
+    eval_ids = (out / "ids" / "alpha-eval.txt").read_text().split()
+    cal_ids = (out / "ids" / "alpha-calibration.txt").read_text().split()
+    assert len(manifest["training_ids"]) == 9 and all(i.startswith("alpha-train") for i in manifest["training_ids"])
+    assert not set(manifest["training_ids"]) & (set(eval_ids) | set(cal_ids))
+    assert len(manifest["history"]) == 2 and all("validation_bce" in r for r in manifest["history"])
+    table = json.loads((out / "table.json").read_text())
+    rows = {r["estimator"]: r for r in table["rows"]}
+    assert set(rows) == {"first", "encoder", "oracle", "prior"}
+    encoder_bce = rows["encoder"]["bce"]["value"]
+    assert 0 < encoder_bce < 2.0 and rows["encoder"]["items"] == 10
+    assert "| alpha | " in (out / "table.md").read_text() and "| encoder |" in (out / "table.md").read_text()
+
+    # again: nothing trained, nothing evaluated
+    weights = out / "encoders" / "alpha" / "head.pt"
+    stamp = weights.stat().st_mtime_ns
+    assert main(argv) == 0
+    log = capsys.readouterr().err
+    assert "training the encoder" not in log and "finished earlier, skipped" in log
+    assert weights.stat().st_mtime_ns == stamp
+
+    # another epoch count: retrained, the cell re-evaluated, no item relabelled
+    alpha = cell(out, "alpha", setup["trained"])
+    before = len(attempts(alpha / "eval"))
+    config["encoder"]["epochs"] = 1
+    path.write_text(yaml.safe_dump(config))
+    assert main(argv) == 0
+    log = capsys.readouterr().err
+    assert "training the encoder" in log and "skipped" not in log
+    assert len(json.loads((out / "encoders" / "alpha" / "encoder.json").read_text())["history"]) == 1
+    assert attempts(alpha / "eval")[-1]["items_labelled"] == 0 and len(attempts(alpha / "eval")) == before + 1
+
+
+def test_bad_encoder_settings(tmp_path):
+    dataset = {"id": "a", "dataset": "table", "data_dir": "d", "eval_split": "test", "calibration_split": "dev"}
+    config = {"models": ["m"], "encoder": {"epochs": 0}, "datasets": [dataset]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(DataError, match="encoder key 'epochs': must be a positive integer"):
+        load_suite(path)
+    config["encoder"] = {"epoch": 2}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(DataError, match="encoder key 'epoch': unknown setting"):
+        load_suite(path)

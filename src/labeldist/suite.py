@@ -11,6 +11,10 @@ bootstrap); a finished cell is skipped without loading a model. An interrupted r
 from its last complete batch. The table (Markdown and JSON: dataset x estimator rows with MAMD,
 BCE, Brier, Spearman and macro-F1, each with a 95% bootstrap interval, plus the oracle and
 constant-prior rows) is rewritten from every finished cell after each cell.
+
+The bare estimator ``encoder`` makes the suite fine-tune one small encoder per dataset
+(``train_suite_encoder``: the pool split without any sampled evaluation or calibration item,
+best epoch on the calibration sample), shared by every model's cell of that dataset.
 """
 
 from __future__ import annotations
@@ -37,7 +41,12 @@ DEFAULT_ESTIMATORS = {
 DATASET_KEYS = ("id", "dataset", "data_dir", "eval_split", "calibration_split", "pool_split", "eval_items",
                 "calibration_items", "options", "grouping", "task", "run")  # fmt: skip
 SUITE_KEYS = ("name", "models", "methods", "estimators", "threshold", "resamples", "bootstrap_seed", "sample_seed", "run",
-              "datasets")  # fmt: skip
+              "encoder", "datasets")  # fmt: skip
+# the bare estimator `encoder` in a suite: one encoder per dataset, trained by the suite on the
+# dataset's pool split (never on a sampled evaluation or calibration item), validated on the
+# calibration sample; the same for every model of the grid
+ENCODER_SETTINGS = {"train_items": 1000, "epochs": 3, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128,
+                    "label_names": False, "seed": 0, "base": None}  # fmt: skip
 
 
 @dataclass
@@ -68,7 +77,12 @@ class Suite:
     bootstrap_seed: int = 0
     sample_seed: int = 0
     run: dict = field(default_factory=dict)
+    encoder: dict = field(default_factory=lambda: dict(ENCODER_SETTINGS))
     source: str = ""
+
+    @property
+    def trains_encoder(self) -> bool:
+        return any(spec == "encoder" for specs in self.estimators.values() for spec in specs)
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -105,6 +119,16 @@ def load_suite(path: str | Path) -> Suite:
         raise DataError(str(path), "key 'estimators'", "must be a list (generation runs) or a mapping method -> list")
     run = raw.get("run") or {}
     _check_run_settings(run, path, "run")
+    encoder = raw.get("encoder") or {}
+    if not isinstance(encoder, dict):
+        raise DataError(str(path), "key 'encoder'", "must be a mapping of encoder training settings")
+    unknown = [k for k in encoder if k not in ENCODER_SETTINGS]
+    if unknown:
+        raise DataError(str(path), f"encoder key {unknown[0]!r}", f"unknown setting; known: {', '.join(ENCODER_SETTINGS)}")
+    for key in ("train_items", "epochs", "batch_size", "max_length"):
+        value = encoder.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DataError(str(path), f"encoder key {key!r}", f"must be a positive integer, not {value!r}")
     datasets = []
     seen: set[str] = set()
     for position, entry in enumerate(raw["datasets"]):
@@ -137,6 +161,7 @@ def load_suite(path: str | Path) -> Suite:
         bootstrap_seed=int(raw.get("bootstrap_seed", 0)),
         sample_seed=int(raw.get("sample_seed", 0)),
         run=dict(run),
+        encoder={**ENCODER_SETTINGS, **encoder},
         source=str(path),
     )
 
@@ -201,13 +226,11 @@ def cells(suite: Suite, out: Path, only: Sequence[str] = (), models: Sequence[st
     ]
 
 
-def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None) -> tuple[Path, Path]:
-    """Write the sampled eval and calibration ids of a dataset (rewritten only when they change)."""
+def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None) -> tuple[list[str], list[str]]:
+    """The sampled eval and calibration ids of a dataset; ``max_items`` caps both further."""
     from labeldist.data import load_dataset
 
     common = {"grouping": ds.grouping, "task": ds.task, **ds.options}
-    folder = out / "ids"
-    folder.mkdir(parents=True, exist_ok=True)
 
     def cap(n: int | None) -> int | None:
         return n if max_items is None else min(n or max_items, max_items)
@@ -219,20 +242,70 @@ def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None) 
         if (ds.eval_items or len(eval_all)) + (ds.calibration_items or len(eval_all)) > len(eval_all):
             raise DataError(suite.source, f"dataset {ds.id}", "eval_items + calibration_items exceed the split")
         seed = f"{suite.sample_seed}:{ds.id}:{ds.eval_split}"
-        chosen_eval = sample_ids(eval_all, cap(ds.eval_items), seed)
-        chosen_cal = sample_ids(eval_all, cap(ds.calibration_items), seed, from_end=True)
-    else:
-        cal_all = load_dataset(ds.dataset, ds.data_dir, ds.calibration_split, **common).ids
-        chosen_eval = sample_ids(eval_all, cap(ds.eval_items), f"{suite.sample_seed}:{ds.id}:eval")
-        chosen_cal = sample_ids(cal_all, cap(ds.calibration_items), f"{suite.sample_seed}:{ds.id}:calibration")
+        return (sample_ids(eval_all, cap(ds.eval_items), seed),
+                sample_ids(eval_all, cap(ds.calibration_items), seed, from_end=True))  # fmt: skip
+    cal_all = load_dataset(ds.dataset, ds.data_dir, ds.calibration_split, **common).ids
+    return (sample_ids(eval_all, cap(ds.eval_items), f"{suite.sample_seed}:{ds.id}:eval"),
+            sample_ids(cal_all, cap(ds.calibration_items), f"{suite.sample_seed}:{ds.id}:calibration"))  # fmt: skip
+
+
+def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None) -> tuple[Path, Path]:
+    """Write the sampled eval and calibration ids of a dataset (rewritten only when they change)."""
+    folder = out / "ids"
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for role, ids in (("eval", chosen_eval), ("calibration", chosen_cal)):
+    for role, ids in zip(("eval", "calibration"), _samples(suite, ds, max_items)):
         path = folder / f"{ds.id}-{role}.txt"
         text = "\n".join(ids) + "\n"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
         paths.append(path)
     return paths[0], paths[1]
+
+
+def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable[[str], None] = print) -> Path:
+    """The dataset's encoder folder, trained now unless an earlier call trained it with the same
+    items and settings. Training items: a seeded sample of ``pool_split`` without any item of
+    the configured (uncapped) eval and calibration samples, so a quick ``--max-items`` pass and
+    the full pass share one encoder; validation: the calibration sample (best epoch kept)."""
+    from labeldist.data import load_dataset
+    from labeldist.estimators.encoder import MANIFEST, train_encoder
+
+    common = {"grouping": ds.grouping, "task": ds.task, **ds.options}
+    eval_ids, cal_ids = _samples(suite, ds, None)
+    held_out = set(eval_ids) | set(cal_ids)
+    settings = suite.encoder
+    pool = load_dataset(ds.dataset, ds.data_dir, ds.pool_split, **common)
+    train_ids = sample_ids([i for i in pool.ids if i not in held_out], settings["train_items"],
+                           f"{suite.sample_seed}:{ds.id}:encoder")  # fmt: skip
+    if not train_ids:
+        raise DataError(suite.source, f"dataset {ds.id}", f"pool split {ds.pool_split} has no item left to train the encoder on")
+    folder = out / "encoders" / ds.id
+    identity = {"train_ids": train_ids, "validation_ids": cal_ids, "settings": settings, "dataset": ds.dataset,
+                "data_dir": str(ds.data_dir), "pool_split": ds.pool_split, "common": common}  # fmt: skip
+    digest = _digest(identity)
+    stamp = folder / "suite-encoder.json"
+    if stamp.is_file() and (folder / MANIFEST).is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("sha") == digest:
+        return folder
+    train = pool.restrict(train_ids, source=f"{ds.id} encoder sample")
+    validation = load_dataset(ds.dataset, ds.data_dir, ds.calibration_split, **common).restrict(
+        cal_ids, source=f"{ds.id} calibration sample"
+    )
+    log(f"{ds.id}: training the encoder on {len(train)} {ds.pool_split} items (validation: {len(validation)})")
+    manifest = train_encoder(
+        train, folder, validation=validation, encoder=settings["base"], label_names=bool(settings["label_names"]),
+        epochs=settings["epochs"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+        max_length=settings["max_length"], seed=settings["seed"],
+        source={"name": ds.dataset, "data_dir": str(ds.data_dir), "split": ds.pool_split, "suite": suite.source},
+    )  # fmt: skip
+    log(f"{ds.id}: encoder trained in {manifest['seconds']:.0f} s, kept epoch {manifest['kept_epoch']}")
+    stamp.write_text(json.dumps({"sha": digest, "training_sha256": manifest["training_ids_sha256"]}) + "\n",
+                     encoding="utf-8")  # fmt: skip
+    return folder
+
+
+def _encoder_spec(folder: Path) -> str:
+    return f"encoder[model={folder}]"
 
 
 def _check_sample(run_dir: Path, ids_file: Path) -> None:
@@ -321,6 +394,7 @@ def run_suite(
     factory = backend_factory or default_backend
     statuses = []
     id_files: dict[str, tuple[Path, Path]] = {}
+    encoders: dict[str, Path] = {}
     for cell in cells(suite, out, only, models):
         ds = cell.dataset
         if ds.id not in id_files:
@@ -330,7 +404,14 @@ def run_suite(
         n_cal = len(cal_ids.read_text(encoding="utf-8").split())
         eval_config = _run_config(suite, cell, ds.eval_split, eval_ids)
         cal_config = _run_config(suite, cell, ds.calibration_split, cal_ids)
-        estimators = suite.estimators[cell.method]
+        estimators = list(suite.estimators[cell.method])
+        encoder_sha = None
+        if "encoder" in estimators:
+            if ds.id not in encoders:
+                encoders[ds.id] = train_suite_encoder(suite, ds, out, log)
+            folder = encoders[ds.id]
+            estimators[estimators.index("encoder")] = _encoder_spec(folder)
+            encoder_sha = json.loads((folder / "suite-encoder.json").read_text(encoding="utf-8"))["sha"]
         settings = {
             "eval_run": eval_config.identity(),
             "calibration_run": cal_config.identity(),
@@ -340,6 +421,8 @@ def run_suite(
             "resamples": suite.resamples,
             "bootstrap_seed": suite.bootstrap_seed,
         }
+        if encoder_sha:
+            settings["encoder"] = encoder_sha  # a retrained encoder re-evaluates the cell
         digest = _digest(settings)
         cell_file = cell.folder / "cell.json"
         eval_dir, cal_dir = cell.folder / "eval", cell.folder / "calibration"
@@ -410,9 +493,19 @@ def table_rows(suite: Suite, out: Path) -> tuple[list[dict], list[dict]]:
         summaries.append({"cell": cell.key, "finished": True, "seconds": record["seconds"],
                           "items": result["items"], "run_seconds_total": record.get("run_seconds_total")})  # fmt: skip
         for name, row in result["estimators"].items():
+            if name.startswith("encoder[model=") and Path(name[len("encoder[model=") : -1]).parent.name == "encoders":
+                name = "encoder"  # the suite's own per-dataset encoder
+            # Spearman is undefined on an item whose votes (or probabilities) are all equal, so the
+            # mean runs over fewer items than the other columns; the table says over how many
+            spearman_items = result["items"] - int(row.get("spearman_skipped") or 0)
             rows.append({"dataset": cell.dataset.id, "model": cell.model, "method": cell.method, "estimator": name,
-                         "items": result["items"], **{m: row.get(m) for m in TABLE_METRICS}})  # fmt: skip
+                         "items": result["items"], "spearman_items": spearman_items,
+                         **{m: row.get(m) for m in TABLE_METRICS}})  # fmt: skip
     return rows, summaries
+
+
+def _seconds(value) -> str:
+    return "n/a" if value is None else f"{float(value):.0f}"
 
 
 def write_tables(suite: Suite, out: str | Path) -> dict:
@@ -426,10 +519,25 @@ def write_tables(suite: Suite, out: str | Path) -> dict:
         f"Suite `{suite.name}` ({suite.source}): {finished} of {len(summaries)} cells finished. "
         f"Threshold {suite.threshold}; 95% bootstrap intervals over items ({suite.resamples} resamples).",
         "",
-        format_rows(rows, ("dataset", "model", "method", "estimator", "items"), TABLE_METRICS, style="markdown")
+        format_rows(rows, ("dataset", "model", "method", "estimator", "items", "spearman_items"), TABLE_METRICS,
+                    style="markdown")
         if rows
         else "(no finished cells)",
-    ]
+        "",
+        "`spearman_items`: the items where per-item Spearman is defined (neither the probabilities nor the vote "
+        "fractions all equal); n/a where no item has two labels that differ (binary sets).",
+    ]  # fmt: skip
+    timed = [s for s in summaries if s["finished"]]
+    if timed:
+        lines += ["", "| cell | evaluated items | calibration run s | evaluated run s | cell s |", "|---|---|---|---|---|"]
+        for s in timed:
+            run_seconds = s.get("run_seconds_total") or {}
+            lines.append(f"| {s['cell']} | {s['items']} | {_seconds(run_seconds.get('calibration'))} | "
+                         f"{_seconds(run_seconds.get('eval'))} | {_seconds(s['seconds'])} |")  # fmt: skip
+        total = sum(s["seconds"] or 0 for s in timed)
+        lines += ["", f"Cell time in total: {total / 60:.1f} min. Run columns add up every attempt at that run "
+                      "(an earlier quick pass included); the cell column is the suite call that finished the "
+                      "cell, evaluation included."]  # fmt: skip
     unfinished = [s["cell"] for s in summaries if not s["finished"]]
     if unfinished:
         lines += ["", "Not finished: " + ", ".join(unfinished)]
