@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -264,3 +265,21 @@ def test_bad_encoder_settings(tmp_path):
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(DataError, match="encoder key 'epoch': unknown setting"):
         load_suite(path)
+
+
+def test_shipped_suite_files_load_and_share_their_datasets():
+    """suites/real.yaml runs here; suites/real-gpu.yaml is its GPU form (other models, larger
+    caps, the unary method): same datasets, splits, prompts and estimators for generation."""
+    root = Path(__file__).resolve().parents[1] / "suites"
+    cpu, gpu = load_suite(root / "real.yaml"), load_suite(root / "real-gpu.yaml")
+    assert cpu.models == ["smollm2-135m-instruct"] and cpu.trains_encoder and gpu.trains_encoder
+    assert gpu.methods == ["generate", "unary"] and gpu.run["device"] == "cuda"
+    assert gpu.estimators["generate"] == cpu.estimators["generate"]
+    fields = ("id", "dataset", "data_dir", "eval_split", "calibration_split", "pool_split", "options")
+    assert [[getattr(d, f) for f in fields] for d in gpu.datasets] == [[getattr(d, f) for f in fields] for d in cpu.datasets]
+    assert all(g.eval_items >= c.eval_items for g, c in zip(gpu.datasets, cpu.datasets))
+    assert {k: v for k, v in gpu.run.items() if k not in ("device", "dtype", "batch_size")} == {
+        k: v for k, v in cpu.run.items() if k != "batch_size"
+    }
+    # the CPU suite's caps: 2,104 items, what its time on 2 cores was measured with
+    assert sum(d.eval_items + d.calibration_items for d in cpu.datasets) == 2104

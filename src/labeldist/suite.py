@@ -295,13 +295,22 @@ def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable
     manifest = train_encoder(
         train, folder, validation=validation, encoder=settings["base"], label_names=bool(settings["label_names"]),
         epochs=settings["epochs"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-        max_length=settings["max_length"], seed=settings["seed"],
+        max_length=settings["max_length"], seed=settings["seed"], device=_encoder_device(suite.run.get("device")),
         source={"name": ds.dataset, "data_dir": str(ds.data_dir), "split": ds.pool_split, "suite": suite.source},
     )  # fmt: skip
     log(f"{ds.id}: encoder trained in {manifest['seconds']:.0f} s, kept epoch {manifest['kept_epoch']}")
     stamp.write_text(json.dumps({"sha": digest, "training_sha256": manifest["training_ids_sha256"]}) + "\n",
                      encoding="utf-8")  # fmt: skip
     return folder
+
+
+def _encoder_device(device: str | None) -> str:
+    """The suite's run device for the encoder too ("auto": CUDA when there is one)."""
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
 
 
 def _encoder_spec(folder: Path) -> str:
