@@ -1,6 +1,7 @@
-"""Two Markdown tables for docs/results.md about a suite's output folder: what each dataset's
-evaluated sample holds (labels, votes per item, disagreement), and what each model wrote there
-(empty answers, answers with two or more labels, unparsed answers).
+"""Three Markdown tables for docs/results.md about a suite's output folder: what each dataset's
+evaluated sample holds (labels, votes per item, disagreement), what each model wrote there
+(empty answers, answers with two or more labels, unparsed answers), and MAMD / BCE of the main
+estimators side by side (values only; the intervals are in the suite's own table.md).
 
     python experiments/suite_datasets.py --config suites/real.yaml --out results/real
 """
@@ -8,6 +9,7 @@ evaluated sample holds (labels, votes per item, disagreement), and what each mod
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,24 @@ def answer_rows(suite, out: Path) -> list[str]:
     return lines
 
 
+SUMMARY_ESTIMATORS = ("first", "max", "max@first-token", "mean", "platt", "probe", "encoder", "prior", "oracle")
+
+
+def summary_rows(out: Path) -> list[str]:
+    table = json.loads((out / "table.json").read_text(encoding="utf-8"))
+    cells: dict[tuple[str, str], dict] = {}
+    for row in table["rows"]:
+        cells.setdefault((row["dataset"], row["model"]), {})[row["estimator"]] = row
+    lines = ["| dataset | model | " + " | ".join(SUMMARY_ESTIMATORS) + " |", "|---|---|" + "---|" * len(SUMMARY_ESTIMATORS)]
+    for (dataset, model), rows in cells.items():
+        shown = []
+        for name in SUMMARY_ESTIMATORS:
+            row = rows.get(name)
+            shown.append("" if row is None else f"{row['mamd']['value']:.3f} / {row['bce']['value']:.3f}")
+        lines.append(f"| {dataset} | {model} | " + " | ".join(shown) + " |")
+    return lines
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -66,6 +86,8 @@ def main(argv=None) -> None:
     print("\n".join(dataset_rows(suite, args.out)))
     print()
     print("\n".join(answer_rows(suite, args.out)))
+    print()
+    print("\n".join(summary_rows(args.out)))
 
 
 if __name__ == "__main__":
