@@ -10,34 +10,14 @@ once too, see :func:`tiny_models.get_trained_tiny_llama`) and reused by every mo
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
-import pandas as pd
-from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
+from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 
 SWEEP_SHARES = (0.0, 0.5, 1.0)
 SWEEP_SHOTS = 2
-
-
-def write_data(folder: Path, labels, sizes=(("train", 21, 24), ("dev", 22, 20))) -> Path:
-    """Generic-table CSVs, one row per (item, annotator): two annotators follow the cue words,
-    the third adds or drops a label."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    for split, seed, n in sizes:
-        rows = []
-        for i, example in enumerate(synthetic_examples(n=n, seed=seed)):
-            for annotator in ("a1", "a2", "a3"):
-                chosen = set(example.labels)
-                if annotator == "a3":
-                    chosen ^= {rng.choice(labels)}
-                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
-                             "labels": ",".join(sorted(chosen))})  # fmt: skip
-        pd.DataFrame(rows).to_csv(folder / f"{split}.csv", index=False)
-    return folder
 
 
 def analysis_runs(base: Path) -> dict:
@@ -46,7 +26,8 @@ def analysis_runs(base: Path) -> dict:
     trained = get_trained_tiny_llama(Path(base) / "tiny-model-cache")
     data = root / "data"
     if not (data / "dev.csv").exists():
-        write_data(data, trained.labels)
+        data.mkdir(parents=True, exist_ok=True)
+        write_vote_tables(data, trained.labels, (("train", 24, 21), ("dev", 20, 22)))
     argv = [*tiny_run_argv(trained, data, "dev", root), "--option", "annotator_column=annotator"]
     out = {"model": trained, "argv": argv, "data": data}
     for split in ("dev", "train"):
