@@ -29,8 +29,7 @@ def dataset_rows(suite, out: Path) -> list[str]:
     for ds in suite.datasets:
         ids = {role: (out / "ids" / f"{ds.id}-{role}.txt").read_text(encoding="utf-8").split()
                for role in ("eval", "calibration")}  # fmt: skip
-        common = {"grouping": ds.grouping, "task": ds.task, **ds.options}
-        data = load_dataset(ds.dataset, ds.data_dir, ds.eval_split, **common).restrict(ids["eval"])
+        data = load_dataset(ds.dataset, ds.data_dir, ds.eval_split, **ds.loader_options).restrict(ids["eval"])
         summary = describe(data)
         nobody = float((data.vote_fractions().sum(axis=1) == 0).mean())
         disagreement = summary["disagreement_share"]

@@ -64,6 +64,26 @@ class SuiteDataset:
     task: str | None = None
     run: dict = field(default_factory=dict)  # run settings that override the suite's for this dataset
 
+    @property
+    def loader_options(self) -> dict:
+        return {"grouping": self.grouping, "task": self.task, **self.options}
+
+
+class SplitLoader:
+    """Each (dataset, split) of a suite loaded once per call: sampling, the encoder's training
+    items and its validation items read the same splits."""
+
+    def __init__(self) -> None:
+        self._loaded: dict = {}
+
+    def __call__(self, ds: SuiteDataset, split: str):
+        from labeldist.data import load_dataset
+
+        key = (ds.id, split)
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset(ds.dataset, ds.data_dir, split, **ds.loader_options)
+        return self._loaded[key]
+
 
 @dataclass
 class Suite:
@@ -226,16 +246,13 @@ def cells(suite: Suite, out: Path, only: Sequence[str] = (), models: Sequence[st
     ]
 
 
-def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None) -> tuple[list[str], list[str]]:
+def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None, splits: SplitLoader) -> tuple[list[str], list[str]]:
     """The sampled eval and calibration ids of a dataset; ``max_items`` caps both further."""
-    from labeldist.data import load_dataset
-
-    common = {"grouping": ds.grouping, "task": ds.task, **ds.options}
 
     def cap(n: int | None) -> int | None:
         return n if max_items is None else min(n or max_items, max_items)
 
-    eval_all = load_dataset(ds.dataset, ds.data_dir, ds.eval_split, **common).ids
+    eval_all = splits(ds, ds.eval_split).ids
     if ds.calibration_split == ds.eval_split:
         # one split for both: eval items from the front of one permutation, calibration items
         # from its back, so the two stay disjoint and nested whatever the caps
@@ -244,17 +261,17 @@ def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None) -> tuple[lis
         seed = f"{suite.sample_seed}:{ds.id}:{ds.eval_split}"
         return (sample_ids(eval_all, cap(ds.eval_items), seed),
                 sample_ids(eval_all, cap(ds.calibration_items), seed, from_end=True))  # fmt: skip
-    cal_all = load_dataset(ds.dataset, ds.data_dir, ds.calibration_split, **common).ids
+    cal_all = splits(ds, ds.calibration_split).ids
     return (sample_ids(eval_all, cap(ds.eval_items), f"{suite.sample_seed}:{ds.id}:eval"),
             sample_ids(cal_all, cap(ds.calibration_items), f"{suite.sample_seed}:{ds.id}:calibration"))  # fmt: skip
 
 
-def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None) -> tuple[Path, Path]:
+def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None, splits: SplitLoader) -> tuple[Path, Path]:
     """Write the sampled eval and calibration ids of a dataset (rewritten only when they change)."""
     folder = out / "ids"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for role, ids in zip(("eval", "calibration"), _samples(suite, ds, max_items)):
+    for role, ids in zip(("eval", "calibration"), _samples(suite, ds, max_items, splits)):
         path = folder / f"{ds.id}-{role}.txt"
         text = "\n".join(ids) + "\n"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
@@ -263,34 +280,32 @@ def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None) 
     return paths[0], paths[1]
 
 
-def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable[[str], None] = print) -> Path:
+def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable[[str], None] = print,
+                        splits: SplitLoader | None = None) -> Path:  # fmt: skip
     """The dataset's encoder folder, trained now unless an earlier call trained it with the same
     items and settings. Training items: a seeded sample of ``pool_split`` without any item of
     the configured (uncapped) eval and calibration samples, so a quick ``--max-items`` pass and
     the full pass share one encoder; validation: the calibration sample (best epoch kept)."""
-    from labeldist.data import load_dataset
     from labeldist.estimators.encoder import MANIFEST, train_encoder
 
-    common = {"grouping": ds.grouping, "task": ds.task, **ds.options}
-    eval_ids, cal_ids = _samples(suite, ds, None)
+    splits = splits or SplitLoader()
+    eval_ids, cal_ids = _samples(suite, ds, None, splits)
     held_out = set(eval_ids) | set(cal_ids)
     settings = suite.encoder
-    pool = load_dataset(ds.dataset, ds.data_dir, ds.pool_split, **common)
+    pool = splits(ds, ds.pool_split)
     train_ids = sample_ids([i for i in pool.ids if i not in held_out], settings["train_items"],
                            f"{suite.sample_seed}:{ds.id}:encoder")  # fmt: skip
     if not train_ids:
         raise DataError(suite.source, f"dataset {ds.id}", f"pool split {ds.pool_split} has no item left to train the encoder on")
     folder = out / "encoders" / ds.id
     identity = {"train_ids": train_ids, "validation_ids": cal_ids, "settings": settings, "dataset": ds.dataset,
-                "data_dir": str(ds.data_dir), "pool_split": ds.pool_split, "common": common}  # fmt: skip
+                "data_dir": str(ds.data_dir), "pool_split": ds.pool_split, "common": ds.loader_options}  # fmt: skip
     digest = _digest(identity)
     stamp = folder / "suite-encoder.json"
     if stamp.is_file() and (folder / MANIFEST).is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("sha") == digest:
         return folder
     train = pool.restrict(train_ids, source=f"{ds.id} encoder sample")
-    validation = load_dataset(ds.dataset, ds.data_dir, ds.calibration_split, **common).restrict(
-        cal_ids, source=f"{ds.id} calibration sample"
-    )
+    validation = splits(ds, ds.calibration_split).restrict(cal_ids, source=f"{ds.id} calibration sample")
     log(f"{ds.id}: training the encoder on {len(train)} {ds.pool_split} items (validation: {len(validation)})")
     manifest = train_encoder(
         train, folder, validation=validation, encoder=settings["base"], label_names=bool(settings["label_names"]),
@@ -404,10 +419,11 @@ def run_suite(
     statuses = []
     id_files: dict[str, tuple[Path, Path]] = {}
     encoders: dict[str, Path] = {}
+    splits = SplitLoader()
     for cell in cells(suite, out, only, models):
         ds = cell.dataset
         if ds.id not in id_files:
-            id_files[ds.id] = _id_files(suite, ds, out, max_items)
+            id_files[ds.id] = _id_files(suite, ds, out, max_items, splits)
         eval_ids, cal_ids = id_files[ds.id]
         n_eval = len(eval_ids.read_text(encoding="utf-8").split())
         n_cal = len(cal_ids.read_text(encoding="utf-8").split())
@@ -417,7 +433,7 @@ def run_suite(
         encoder_sha = None
         if "encoder" in estimators:
             if ds.id not in encoders:
-                encoders[ds.id] = train_suite_encoder(suite, ds, out, log)
+                encoders[ds.id] = train_suite_encoder(suite, ds, out, log, splits)
             folder = encoders[ds.id]
             estimators[estimators.index("encoder")] = _encoder_spec(folder)
             encoder_sha = json.loads((folder / "suite-encoder.json").read_text(encoding="utf-8"))["sha"]
