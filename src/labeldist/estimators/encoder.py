@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.data.schema import DataError, Dataset
+from labeldist.models.base import ModelError
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 
@@ -70,8 +71,11 @@ class _Model:
         self.label_names = label_names
         self.max_length = max_length
         self.device = torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(encoder_dir, local_files_only=True)
-        self.encoder = AutoModel.from_pretrained(encoder_dir, local_files_only=True).to(self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(encoder_dir, local_files_only=True)
+            self.encoder = AutoModel.from_pretrained(encoder_dir, local_files_only=True).to(self.device)
+        except OSError as err:  # a missing folder or an id that is not in the local cache
+            raise ModelError(f"encoder {encoder_dir}: cannot load it offline ({str(err).splitlines()[0]})") from None
         self.head = _module(self.encoder.config.hidden_size, len(self.labels), label_names).to(self.device)
         self.names = ", ".join(self.labels)
         self._spans = self._label_spans() if label_names else None
