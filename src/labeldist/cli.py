@@ -309,6 +309,15 @@ def _load_config_file(ctx, param, value):
 )
 @click.option("--save-hidden", is_flag=True, help="Also store hidden states (all layers) at the first label slot.")
 @click.option(
+    "--precision-check",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --dtype bfloat16/float16: score the first N items labelled again in float32 and record the largest "
+    "difference in run.json (precision.check).",
+)
+@click.option(
     "--method",
     default="generate",
     show_default=True,
@@ -322,7 +331,7 @@ def _load_config_file(ctx, param, value):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(
     name, data_dir, split, grouping, task, ids, options, model, limit, batch_size, max_new_tokens, chat, device,
-    dtype, quantization, save_hidden, method, out, quiet, **settings,
+    dtype, quantization, save_hidden, precision_check, method, out, quiet, **settings,
 ):  # fmt: skip
     """Generate answers and record the label distribution at every label slot.
 
@@ -331,6 +340,7 @@ def run_command(
     """
     from labeldist.models.hf import HFBackend
     from labeldist.runs import RunConfig, execute_run
+    from labeldist.runs.run import precision_warning
 
     server = pop_server_settings(settings, model)
     config = RunConfig(
@@ -365,7 +375,9 @@ def run_command(
             quantization=quantization,
         )
 
-    manifest = execute_run(config, out, backend, batch_size=batch_size, limit=limit, progress=not quiet)
+    manifest = execute_run(
+        config, out, backend, batch_size=batch_size, limit=limit, progress=not quiet, precision_check=precision_check
+    )
     counts = manifest["counts"]
     last = manifest["attempts"][-1]
     speed = f", {last['items_per_second']:.3f} items/s" if last.get("items_per_second") else ""
@@ -381,6 +393,9 @@ def run_command(
         if server is not None:
             detail += f"; answers scored through the server: {manifest['model'].get('scoring')}"
     click.echo(f"{out}: {counts['items_recorded']} items recorded ({last['items_labelled']} now{speed}); {detail}", err=True)
+    warning = precision_warning(manifest)
+    if warning:
+        click.echo(warning, err=True)
     if manifest.get("gaps"):
         first_id, first_error = next(iter(manifest["gaps"].items()))
         raise ModelError(

@@ -24,7 +24,6 @@ from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
 from labeldist.prompts.judgements import FILL, JudgementPrompt
 from labeldist.slots.locate import SlotPlan, plan_slots
 from labeldist.slots.scoring import (
-    CONTEXT_TAIL_TOKENS,
     AnswerContext,
     ContinuationScorer,
     ItemContext,
@@ -96,19 +95,39 @@ class HFBackend:
                 load_in_4bit=quantization == "4bit", load_in_8bit=quantization == "8bit"
             )
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path)
-            self.model = AutoModelForCausalLM.from_pretrained(self.resolved.path, **load_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(self.resolved.path)
+            loaded = AutoModelForCausalLM.from_pretrained(self.resolved.path, **load_kwargs)
         except (OSError, ValueError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"cannot load model {model!r}: {first_line}") from err
         if not quantization:
-            self.model.to(self.device)
-        self.model.eval()
+            loaded.to(self.device)
         self.load_seconds = time.perf_counter() - started
+        self.quantization = quantization
+        self._setup(loaded, tokenizer, chat)
 
+    @classmethod
+    def from_objects(cls, model, tokenizer, *, name: str, chat: bool | None = None, max_new_tokens: int = 64) -> HFBackend:
+        """A backend over a model and tokenizer already in memory (a randomly initialised model
+        of a real size in the benchmarks, a model just trained in the tests); the model stays
+        on its device and dtype."""
+        self = cls.__new__(cls)
+        self.resolved = ResolvedModel(name=name, path="<in memory>", source="objects")
+        self.name = name
+        self.device = model.device
+        self.max_new_tokens = max_new_tokens
+        self.load_seconds = 0.0
+        self.quantization = None
+        self._setup(model, tokenizer, chat)
+        return self
+
+    def _setup(self, model, tokenizer, chat: bool | None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model.eval()
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if chat and not has_template:
-            raise ModelError(f"model {model!r} has no chat template; run without --chat")
+            raise ModelError(f"model {self.name!r} has no chat template; run without --chat")
         self.chat = has_template if chat is None else chat
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -121,7 +140,6 @@ class HFBackend:
         # would be (batch x prompt length x vocabulary) floats, most of the prefill's cost
         self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         self._prefix_cache = None  # (token ids, cache) of the last shared prompt prefix
-        self._token_cache: dict[tuple, list[int]] = {}
         self._sliding = sliding_window(self.model.config)[0] is not None
         self.scorer = ContinuationScorer(self.model, self.tokenizer, self.texts, self.eos, self.cache_kwarg)
 
@@ -151,7 +169,8 @@ class HFBackend:
             "vocab_size": self.texts.size,
             "chat_template": self.chat,
             "device": str(self.device),
-            "dtype": str(self.model.dtype),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "quantization": self.quantization,
             "eos_ids": self.eos,
             "max_new_tokens": self.max_new_tokens,
         }
@@ -226,7 +245,8 @@ class HFBackend:
         out = self._forward(
             input_ids.to(self.device), attention.to(self.device), positions.to(self.device), cache, save_hidden
         )
-        steps = [torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()]
+        # step distributions stay on the device: slot scoring gathers from them there
+        steps = [torch.log_softmax(out.logits[:, -1].float(), dim=-1)]
         hidden_steps = [self._last_hidden(out)] if save_hidden else []
         generated: list[list[int]] = [[] for _ in range(batch)]
         active = torch.ones(batch, dtype=torch.bool)
@@ -236,16 +256,17 @@ class HFBackend:
             active = torch.tensor([len(f) > 0 for f in forced])
         limit = self.max_new_tokens if forced is None else max(len(f) for f in forced)
         for _ in range(limit):
-            next_tokens = steps[-1].argmax(-1)
+            # one transfer of the batch's greedy tokens per step (none when the answers are given)
+            next_tokens = [0] * batch if forced is not None else steps[-1].argmax(-1).tolist()
             ending = torch.zeros(batch, dtype=torch.bool)
             for i in torch.nonzero(active).flatten().tolist():
                 if forced is not None:
                     next_tokens[i] = forced[i][len(generated[i])]
-                    generated[i].append(int(next_tokens[i]))
+                    generated[i].append(next_tokens[i])
                     if len(generated[i]) == len(forced[i]):
                         finished[i] = ending[i] = True
                     continue
-                token = int(next_tokens[i])
+                token = next_tokens[i]
                 generated[i].append(token)
                 if token in eos or _answer_closed(fmt, prefixes[i] + self.texts.text(generated[i])):
                     finished[i] = True
@@ -254,13 +275,13 @@ class HFBackend:
                     ending[i] = True
             # every generated token is fed once, also the last one of a row, so the cache and
             # the step distributions cover each answer to its end
-            feed = torch.where(active, next_tokens, torch.full_like(next_tokens, self.pad_id))
+            feed = torch.where(active, torch.tensor(next_tokens), torch.full((batch,), self.pad_id))
             attention = torch.cat([attention, torch.ones((batch, 1), dtype=torch.long)], dim=1)
             positions = positions[:, -1:] + 1
             out = self._forward(
                 feed[:, None].to(self.device), attention.to(self.device), positions.to(self.device), cache, save_hidden
             )
-            steps.append(torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu())
+            steps.append(torch.log_softmax(out.logits[:, -1].float(), dim=-1))
             if save_hidden:
                 hidden_steps.append(self._last_hidden(out))
             active &= ~ending
@@ -270,7 +291,7 @@ class HFBackend:
             "cache": cache,
             "shared": shared,
             "pad": [width - len(e) for e in suffixes],
-            "steps": steps,
+            "steps": torch.stack(steps),  # (steps, batch, vocabulary), on the device
             "hidden": hidden_steps,
             "generated": generated,
             "finished": finished,
@@ -336,7 +357,7 @@ class HFBackend:
         plans = plan_slots(answer, prefix_length, fmt, labels)
         # character offset (in the answer) where each generated-token prefix ends
         boundaries = [prefix_length] + [prefix_length + b for b in self.texts.char_boundaries(answer_ids)]
-        steps = torch.stack([s[i] for s in state["steps"][: len(answer_ids) + 1]])
+        steps = state["steps"][: len(answer_ids) + 1, i]
         requests, spans = [], []
         for plan in plans:
             start = len(requests)
@@ -397,12 +418,54 @@ class HFBackend:
         residual = answer[boundaries[j] : plan.label_start]
         prefix_ids = context[: prompt_length + j]
         first_ids = [self.scorer.tokenize_in_context(prefix_ids, residual + label)[0] for label in labels]
-        logits = steps[j][first_ids]
-        return torch.softmax(logits, dim=0).numpy().astype(np.float64)
+        logits = steps[j][torch.tensor(first_ids, device=steps.device)]
+        return torch.softmax(logits, dim=0).cpu().numpy().astype(np.float64)
+
+    # -- precision ---------------------------------------------------------------------------
+
+    def precision_check(self, prompts: Sequence[Prompt], labels: Sequence[str], fmt: AnswerFormat, answers) -> dict:
+        """How far this model's dtype moves the numbers from float32, on these prompts.
+
+        ``answers``: the answers recorded for the prompts (text after the answer prefix). Each is
+        scored again with the model in float32 (its slots then hold the same labels, so every
+        label and stop probability can be compared), and the prompts are answered greedily again
+        in float32 (how many answers change). The model is cast back to its own dtypes tensor by
+        tensor afterwards: bfloat16 -> float32 -> bfloat16 is exact, so nothing is lost."""
+        dtype = str(self.model.dtype).removeprefix("torch.")
+        if self.quantization:
+            return {"items": 0, "dtype": dtype, "skipped": f"{self.quantization} quantized weights cannot be cast to float32"}
+        if self.model.dtype == torch.float32:
+            return {"items": 0, "dtype": dtype, "skipped": "the model runs in float32 already"}
+        started = time.perf_counter()
+        low = self.generate(prompts, labels, fmt, forced_answers=answers)
+        saved = _cast_floating(self.model, torch.float32)
+        self._prefix_cache = None
+        try:
+            high = self.generate(prompts, labels, fmt, forced_answers=answers)
+            greedy = self.generate(prompts, labels, fmt)
+        finally:
+            _restore_dtypes(self.model, saved)
+            self._prefix_cache = None
+        label_diffs, stop_diffs = [], []
+        for a, b in zip(low, high):
+            for slot_a, slot_b in zip(a.slots, b.slots):
+                label_diffs.extend(np.abs(slot_a.label_probs - slot_b.label_probs).tolist())
+                stop_diffs.append(abs(slot_a.stop_prob - slot_b.stop_prob))
+        prefixes = [p.answer_prefix for p in prompts]
+        differing = sum(g.answer != prefix + answer for g, prefix, answer in zip(greedy, prefixes, answers))
+        return {
+            "items": len(prompts),
+            "dtype": dtype,
+            "slots": len(stop_diffs),
+            "max_abs_label_prob_diff": float(max(label_diffs, default=0.0)),
+            "mean_abs_label_prob_diff": float(np.mean(label_diffs)) if label_diffs else 0.0,
+            "max_abs_stop_prob_diff": float(max(stop_diffs, default=0.0)),
+            "answers_differing_in_float32": int(differing),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
 
     # -- scoring -----------------------------------------------------------------------------
 
-    @torch.no_grad()
     @torch.no_grad()
     def score_answers(self, prompts: Sequence[JudgementPrompt]) -> list[np.ndarray]:
         """For each unary/pairwise prompt, log P(answer | prompt with fill) for every fill x
@@ -426,10 +489,10 @@ class HFBackend:
             fills, answers = [], []
             answer_texts = prompt.answer_texts(self.chat)
             for fill in prompt.fills:
-                fill_ids = self._in_context(ids, fill + tail)
+                fill_ids = self.scorer.tokenize_in_context(ids, fill + tail)
                 per_answer = []
                 for answer in answer_texts:
-                    both = self._in_context(ids, fill + tail + answer)
+                    both = self.scorer.tokenize_in_context(ids, fill + tail + answer)
                     if both[: len(fill_ids)] != fill_ids or len(both) == len(fill_ids):
                         raise ModelError(
                             f"item {prompt.item_id}: the answer {answer!r} merges with the text before it in this "
@@ -441,22 +504,12 @@ class HFBackend:
             contexts.append((fills, answers))
         state = self._decode(encoded, [""] * len(prompts), None, False, forced=[[] for _ in prompts])
         items = [
-            AnswerContext(ids, state["steps"][0][i], fills, answers)
+            AnswerContext(ids, state["steps"][0:1, i], fills, answers)
             for i, (ids, (fills, answers)) in enumerate(zip(encoded, contexts))
         ]
         out = self.scorer.answer_logprobs(items, state["cache"], self._key_positions(state, encoded))
         self.last_timings = {"seconds": time.perf_counter() - started}
         return out
-
-    def _in_context(self, prefix_ids: list[int], text: str) -> list[int]:
-        # the same question parts recur for every item after the same last context tokens
-        key = (tuple(prefix_ids[-CONTEXT_TAIL_TOKENS:]), text)
-        tokens = self._token_cache.get(key)
-        if tokens is None:
-            if len(self._token_cache) > 100_000:
-                self._token_cache.clear()
-            tokens = self._token_cache[key] = self.scorer.tokenize_in_context(prefix_ids, text)
-        return tokens
 
     def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
         """log P(continuation | prefix) for each continuation (exact tokens, tokenised in the
@@ -468,9 +521,25 @@ class HFBackend:
         n = len(ids)
         tensor = torch.tensor([ids], device=self.device)
         out = self._forward(tensor, torch.ones_like(tensor), torch.arange(n, device=self.device)[None], cache, False)
-        steps = torch.log_softmax(out.logits[0, -1:].float(), dim=-1).cpu()
+        steps = torch.log_softmax(out.logits[0, -1:].float(), dim=-1)
         requests = [ScoreRequest(0, text, exact_tokens=True) for text in continuations]
         return self.scorer.score(ids, n, cache, steps, requests).tolist()
+
+
+def _cast_floating(model, dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """Cast every floating parameter and buffer to ``dtype`` in place; returns their dtypes before."""
+    saved = {}
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            saved[name] = tensor.dtype
+            tensor.data = tensor.data.to(dtype)
+    return saved
+
+
+def _restore_dtypes(model, saved: dict[str, torch.dtype]) -> None:
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if name in saved:
+            tensor.data = tensor.data.to(saved[name])
 
 
 def _common_prefix_length(sequences: list[list[int]]) -> int:

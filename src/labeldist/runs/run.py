@@ -130,8 +130,12 @@ def execute_run(
     batch_size: int = 8,
     limit: int | None = None,
     progress: bool = True,
+    precision_check: int = 0,
 ) -> dict:
-    """Label the items not yet recorded in ``out``; returns the updated manifest."""
+    """Label the items not yet recorded in ``out``; returns the updated manifest.
+
+    ``precision_check``: with a model in half precision, score the first N items labelled now
+    again in float32 and record the largest difference under ``precision`` in run.json."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -159,6 +163,7 @@ def execute_run(
     if judging and config.save_hidden:
         raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
     manifest = store.open(config.identity(), manifest_base, legacy=LEGACY_CONFIG)
+    manifest.get("precision", {}).pop("check", None)  # a check describes the attempt that made it
     done = store.done_ids()
     todo = [item for item in items if item.id not in done]
     if not todo:
@@ -167,8 +172,11 @@ def execute_run(
     row_of = {item.id: r for r, item in enumerate(dataset.items)}
     fractions = dataset.vote_fractions()
     has_votes = dataset.votes_available()
+    prepared = time.perf_counter()
     backend = backend_factory(config)
+    breakdown = {"data_seconds": prepared - started, "load_seconds": time.perf_counter() - prepared}
     manifest["model"] = backend.describe()
+    _record_dtype(manifest)
     store.write_manifest(manifest)
 
     sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
@@ -187,8 +195,11 @@ def execute_run(
         sampler_options=sampler_options,
         shared_demonstrations=config.demonstrations == "shared",
     )
+    breakdown["prompt_seconds"] = time.perf_counter() - prepared - breakdown["load_seconds"]
     labelled = 0
     gaps: dict[str, str] = {}
+    to_check: list[tuple] = []  # (prompt, answer after its prefix) of the first items labelled now
+    breakdown.update(decode_seconds=0.0, slot_seconds=0.0, store_seconds=0.0)
     run_started = time.perf_counter()
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
     try:
@@ -196,6 +207,9 @@ def execute_run(
             batch_items = todo[start : start + batch_size]
             batch_prompts = prompts[start : start + batch_size]
             generations = backend.generate(batch_prompts, dataset.labels, fmt, save_hidden=config.save_hidden)
+            breakdown["decode_seconds"] += sum(g.timings.get("decode", 0.0) for g in generations)
+            breakdown["slot_seconds"] += sum(g.timings.get("slots", 0.0) for g in generations)
+            stored = time.perf_counter()
             # an item the backend could not label (a server error) is a gap, not a record: it
             # is listed in run.json and the next attempt tries it again
             gaps.update({item.id: gen.error for item, gen in zip(batch_items, generations) if gen.error})
@@ -211,13 +225,83 @@ def execute_run(
             )
             if records:
                 store.append(records, hidden)
+            breakdown["store_seconds"] += time.perf_counter() - stored
             labelled += len(records)
+            for prompt, gen in zip(batch_prompts, generations):
+                if not gen.error and len(to_check) < precision_check:
+                    to_check.append((prompt, gen.answer[len(prompt.answer_prefix) :]))
             bar.update(len(batch_items))
     finally:
         bar.close()
         manifest["gaps"] = gaps
         manifest["model"] = backend.describe()  # with what the backend learnt while running
-    return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
+    model_seconds = time.perf_counter() - run_started
+    if to_check:
+        checked = time.perf_counter()
+        _check_precision(manifest, backend, to_check, dataset.labels, fmt, batch_size)
+        breakdown["precision_check_seconds"] = time.perf_counter() - checked
+    return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, model_seconds, breakdown)
+
+
+def _record_dtype(manifest: dict) -> None:
+    """Every dtype the run's records were made in; exact only when all are float32."""
+    precision = manifest.setdefault("precision", {})
+    dtype = manifest["model"].get("dtype")
+    if manifest["model"].get("quantization"):
+        dtype = f"{dtype} ({manifest['model']['quantization']} weights)"
+    dtypes = precision.setdefault("dtypes", [])
+    if dtype and dtype not in dtypes:
+        dtypes.append(dtype)
+    # an HTTP backend's numbers are bounded by coverage instead (its server's dtype is unknown)
+    precision["exact_dtype"] = bool(dtypes) and all(d == "float32" for d in dtypes)
+
+
+def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> None:
+    if not hasattr(backend, "precision_check"):
+        manifest["precision"]["check"] = {"items": 0, "skipped": "this backend cannot rescore in float32"}
+        return
+    results = []
+    for start in range(0, len(to_check), batch_size):
+        chunk = to_check[start : start + batch_size]
+        results.append(backend.precision_check([p for p, _ in chunk], labels, fmt, [a for _, a in chunk]))
+    done = [r for r in results if not r.get("skipped")]
+    if not done:
+        manifest["precision"]["check"] = results[0]
+        return
+    slots = sum(r["slots"] for r in done)
+    manifest["precision"]["check"] = {
+        "items": sum(r["items"] for r in done),
+        "dtype": done[0]["dtype"],
+        "slots": slots,
+        "max_abs_label_prob_diff": max(r["max_abs_label_prob_diff"] for r in done),
+        # weighted by slots, as each chunk's mean is over its slots' labels
+        "mean_abs_label_prob_diff": sum(r["mean_abs_label_prob_diff"] * r["slots"] for r in done) / max(slots, 1),
+        "max_abs_stop_prob_diff": max(r["max_abs_stop_prob_diff"] for r in done),
+        "answers_differing_in_float32": sum(r["answers_differing_in_float32"] for r in done),
+        "seconds": round(sum(r["seconds"] for r in done), 3),
+    }
+
+
+def precision_warning(manifest: dict) -> str | None:
+    """The line a run ends with when its probabilities are not float32 numbers, else None."""
+    precision = manifest.get("precision") or {}
+    dtypes = precision.get("dtypes") or []
+    if not dtypes or precision.get("exact_dtype"):
+        return None
+    line = (
+        f"warning: records made in {', '.join(dtypes)}; label probabilities are exact only in float32 "
+        "(--dtype float32)"
+    )
+    check = precision.get("check") or {}
+    if check.get("items"):
+        line += (
+            f"; precision check on {check['items']} items: label probabilities differ from float32 by up to "
+            f"{check['max_abs_label_prob_diff']:.3g} (mean {check['mean_abs_label_prob_diff']:.2g}), "
+            f"{check['answers_differing_in_float32']} of {check['items']} greedy answers differ"
+        )
+    else:
+        line += "; --precision-check N measures the difference on N items"
+    return line
 
 
 def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options, batch_size, progress, started):
@@ -312,7 +396,9 @@ def _judgement_counts(store: RunStore, manifest: dict) -> dict:
     return out
 
 
-def _finish(store: RunStore, manifest: dict, dataset: Dataset, seconds: float, labelled: int, model_seconds) -> dict:
+def _finish(
+    store: RunStore, manifest: dict, dataset: Dataset, seconds: float, labelled: int, model_seconds, breakdown=None
+) -> dict:
     records = store.read()
     if manifest.get("config", {}).get("method", "generate") == "generate":
         counts = {
@@ -333,6 +419,10 @@ def _finish(store: RunStore, manifest: dict, dataset: Dataset, seconds: float, l
     if model_seconds:
         attempt["model_seconds"] = round(model_seconds, 3)
         attempt["items_per_second"] = round(labelled / model_seconds, 4) if model_seconds > 0 else None
+    if breakdown:
+        # where the attempt's time went: reading data, loading the model, building prompts, the
+        # model's decoding and slot scoring (Generation.timings), writing records, the check
+        attempt["breakdown"] = {k: round(v, 3) for k, v in breakdown.items()}
     attempts.append(attempt)
     manifest["counts"] = counts
     manifest["timings"] = {

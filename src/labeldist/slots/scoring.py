@@ -61,8 +61,11 @@ class ContinuationScorer:
         self.eos = np.zeros(token_texts.size, dtype=bool)
         self.eos[[i for i in eos_ids if i < token_texts.size]] = True
         self.forward_kwarg = forward_kwarg  # "cache" (transformers >= 5.x) or "past_key_values"
-        self._end_masks: dict[tuple, torch.Tensor] = {}
+        self._end_masks: dict[tuple, tuple[torch.Tensor, bool]] = {}
+        self._tokens_in_context: dict[tuple, list[int]] = {}
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        # what the tree passes cost: passes, rows (items) and tree tokens fed, since creation
+        self.stats = {"passes": 0, "rows": 0, "tree_tokens": 0}
 
     # -- tokenisation ------------------------------------------------------------------------
 
@@ -76,6 +79,17 @@ class ContinuationScorer:
         """
         if not text:
             return []
+        # the result depends on the last context tokens and the text alone, and the same label
+        # strings recur after the same few tokens in every item: remember them
+        key = (tuple(prefix_ids[-CONTEXT_TAIL_TOKENS:]), text)
+        tokens = self._tokens_in_context.get(key)
+        if tokens is None:
+            if len(self._tokens_in_context) > 200_000:
+                self._tokens_in_context.clear()
+            tokens = self._tokens_in_context[key] = self._tokenize_in_context(prefix_ids, text)
+        return list(tokens)
+
+    def _tokenize_in_context(self, prefix_ids: Sequence[int], text: str) -> list[int]:
         tail_text = self.texts.text(prefix_ids[-CONTEXT_TAIL_TOKENS:])
         alone = self._encode(tail_text)
         together = self._encode(tail_text + text)
@@ -90,15 +104,20 @@ class ContinuationScorer:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def follow_mask(self, terminators: tuple[str, ...], end: bool) -> torch.Tensor:
+    def follow_mask(self, terminators: tuple[str, ...], end: bool) -> tuple[torch.Tensor, bool]:
+        """The ids of the tokens that may follow a continuation (on the model's device), and whether any may."""
         key = (terminators, end)
         if key not in self._end_masks:
             mask = self.texts.starting_with(*terminators, *(("\n",) if end else ())) if (terminators or end) else None
             mask = np.zeros(self.texts.size, dtype=bool) if mask is None else mask.copy()
             if end:
                 mask |= self.eos
-            self._end_masks[key] = torch.from_numpy(mask)
+            self._end_masks[key] = self._device_mask(mask)
         return self._end_masks[key]
+
+    def _device_mask(self, mask: np.ndarray) -> tuple[torch.Tensor, bool]:
+        # as token ids: the allowed tokens are few, and gathering them reads only those logits
+        return torch.from_numpy(np.flatnonzero(mask)).to(self.model.device), bool(mask.any())
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -127,27 +146,43 @@ class ContinuationScorer:
 
         ``key_positions[b, s]`` is the position of cache slot ``s`` in row ``b``'s own sequence,
         -1 for padding; all items' continuations go through the model in one batched pass.
+        Every probability read (a token's, or a follow mask's total) is gathered where the
+        logits are, and only those numbers come back to the host, in one transfer.
         """
         plans = [self._plan(item) for item in items]
         trees = [tree for _, tree in plans]
-        rows = self._tree_forward(cache, trees, key_positions) if any(t.tokens for t in trees) else None
-        out = []
-        for b, (item, (branches, _)) in enumerate(zip(items, plans)):
-            totals = [[] for _ in item.requests]
+        nodes = self._tree_forward(cache, trees, key_positions) if any(t.tokens for t in trees) else None
+        reads = _Reads(items, nodes)
+        per_branch = []  # per item, per branch: (request, token read ids, follow read id or None, impossible)
+        for b, (branches, _) in enumerate(plans):
+            entries = []
             for branch in branches:
 
-                def dist(i: int, branch=branch, item=item, b=b) -> torch.Tensor:
-                    # next-token distribution before the branch's i-th token
-                    if i == 0:
-                        return item.step_logprobs[branch.boundary]
-                    return rows[b][branch.nodes[i - 1]]
+                def source(i: int, branch=branch) -> tuple[int, int]:
+                    # (-1, step) before the branch's first token, (0, node) after its i-th
+                    return (-1, branch.boundary) if i == 0 else (0, branch.nodes[i - 1])
 
-                total = sum(float(dist(i)[t]) for i, t in enumerate(branch.tokens))
+                token_reads = [reads.token(b, *source(i), t) for i, t in enumerate(branch.tokens)]
+                follow, impossible = None, False
                 if branch.follow is not None:
-                    mask = branch.follow
-                    follow = dist(len(branch.tokens))[mask]
-                    total += float(torch.logsumexp(follow, dim=0)) if mask.any() else float("-inf")
-                totals[branch.request].append(total)
+                    mask, possible = branch.follow
+                    if possible:
+                        follow = reads.follow(b, *source(len(branch.tokens)), mask)
+                    else:
+                        impossible = True
+                entries.append((branch.request, token_reads, follow, impossible))
+            per_branch.append(entries)
+        values = reads.resolve()
+        out = []
+        for item, entries in zip(items, per_branch):
+            totals: list[list[float]] = [[] for _ in item.requests]
+            for request, token_reads, follow, impossible in entries:
+                total = float(values[token_reads].sum()) if token_reads else 0.0
+                if impossible:
+                    total = float("-inf")
+                elif follow is not None:
+                    total += float(values[follow])
+                totals[request].append(total)
             out.append(np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in totals]))
         return out
 
@@ -158,12 +193,15 @@ class ContinuationScorer:
             branches.extend(self._branches(r, request, prefix))
         tree = _Tree()
         kept = []
-        for branch in branches:
+        # the first-token log-probabilities of the non-canonical branches, read in one gather
+        others = [k for k, branch in enumerate(branches) if not branch.canonical and branch.tokens]
+        firsts = dict(zip(others, _gather_steps(item.step_logprobs, [branches[k].boundary for k in others],
+                                                [branches[k].tokens[0] for k in others])))  # fmt: skip
+        for k, branch in enumerate(branches):
             # other segmentations of the first token whose probability is negligible are left
             # out (each changes the total by less than its first token's probability); the
             # canonical one is always kept so every continuation gets a finite probability
-            first = float(item.step_logprobs[branch.boundary][branch.tokens[0]]) if branch.tokens else 0.0
-            if not branch.canonical and first < MIN_BRANCH_LOGPROB:
+            if not branch.canonical and branch.tokens and firsts[k] < MIN_BRANCH_LOGPROB:
                 continue
             branch.nodes = tree.add(branch.feed, item.prompt_length + branch.boundary)
             kept.append(branch)
@@ -210,13 +248,16 @@ class ContinuationScorer:
                 out.append(_Branch(r, j, [first], [], None, is_canonical))
         return out
 
-    def _starts_mask(self, token_id: int) -> torch.Tensor:
-        text = self.texts.bytes[token_id].decode("utf-8", errors="ignore")
-        mask = self.texts.starting_with(text) if text else None
-        if mask is None or not mask[token_id]:
-            mask = np.zeros(self.texts.size, dtype=bool)
-            mask[token_id] = True
-        return torch.from_numpy(mask)
+    def _starts_mask(self, token_id: int) -> tuple[torch.Tensor, bool]:
+        key = ("starts", token_id)
+        if key not in self._end_masks:
+            text = self.texts.bytes[token_id].decode("utf-8", errors="ignore")
+            mask = self.texts.starting_with(text) if text else None
+            if mask is None or not mask[token_id]:
+                mask = np.zeros(self.texts.size, dtype=bool)
+                mask[token_id] = True
+            self._end_masks[key] = self._device_mask(mask)
+        return self._end_masks[key]
 
     def _starts_with_terminator(self, extra: bytes, request: ScoreRequest) -> bool:
         starts = [t.encode("utf-8") for t in request.terminators] + ([b"\n"] if request.end else [])
@@ -224,52 +265,61 @@ class ContinuationScorer:
 
     def _tree_forward(
         self, cache, trees: Sequence[_Tree], key_positions: torch.Tensor, keep: Sequence[Sequence[int]] | None = None
-    ) -> list[torch.Tensor]:
-        """One batched pass over every row's tree; returns each row's node log-distributions.
+    ) -> _NodeLogits:
+        """One batched pass over every row's tree; returns the nodes' logits, on the device.
 
-        ``keep``: per row, the only nodes whose distributions are needed (row b's result then
-        has one per kept node, in that order); the vocabulary projection, most of a pass's cost
-        for small models with large vocabularies, is done for those alone."""
+        ``keep``: per row, the only nodes whose distributions are needed; the vocabulary
+        projection, most of a pass's cost for small models with large vocabularies, is then done
+        for the union of those positions alone (a 1-D ``logits_to_keep``, which every
+        transformers release with the argument reads the same way; a 2-D one is read per row
+        only by releases after 5.17)."""
         device = self.model.device
         batch, context_length = key_positions.shape
         width = max(1, max(len(t.tokens) for t in trees))
+        self.stats["passes"] += 1
+        self.stats["rows"] += batch
+        self.stats["tree_tokens"] += sum(len(t.tokens) for t in trees)
+        # the tree's layout is built on the host (small), the attention mask on the device
         tokens = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.zeros((batch, width), dtype=torch.long)
-        allowed = torch.zeros((batch, width, context_length + width), dtype=torch.bool)
+        cuts = torch.zeros((batch, width), dtype=torch.long)  # padding nodes see no context
+        among = torch.zeros((batch, width, width), dtype=torch.bool)
         for b, tree in enumerate(trees):
             n = len(tree.tokens)
             if n:
                 tokens[b, :n] = torch.tensor(tree.tokens)
                 positions[b, :n] = torch.tensor(tree.positions)
-                cuts = torch.tensor(tree.cuts)
-                keys = key_positions[b]
-                allowed[b, :n, :context_length] = (keys[None, :] >= 0) & (keys[None, :] < cuts[:, None])
-                allowed[b, :n, context_length : context_length + n] = tree.ancestors()
+                cuts[b, :n] = torch.tensor(tree.cuts)
+                among[b, :n, :n] = tree.ancestors()
             # padding nodes attend to themselves only, so no row of the mask is empty
-            allowed[b, range(n, width), range(context_length + n, context_length + width)] = True
+            among[b, range(n, width), range(n, width)] = True
+        keys = key_positions.to(device)
+        positions = positions.to(device)
+        cuts = cuts.to(device)
+        allowed = torch.cat([(keys[:, None, :] >= 0) & (keys[:, None, :] < cuts[:, :, None]), among.to(device)], dim=2)
         dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
-        mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, dtype).to(device)
+        mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, dtype)
         window, layer_types = sliding_window(self.model.config)
         if window is not None:
             # a 4-D mask is used as given, so sliding-window layers need their window drawn in:
             # a query sees keys fewer than `window` positions behind it
-            all_keys = torch.cat([key_positions, positions], dim=1)
+            all_keys = torch.cat([keys, positions], dim=1)
             near = (positions[:, :, None] - all_keys[:, None, :]) < window
-            sliding = _additive(allowed & near, dtype).to(device)
+            sliding = _additive(allowed & near, dtype)
             if layer_types:
                 mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
             else:
                 mask = sliding
         extra = {}
+        column = None
         if keep is not None and self._keeps_logits:
-            kept = torch.zeros((batch, max(1, max(len(k) for k in keep))), dtype=torch.long)
-            for b, nodes in enumerate(keep):
-                kept[b, : len(nodes)] = torch.tensor(list(nodes), dtype=torch.long)
-            extra["logits_to_keep"] = kept.to(device)
+            union = sorted({node for nodes in keep for node in nodes}) or [0]
+            column = {node: k for k, node in enumerate(union)}
+            extra["logits_to_keep"] = torch.tensor(union, dtype=torch.long, device=device)
         try:
             out = self.model(
                 input_ids=tokens.to(device),
-                position_ids=positions.to(device),
+                position_ids=positions,
                 attention_mask=mask,
                 use_cache=True,
                 **{self.forward_kwarg: cache},
@@ -278,12 +328,7 @@ class ContinuationScorer:
         finally:
             # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
             cache.crop(-(cache.get_seq_length() - context_length))
-        logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
-        if keep is not None:
-            if self._keeps_logits:
-                return [logprobs[b, : len(nodes)] for b, nodes in enumerate(keep)]
-            return [logprobs[b, list(nodes)] for b, nodes in enumerate(keep)]
-        return [logprobs[b, : len(tree.tokens)] for b, tree in enumerate(trees)]
+        return _NodeLogits(out.logits, column)
 
     @torch.no_grad()
     def answer_logprobs(self, items: Sequence[AnswerContext], cache, key_positions: torch.Tensor) -> list[np.ndarray]:
@@ -308,17 +353,21 @@ class ContinuationScorer:
             trees.append(tree)
             reads.append(read)
             keeps.append(sorted({n for per_answer in read for nodes in per_answer for n in nodes if n >= 0}))
-        rows = self._tree_forward(cache, trees, key_positions, keeps) if any(t.tokens for t in trees) else None
+        nodes = self._tree_forward(cache, trees, key_positions, keeps) if any(t.tokens for t in trees) else None
+        gather = _Reads(items, nodes)
+        read_ids = [
+            [[[gather.token(b, -1 if node < 0 else 0, 0 if node < 0 else node, token) for token, node in zip(answer, before)]
+              for answer, before in zip(answers, per_answer)]
+             for answers, per_answer in zip(item.answers, read)]
+            for b, (item, read) in enumerate(zip(items, reads))
+        ]  # fmt: skip
+        values = gather.resolve()
         out = []
-        for b, (item, read) in enumerate(zip(items, reads)):
-            where = {node: k for k, node in enumerate(keeps[b])}
+        for item, per_fill in zip(items, read_ids):
             table = np.zeros((len(item.fills), max((len(a) for a in item.answers), default=0)))
-            for f, (answers, per_answer) in enumerate(zip(item.answers, read)):
-                for a, (answer, nodes) in enumerate(zip(answers, per_answer)):
-                    table[f, a] = sum(
-                        float((item.step_logprobs if node < 0 else rows[b][where[node]])[token])
-                        for token, node in zip(answer, nodes)
-                    )
+            for f, per_answer in enumerate(per_fill):
+                for a, ids in enumerate(per_answer):
+                    table[f, a] = float(values[ids].sum()) if ids else 0.0
             out.append(table)
         return out
 
@@ -336,9 +385,114 @@ def sliding_window(config) -> tuple[int | None, list[str] | None]:
 
 
 def _additive(allowed: torch.Tensor, dtype) -> torch.Tensor:
-    """(batch, queries, keys) booleans -> the (batch, 1, queries, keys) additive mask."""
-    mask = torch.zeros(allowed.shape[0], 1, *allowed.shape[1:], dtype=dtype)
+    """(batch, queries, keys) booleans -> the (batch, 1, queries, keys) additive mask, on their device."""
+    mask = torch.zeros(allowed.shape[0], 1, *allowed.shape[1:], dtype=dtype, device=allowed.device)
     return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+
+
+class _NodeLogits:
+    """The tree pass's logits (batch, nodes or kept nodes, vocabulary) where the model left them,
+    with each node's log-normaliser computed in float32 (in row chunks: a float32 copy of every
+    node's logits at once would be batch x nodes x vocabulary floats)."""
+
+    CHUNK_ROWS = 1024
+
+    def __init__(self, logits: torch.Tensor, column: dict[int, int] | None):
+        self.logits = logits
+        self.column = column  # node -> position among the kept nodes (None: every node kept)
+        flat = logits.reshape(-1, logits.shape[-1])
+        lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in flat.split(self.CHUNK_ROWS)]
+        self.lse = torch.cat(lse).reshape(logits.shape[:-1])
+
+    def index(self, node: int) -> int:
+        return node if self.column is None else self.column[node]
+
+
+class _Reads:
+    """Log-probabilities to read from the step distributions of a batch's items (already
+    log-normalised) and from the tree pass's node logits: collected first, then gathered in a
+    few device operations with one transfer to the host at the end. On a GPU, reading them one
+    ``float()`` at a time would synchronise host and device at every read."""
+
+    def __init__(self, items: Sequence, nodes: _NodeLogits | None):
+        self.items = items
+        self.nodes = nodes
+        self.step_tokens: list[list[tuple[int, int, int]]] = [[] for _ in items]  # per item: (read, step, token)
+        self.node_tokens: list[tuple[int, int, int, int]] = []  # (read, row, kept node, token)
+        self.follows: dict[int, tuple[torch.Tensor, list[tuple[int, int, int, int]]]] = {}  # per allowed set: (ids, reads)
+        self.count = 0
+
+    def _next(self) -> int:
+        self.count += 1
+        return self.count - 1
+
+    def token(self, row: int, kind: int, where: int, token: int) -> int:
+        """Read id of log p(token) at ``where``: a step of the row's item (kind -1) or a tree node (kind 0)."""
+        read = self._next()
+        if kind < 0:
+            self.step_tokens[row].append((read, where, token))
+        else:
+            self.node_tokens.append((read, row, self.nodes.index(where), token))
+        return read
+
+    def follow(self, row: int, kind: int, where: int, allowed: torch.Tensor) -> int:
+        """Read id of log P(the next token is one of the ids ``allowed``) at a step or a node."""
+        read = self._next()
+        where = where if kind < 0 else self.nodes.index(where)
+        self.follows.setdefault(id(allowed), (allowed, []))[1].append((read, kind, row, where))
+        return read
+
+    def resolve(self) -> np.ndarray:
+        """Every read's value, by read id (float64)."""
+        ids: list[torch.Tensor] = []
+        parts: list[torch.Tensor] = []
+        for b, reads in enumerate(self.step_tokens):
+            if reads:
+                read, step, token = zip(*reads)
+                parts.append(_gather_steps_tensor(self.items[b].step_logprobs, step, token))
+                ids.append(torch.tensor(read))
+        if self.node_tokens:
+            read, row, node, token = (torch.tensor(c) for c in zip(*self.node_tokens))
+            device = self.nodes.logits.device
+            row, node, token = row.to(device), node.to(device), token.to(device)
+            parts.append(self.nodes.logits[row, node, token].float() - self.nodes.lse[row, node])
+            ids.append(read)
+        for allowed, reads in self.follows.values():
+            by_item: dict[int, list[tuple[int, int]]] = {}
+            on_nodes: list[tuple[int, int, int]] = []
+            for read, kind, row, where in reads:
+                if kind < 0:
+                    by_item.setdefault(row, []).append((read, where))
+                else:
+                    on_nodes.append((read, row, where))
+            for row, pairs in by_item.items():
+                steps = self.items[row].step_logprobs
+                where = torch.tensor([w for _, w in pairs], device=steps.device)
+                parts.append(torch.logsumexp(steps[where[:, None], allowed[None, :]], dim=-1))
+                ids.append(torch.tensor([r for r, _ in pairs]))
+            if on_nodes:
+                read, row, node = (torch.tensor(c) for c in zip(*on_nodes))
+                device = self.nodes.logits.device
+                row, node = row.to(device), node.to(device)
+                picked = self.nodes.logits[row[:, None], node[:, None], allowed[None, :]].float()
+                parts.append(torch.logsumexp(picked, dim=-1) - self.nodes.lse[row, node])
+                ids.append(read)
+        values = np.full(self.count, float("-inf"))
+        if parts:
+            values[torch.cat(ids).numpy()] = torch.cat([p.float() for p in parts]).cpu().double().numpy()
+        return values
+
+
+def _gather_steps_tensor(steps: torch.Tensor, rows: Sequence[int], tokens: Sequence[int]) -> torch.Tensor:
+    device = steps.device
+    return steps[torch.tensor(rows, device=device), torch.tensor(tokens, device=device)]
+
+
+def _gather_steps(steps: torch.Tensor, rows: Sequence[int], tokens: Sequence[int]) -> list[float]:
+    """``steps[rows[k], tokens[k]]`` for every k, in one gather and one transfer."""
+    if not rows:
+        return []
+    return _gather_steps_tensor(steps, rows, tokens).float().cpu().tolist()
 
 
 @dataclass
@@ -354,7 +508,7 @@ class AnswerContext:
     """One item for :meth:`ContinuationScorer.answer_logprobs`."""
 
     context_ids: Sequence[int]  # the shared prompt part, unpadded
-    step_logprobs: torch.Tensor  # next-token log-distribution after the context
+    step_logprobs: torch.Tensor  # (1, vocabulary): the next-token log-distribution after the context
     fills: Sequence[Sequence[int]]  # each question's tokens after the context
     answers: Sequence[Sequence[Sequence[int]]]  # per fill, each answer's tokens after it
 
@@ -365,7 +519,7 @@ class _Branch:
     boundary: int
     tokens: list[int]  # tokens whose probabilities multiply, the first from the boundary
     feed: list[int]  # tokens to run through the model (those whose next distribution is needed)
-    follow: torch.Tensor | None  # mask of tokens that must come next, if any
+    follow: tuple[torch.Tensor, bool] | None  # ids of the tokens that must come next (and whether any can), if any
     canonical: bool = True  # the first token is the one canonical tokenisation starts with
     nodes: list[int] | None = None  # tree node of each fed token
 
