@@ -132,11 +132,14 @@ class PeakRSS:
 
 
 def timed(function, *args):
-    """(result, seconds, peak extra MB) of one call, memory released before it."""
+    """(result, seconds, peak extra MB) of one call, memory released before it (host memory;
+    on a GPU the work queued by the call is waited for before the clock stops)."""
     release_memory()
     with PeakRSS() as memory:
         started = time.perf_counter()
         result = function(*args)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - started
     return result, seconds, memory.extra_mb
 
@@ -184,7 +187,7 @@ def path_original(backend: HFBackend, prompts, labels, fmt, max_new_tokens):
             residual = answer[boundaries[j] : plan.label_start]
             context = prompt_ids + answer_ids[:j]
             first_ids = [backend.scorer.tokenize_in_context(context, residual + label)[0] for label in labels]
-            probs = torch.softmax(out.scores[j][0, first_ids].float(), dim=0).numpy().astype(np.float64)
+            probs = torch.softmax(out.scores[j][0, first_ids].float(), dim=0).cpu().numpy().astype(np.float64)
             slots.append({"index": plan.index, "chosen": plan.chosen, "first_token_probs": probs})
         results.append({"answer": answer, "generated_tokens": len(generated), "slots": slots})
         del out
@@ -229,6 +232,8 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model name or alias (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
+    parser.add_argument("--dtype", default=None, help="model dtype (default: float32)")
     parser.add_argument("--items", type=int, default=16, help="dev items (default: %(default)s)")
     parser.add_argument("--shots", type=int, default=10, help="demonstrations per prompt (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size of (a) and (c) (default: %(default)s)")
@@ -260,7 +265,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    if args.device == "cpu":
+        torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, threads: torch.set_num_threads({threads}) -> {torch.get_num_threads()}")
 
     dataset = load_dataset("goemotions", args.data_dir, "dev", grouping="paper-7")
@@ -273,7 +279,7 @@ def main(argv=None) -> int:
         raise SystemExit("need at least 2 items (one is also used for warm-up)")
 
     chat = {"auto": None, "yes": True, "no": False}[args.chat]
-    backend = HFBackend(args.model, device="cpu", max_new_tokens=args.max_new_tokens, chat=chat)
+    backend = HFBackend(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens, chat=chat)
     model = backend.model
     lengths = [len(backend.encode(backend.render(p))) for p in prompts]
     demonstrations = "per-item" if args.demonstrations == "per-item" else f"shared ({args.shared_source})"
@@ -366,7 +372,8 @@ def main(argv=None) -> int:
         f"({sum(t >= args.max_new_tokens for t in tokens_b)}/{n} hit the limit)."
     )
     print(f"- (c) max_new_tokens = longest (a) answer = {longest}; it stops at EOS (no ']' stop), no scores.")
-    print(f"- each path warmed up once on item {prompts[0].item_id} (not timed); CPU, {threads} threads.")
+    where = f"CPU, {threads} threads" if backend.device.type == "cpu" else str(backend.device)
+    print(f"- each path warmed up once on item {prompts[0].item_id} (not timed); {where}.")
 
     if args.json:
         report = {

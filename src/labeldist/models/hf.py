@@ -446,11 +446,16 @@ class HFBackend:
         finally:
             _restore_dtypes(self.model, saved)
             self._prefix_cache = None
-        label_diffs, stop_diffs = [], []
+        label_diffs, stop_diffs, log_diffs = [], [], []
         for a, b in zip(low, high):
             for slot_a, slot_b in zip(a.slots, b.slots):
                 label_diffs.extend(np.abs(slot_a.label_probs - slot_b.label_probs).tolist())
                 stop_diffs.append(abs(slot_a.stop_prob - slot_b.stop_prob))
+                # in log space too: small probabilities (a random model's) move by factors
+                log_a = np.append(slot_a.label_logprobs, slot_a.stop_logprob)
+                log_b = np.append(slot_b.label_logprobs, slot_b.stop_logprob)
+                finite = np.isfinite(log_a) & np.isfinite(log_b)
+                log_diffs.extend(np.abs(log_a - log_b)[finite].tolist())
         prefixes = [p.answer_prefix for p in prompts]
         differing = sum(g.answer != prefix + answer for g, prefix, answer in zip(greedy, prefixes, answers))
         return {
@@ -460,6 +465,7 @@ class HFBackend:
             "max_abs_label_prob_diff": float(max(label_diffs, default=0.0)),
             "mean_abs_label_prob_diff": float(np.mean(label_diffs)) if label_diffs else 0.0,
             "max_abs_stop_prob_diff": float(max(stop_diffs, default=0.0)),
+            "max_abs_logprob_diff": float(max(log_diffs, default=0.0)),
             "answers_differing_in_float32": int(differing),
             "seconds": round(time.perf_counter() - started, 3),
         }

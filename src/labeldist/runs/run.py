@@ -277,6 +277,7 @@ def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> No
         # weighted by slots, as each chunk's mean is over its slots' labels
         "mean_abs_label_prob_diff": sum(r["mean_abs_label_prob_diff"] * r["slots"] for r in done) / max(slots, 1),
         "max_abs_stop_prob_diff": max(r["max_abs_stop_prob_diff"] for r in done),
+        "max_abs_logprob_diff": max(r["max_abs_logprob_diff"] for r in done),
         "answers_differing_in_float32": sum(r["answers_differing_in_float32"] for r in done),
         "seconds": round(sum(r["seconds"] for r in done), 3),
     }
