@@ -240,11 +240,11 @@ class HFBackend:
             suffix_mask[i, width - len(ids) :] = 1
         # each row: [shared prefix][left padding][its own suffix]; padding is masked out and
         # positions continue from the shared prefix, so every row computes as if unpadded
-        attention = torch.cat([torch.ones((batch, shared), dtype=torch.long), suffix_mask], dim=1)
-        positions = shared + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self._forward(
-            input_ids.to(self.device), attention.to(self.device), positions.to(self.device), cache, save_hidden
-        )
+        # the mask and positions live on the device and grow there, one column a step
+        attention = torch.cat([torch.ones((batch, shared), dtype=torch.long), suffix_mask], dim=1).to(self.device)
+        positions = (shared + (suffix_mask.cumsum(-1) - 1).clamp(min=0)).to(self.device)
+        out = self._forward(input_ids.to(self.device), attention, positions, cache, save_hidden)
+        one_column = torch.ones((batch, 1), dtype=torch.long, device=self.device)
         # step distributions stay on the device: slot scoring gathers from them there
         steps = [torch.log_softmax(out.logits[:, -1].float(), dim=-1)]
         hidden_steps = [self._last_hidden(out)] if save_hidden else []
@@ -276,11 +276,9 @@ class HFBackend:
             # every generated token is fed once, also the last one of a row, so the cache and
             # the step distributions cover each answer to its end
             feed = torch.where(active, torch.tensor(next_tokens), torch.full((batch,), self.pad_id))
-            attention = torch.cat([attention, torch.ones((batch, 1), dtype=torch.long)], dim=1)
+            attention = torch.cat([attention, one_column], dim=1)
             positions = positions[:, -1:] + 1
-            out = self._forward(
-                feed[:, None].to(self.device), attention.to(self.device), positions.to(self.device), cache, save_hidden
-            )
+            out = self._forward(feed[:, None].to(self.device), attention, positions, cache, save_hidden)
             steps.append(torch.log_softmax(out.logits[:, -1].float(), dim=-1))
             if save_hidden:
                 hidden_steps.append(self._last_hidden(out))

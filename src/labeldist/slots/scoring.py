@@ -26,7 +26,6 @@ events and a slot's label and stop probabilities sum to at most 1. Without (a cl
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,7 +62,6 @@ class ContinuationScorer:
         self.forward_kwarg = forward_kwarg  # "cache" (transformers >= 5.x) or "past_key_values"
         self._end_masks: dict[tuple, tuple[torch.Tensor, bool]] = {}
         self._tokens_in_context: dict[tuple, list[int]] = {}
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         # what the tree passes cost: passes, rows (items) and tree tokens fed, since creation
         self.stats = {"passes": 0, "rows": 0, "tree_tokens": 0}
 
@@ -266,13 +264,15 @@ class ContinuationScorer:
     def _tree_forward(
         self, cache, trees: Sequence[_Tree], key_positions: torch.Tensor, keep: Sequence[Sequence[int]] | None = None
     ) -> _NodeLogits:
-        """One batched pass over every row's tree; returns the nodes' logits, on the device.
+        """One batched pass over every row's tree; returns the needed nodes' logits, on the device.
 
-        ``keep``: per row, the only nodes whose distributions are needed; the vocabulary
-        projection, most of a pass's cost for small models with large vocabularies, is then done
-        for the union of those positions alone (a 1-D ``logits_to_keep``, which every
-        transformers release with the argument reads the same way; a 2-D one is read per row
-        only by releases after 5.17)."""
+        ``keep``: per row, the only nodes whose distributions are needed (default: all of the
+        row's nodes). The vocabulary projection, most of a pass's cost for small models with
+        large vocabularies, is done for those nodes alone, not for the padding of shorter rows'
+        trees: the output head's input is cut down to those rows by a forward pre-hook, which
+        works the same in every transformers release (a 2-D ``logits_to_keep`` is read per row
+        only by releases after 5.17) and keeps whatever the model does after its head
+        (Gemma's soft-capping) as it is."""
         device = self.model.device
         batch, context_length = key_positions.shape
         width = max(1, max(len(t.tokens) for t in trees))
@@ -310,12 +310,20 @@ class ContinuationScorer:
                 mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
             else:
                 mask = sliding
-        extra = {}
-        column = None
-        if keep is not None and self._keeps_logits:
-            union = sorted({node for nodes in keep for node in nodes}) or [0]
-            column = {node: k for k, node in enumerate(union)}
-            extra["logits_to_keep"] = torch.tensor(union, dtype=torch.long, device=device)
+        if keep is None:
+            keep = [range(len(tree.tokens)) for tree in trees]
+        where = {(b, node): k for k, (b, node) in enumerate((b, node) for b, nodes in enumerate(keep) for node in nodes)}
+        rows = torch.tensor([b for b, _ in where], dtype=torch.long)
+        columns = torch.tensor([node for _, node in where], dtype=torch.long)
+        head = self.model.get_output_embeddings()
+        handle = None
+        if head is not None and where:
+            rows_at, columns_at = rows.to(device), columns.to(device)
+
+            def needed_only(module, args):
+                return (args[0][rows_at, columns_at][None], *args[1:])
+
+            handle = head.register_forward_pre_hook(needed_only)
         try:
             out = self.model(
                 input_ids=tokens.to(device),
@@ -323,12 +331,14 @@ class ContinuationScorer:
                 attention_mask=mask,
                 use_cache=True,
                 **{self.forward_kwarg: cache},
-                **extra,
             )
         finally:
+            if handle is not None:
+                handle.remove()
             # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
             cache.crop(-(cache.get_seq_length() - context_length))
-        return _NodeLogits(out.logits, column)
+        logits = out.logits[0] if handle is not None else out.logits[rows.to(device), columns.to(device)]
+        return _NodeLogits(logits, where)
 
     @torch.no_grad()
     def answer_logprobs(self, items: Sequence[AnswerContext], cache, key_positions: torch.Tensor) -> list[np.ndarray]:
@@ -391,21 +401,20 @@ def _additive(allowed: torch.Tensor, dtype) -> torch.Tensor:
 
 
 class _NodeLogits:
-    """The tree pass's logits (batch, nodes or kept nodes, vocabulary) where the model left them,
-    with each node's log-normaliser computed in float32 (in row chunks: a float32 copy of every
-    node's logits at once would be batch x nodes x vocabulary floats)."""
+    """The tree pass's logits (needed nodes, vocabulary) where the model left them, with each
+    node's log-normaliser computed in float32 (in row chunks: a float32 copy of every node's
+    logits at once would be nodes x vocabulary floats)."""
 
     CHUNK_ROWS = 1024
 
-    def __init__(self, logits: torch.Tensor, column: dict[int, int] | None):
+    def __init__(self, logits: torch.Tensor, where: dict[tuple[int, int], int]):
         self.logits = logits
-        self.column = column  # node -> position among the kept nodes (None: every node kept)
-        flat = logits.reshape(-1, logits.shape[-1])
-        lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in flat.split(self.CHUNK_ROWS)]
-        self.lse = torch.cat(lse).reshape(logits.shape[:-1])
+        self.where = where  # (row, node) -> row of ``logits``
+        lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in logits.split(self.CHUNK_ROWS)]
+        self.lse = torch.cat(lse) if lse else torch.zeros(0, device=logits.device)
 
-    def index(self, node: int) -> int:
-        return node if self.column is None else self.column[node]
+    def index(self, row: int, node: int) -> int:
+        return self.where[(row, node)]
 
 
 class _Reads:
@@ -418,7 +427,7 @@ class _Reads:
         self.items = items
         self.nodes = nodes
         self.step_tokens: list[list[tuple[int, int, int]]] = [[] for _ in items]  # per item: (read, step, token)
-        self.node_tokens: list[tuple[int, int, int, int]] = []  # (read, row, kept node, token)
+        self.node_tokens: list[tuple[int, int, int]] = []  # (read, logits row, token)
         self.follows: dict[int, tuple[torch.Tensor, list[tuple[int, int, int, int]]]] = {}  # per allowed set: (ids, reads)
         self.count = 0
 
@@ -432,13 +441,13 @@ class _Reads:
         if kind < 0:
             self.step_tokens[row].append((read, where, token))
         else:
-            self.node_tokens.append((read, row, self.nodes.index(where), token))
+            self.node_tokens.append((read, self.nodes.index(row, where), token))
         return read
 
     def follow(self, row: int, kind: int, where: int, allowed: torch.Tensor) -> int:
         """Read id of log P(the next token is one of the ids ``allowed``) at a step or a node."""
         read = self._next()
-        where = where if kind < 0 else self.nodes.index(where)
+        where = where if kind < 0 else self.nodes.index(row, where)
         self.follows.setdefault(id(allowed), (allowed, []))[1].append((read, kind, row, where))
         return read
 
@@ -452,10 +461,10 @@ class _Reads:
                 parts.append(_gather_steps_tensor(self.items[b].step_logprobs, step, token))
                 ids.append(torch.tensor(read))
         if self.node_tokens:
-            read, row, node, token = (torch.tensor(c) for c in zip(*self.node_tokens))
+            read, at, token = (torch.tensor(c) for c in zip(*self.node_tokens))
             device = self.nodes.logits.device
-            row, node, token = row.to(device), node.to(device), token.to(device)
-            parts.append(self.nodes.logits[row, node, token].float() - self.nodes.lse[row, node])
+            at, token = at.to(device), token.to(device)
+            parts.append(self.nodes.logits[at, token].float() - self.nodes.lse[at])
             ids.append(read)
         for allowed, reads in self.follows.values():
             by_item: dict[int, list[tuple[int, int]]] = {}
@@ -471,11 +480,10 @@ class _Reads:
                 parts.append(torch.logsumexp(steps[where[:, None], allowed[None, :]], dim=-1))
                 ids.append(torch.tensor([r for r, _ in pairs]))
             if on_nodes:
-                read, row, node = (torch.tensor(c) for c in zip(*on_nodes))
-                device = self.nodes.logits.device
-                row, node = row.to(device), node.to(device)
-                picked = self.nodes.logits[row[:, None], node[:, None], allowed[None, :]].float()
-                parts.append(torch.logsumexp(picked, dim=-1) - self.nodes.lse[row, node])
+                read, _, at = (torch.tensor(c) for c in zip(*on_nodes))
+                at = at.to(self.nodes.logits.device)
+                picked = self.nodes.logits[at[:, None], allowed[None, :]].float()
+                parts.append(torch.logsumexp(picked, dim=-1) - self.nodes.lse[at])
                 ids.append(read)
         values = np.full(self.count, float("-inf"))
         if parts:
