@@ -498,7 +498,10 @@ def synthetic_examples(
         k = min(rng.choice(label_counts), len(labels))
         chosen = set(rng.sample(labels, k))
         words = [rng.choice(_FILLER) for _ in range(rng.randint(3, 7))]
-        for label in chosen:
+        # in label order, not the set's: a set of strings iterates in an order that changes with
+        # PYTHONHASHSEED, which made the texts (and every model trained on them) differ between
+        # processes
+        for label in (label for label in labels if label in chosen):
             words.insert(rng.randint(0, len(words)), rng.choice(cues[label]))
         examples.append(Example(" ".join(words), tuple(label for label in labels if label in chosen)))
     return examples
