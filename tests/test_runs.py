@@ -79,6 +79,65 @@ def test_show_prints_slot_tables(setup, capsys):
     assert text.count("=== ") == 2 and "<stop>" in text and "slot 1" in text and "entropy" in text
     for label in trained.labels:
         assert label in text
+    # where each slot was decided and what was scored there
+    assert "slot 1: decided after generated token 0; labels scored as" in text
+
+
+def test_records_hold_what_makes_them_checkable(setup, capsys):
+    """Record format 2: the generated token ids, each slot's decision position and the strings
+    scored there; the ids decode to the answer, and each slot's forms start at its decision."""
+    from transformers import AutoTokenizer
+
+    root, base, trained = setup
+    out = root / "checkable"
+    assert main([*base, "--limit", "6", "--out", str(out)]) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["record_format"] == 2 and manifest["model"]["prune_tolerance"] == 1e-6
+    tokenizer = AutoTokenizer.from_pretrained(trained.path)
+    records = RunStore(out).read()
+    for _, record in records.iterrows():
+        ids = [int(t) for t in record["token_ids"]]
+        assert len(ids) == record["generated_tokens"]
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        assert text.strip() == record["answer"].strip()
+        slots, decisions, forms = record["slots"], record["slot_decisions"], record["slot_forms"]
+        assert len(decisions) == len(forms) == len(slots)
+        for slot, decision, scored in zip(slots, decisions, forms):
+            assert 0 <= decision <= len(ids) and len(scored) == len(trained.labels) + 1
+            # every label's string, written after the slot's decision point: the answer's text
+            # from the decision token on starts with the chosen label's form
+            written = tokenizer.decode(ids[decision:], skip_special_tokens=True)
+            if slot["chosen"] in trained.labels:
+                form = scored[list(trained.labels).index(slot["chosen"])]
+                assert written.startswith(form), (written, form)
+            # bounds: the pruned mass sits between lower and upper, both around the number
+            assert np.all(np.asarray(slot["label_probs_lower"]) <= np.asarray(slot["label_probs_upper"]))
+            np.testing.assert_allclose(slot["label_probs_lower"], slot["label_probs"])
+
+
+def test_old_records_without_format_2_columns_still_read_and_show(setup, tmp_path, capsys):
+    """A run written before record format 2 (no token ids, decisions or forms) reads, with nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labeldist.runs.store import RECORD_SCHEMA
+
+    root, base, _ = setup
+    out = root / "old-format"
+    assert main([*base, "--limit", "2", "--out", str(out)]) == 0
+    part = next((out / "records").glob("part-*.parquet"))
+    table = pq.read_table(part)
+    old = table.drop_columns(["token_ids", "slot_decisions", "slot_forms"])
+    pq.write_table(old, part)
+    manifest = json.loads((out / "run.json").read_text())
+    del manifest["record_format"]
+    (out / "run.json").write_text(json.dumps(manifest))
+    records = RunStore(out).read()
+    assert len(records) == 2 and records["token_ids"].isna().all()
+    assert RunStore(out).read_table().schema == RECORD_SCHEMA and isinstance(table, pa.Table)
+    capsys.readouterr()
+    assert main(["show", str(out), "--limit", "1"]) == 0
+    assert "not recorded, a run made before record format 2" in capsys.readouterr().out
 
 
 def test_resume_after_kill_equals_uninterrupted_run(setup):

@@ -442,6 +442,22 @@ def show_command(run_dir, limit, first_token):
             f" {'H=' + format(s['entropy'], '.2f'):>9s}" + ("         " if first_token else "") for s in slots
         )
         click.echo(f"  {'entropy':{width}s}{footer}")
+        click.echo(slot_sources(record, labels))
+
+
+def slot_sources(record, labels) -> str:
+    """Where each slot was decided and the strings scored there (record format 2)."""
+    decisions, forms = record.get("slot_decisions"), record.get("slot_forms")
+    if decisions is None or forms is None:
+        return "  (decision positions and scored forms: not recorded, a run made before record format 2)"
+    lines = []
+    for slot, decision, scored in zip(record["slots"], decisions, forms):
+        shown = ", ".join(repr(f) for f in scored[:-1])
+        lines.append(
+            f"  slot {slot['index']}: decided after generated token {decision}; "
+            f"labels scored as {shown}; close as {scored[-1]!r}"
+        )
+    return "\n".join(lines)
 
 
 @cli.command("evaluate")

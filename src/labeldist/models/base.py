@@ -28,7 +28,9 @@ class SlotDistribution:
     """The label distribution at one label slot.
 
     ``label_logprobs`` are exact: log P(the slot continues with this label's whole string and
-    then a terminator), in the token context the model generated. ``stop_logprob`` is the log
+    then a terminator), in the token context the model generated, summed over every
+    tokenisation (the hf backend leaves out prefixes below its tolerance and gives their mass as
+    the distance between ``label_probs_lower`` and ``label_probs_upper``). ``stop_logprob`` is the log
     probability of closing the answer there. These are probabilities of disjoint continuations,
     so ``exp`` of them sums to at most 1; what is missing went to continuations that are neither
     (other spellings, text outside the format). ``first_token_probs`` is the original method's
@@ -50,6 +52,11 @@ class SlotDistribution:
     stop_prob_lower: float | None = None
     stop_prob_upper: float | None = None
     coverage: float | None = None
+    # what makes the numbers re-derivable: the slot's decision position (the context is the
+    # prompt + the first ``decision_token`` generated tokens) and the strings scored from it,
+    # each label's then the close's, from that token boundary (None: not known, as over HTTP)
+    decision_token: int | None = None
+    forms: tuple[str, ...] | None = None
 
     @property
     def label_probs(self) -> np.ndarray:
@@ -88,6 +95,7 @@ class Generation:
     hidden: np.ndarray | None = None
     finished: bool = True  # ended by EOS or the format's close, not by the token limit
     timings: dict[str, float] = field(default_factory=dict)
+    token_ids: list[int] | None = None  # the generated tokens, EOS included (None: not known)
     # set when the backend could not label this item (a server error after retries, a response
     # without usable logprobs): the run records a gap instead of a record, and a rerun retries it
     error: str | None = None

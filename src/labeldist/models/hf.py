@@ -173,6 +173,8 @@ class HFBackend:
             "quantization": self.quantization,
             "eos_ids": self.eos,
             "max_new_tokens": self.max_new_tokens,
+            # slot probabilities sum every tokenisation; prefixes below this are bounded, not extended
+            "prune_tolerance": self.scorer.tolerance,
         }
 
     # -- generation --------------------------------------------------------------------------
@@ -204,10 +206,10 @@ class HFBackend:
         started = time.perf_counter()
         items = [self._prepare(i, prompt, encoded[i], state, labels, answer_format) for i, prompt in enumerate(prompts)]
         contexts = [item.context for item in items]
-        scored = self.scorer.score_batch(contexts, state["cache"], self._key_positions(state, encoded))
+        scored = self.scorer.score_batch_bounded(contexts, state["cache"], self._key_positions(state, encoded))
         results = [
-            self._assemble(i, item, logprobs, rendered[i], state, labels, save_hidden)
-            for i, (item, logprobs) in enumerate(zip(items, scored))
+            self._assemble(i, item, logprobs, pruned, rendered[i], state, labels, save_hidden)
+            for i, (item, (logprobs, pruned)) in enumerate(zip(items, scored))
         ]
         slot_seconds = time.perf_counter() - started
         for generation in results:
@@ -364,7 +366,7 @@ class HFBackend:
         context = ItemContext(list(encoded) + answer_ids, len(encoded), steps, requests)
         return _PreparedItem(answer, fmt.parse(answer, labels), plans, spans, boundaries, context, len(generated))
 
-    def _assemble(self, i, item: _PreparedItem, logprobs, rendered, state, labels, save_hidden) -> Generation:
+    def _assemble(self, i, item: _PreparedItem, logprobs, pruned, rendered, state, labels, save_hidden) -> Generation:
         ctx = item.context
         slots = [
             SlotDistribution(
@@ -373,6 +375,13 @@ class HFBackend:
                 raw=plan.raw,
                 label_logprobs=logprobs[start + 1 : stop],
                 stop_logprob=float(logprobs[start]),
+                # the sum over tokenisations leaves out prefixes below the tolerance: at most this much
+                label_probs_lower=np.exp(logprobs[start + 1 : stop]),
+                label_probs_upper=np.minimum(np.exp(logprobs[start + 1 : stop]) + pruned[start + 1 : stop], 1.0),
+                stop_prob_lower=float(np.exp(logprobs[start])),
+                stop_prob_upper=float(min(np.exp(logprobs[start]) + pruned[start], 1.0)),
+                decision_token=ctx.requests[start].boundary,
+                forms=(*(r.text for r in ctx.requests[start + 1 : stop]), ctx.requests[start].text),
                 first_token_probs=self._first_token(
                     plan, item.answer, item.boundaries, ctx.context_ids, ctx.prompt_length, ctx.step_logprobs, labels
                 ),
@@ -394,6 +403,7 @@ class HFBackend:
             slots=slots,
             hidden=hidden,
             finished=state["finished"][i],
+            token_ids=list(state["generated"][i]),
         )
 
     def _requests(self, plan: SlotPlan, answer: str, boundaries: list[int], labels) -> list[ScoreRequest]:
@@ -453,7 +463,7 @@ class HFBackend:
                 log_a = np.append(slot_a.label_logprobs, slot_a.stop_logprob)
                 log_b = np.append(slot_b.label_logprobs, slot_b.stop_logprob)
                 finite = np.isfinite(log_a) & np.isfinite(log_b)
-                log_diffs.extend(np.abs(log_a - log_b)[finite].tolist())
+                log_diffs.extend(np.abs(log_a[finite] - log_b[finite]).tolist())
         prefixes = [p.answer_prefix for p in prompts]
         differing = sum(g.answer != prefix + answer for g, prefix, answer in zip(greedy, prefixes, answers))
         return {

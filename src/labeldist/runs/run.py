@@ -17,7 +17,7 @@ import numpy as np
 from labeldist.data import Dataset, load_dataset
 from labeldist.models.base import Backend, Generation
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
-from labeldist.runs.store import RunStore
+from labeldist.runs.store import RECORD_FORMAT, RunStore
 
 
 @dataclass
@@ -99,6 +99,9 @@ def record_of(item, prompt, generation: Generation, labels, fractions_row, has_v
         "vote_fractions": [float(x) for x in fractions_row],
         "votes_available": bool(has_votes),
         "demonstration_ids": list(prompt.demonstration_ids),
+        "token_ids": generation.token_ids,
+        "slot_decisions": None if generation.token_ids is None else [slot.decision_token for slot in generation.slots],
+        "slot_forms": None if generation.token_ids is None else [list(slot.forms or ()) for slot in generation.slots],
         "slots": [
             {
                 "index": slot.index,
@@ -156,6 +159,7 @@ def execute_run(
         },
         "labels": list(dataset.labels),
         "versions": package_versions(),
+        "record_format": RECORD_FORMAT,
     }
     if config.method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {config.method!r}")

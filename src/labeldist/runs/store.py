@@ -71,8 +71,18 @@ RECORD_SCHEMA = pa.schema(
         # unary / pairwise runs: log P(answer | question) for each question x (positive,
         # negative) answer, flattened row-major; null for generation runs
         ("answer_logprobs", pa.list_(pa.float64())),
+        # record format 2 (run.json "record_format"; null in older runs): the generated token ids,
+        # and per slot its decision position (generated tokens in its context) and the strings
+        # scored from there, each label's then the close's. Top-level columns, not slot fields:
+        # older parts then read with nulls here on every supported pyarrow
+        ("token_ids", pa.list_(pa.int64())),
+        ("slot_decisions", pa.list_(pa.int32())),
+        ("slot_forms", pa.list_(pa.list_(pa.string()))),
     ]
 )
+
+# what the records hold; run.json says which format its records are in (absent: 1)
+RECORD_FORMAT = 2
 
 
 class RunStore:

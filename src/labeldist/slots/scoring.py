@@ -1,31 +1,30 @@
 """Exact probabilities of continuation strings, many at once over one cached context.
 
 Every continuation of an item (each label and the close, at each slot) shares the item's
-context up to its slot. Instead of one forward pass per continuation, all of them go through
-the model in ONE pass as a "tree": the item's key/value cache holds the context once, and a
+context up to its slot. Instead of one forward pass per continuation, they go through the model
+as a "tree" in a few batched passes: the item's key/value cache holds the context once, and a
 4-D attention mask lets each continuation token see the context up to its own slot and the
 earlier tokens of its own continuation, nothing else. Positions restart at each slot, so each
-token gets exactly the logits it would get in a separate pass (checked against one full
-forward pass per string in the tests).
+token gets exactly the logits it would get in a separate pass (checked against full forward
+passes in the tests).
 
-Probability of a continuation string ``s`` at boundary j. The first token after the boundary
-is where segmentations differ most (SmolLM2 writes ``["`` as one token, but also ``[`` then
-``"``; a label may start inside a token that also holds its quote), so every first token
-consistent with ``s`` is a branch and the branches are summed; after the first token the rest
-of ``s`` is tokenised canonically in context:
-
-- a token that is a proper prefix of ``s``: p(token) * P(rest of ``s`` | token);
-- a token equal to ``s``, or extending it with text that begins with a terminator: p(token)
-  (times the terminator mass after it, when it equals ``s``).
-
-With terminators (``"`` after a json label; ``,``, `` and`` or the end of the answer after a
-list label), the string must be followed by one of them, so "anger" and "angered" are disjoint
-events and a slot's label and stop probabilities sum to at most 1. Without (a close such as
-``]``), the last canonical token only has to start the text (``]`` also counts ``]\n``).
+The probability of a continuation string ``s`` at a token boundary is the model's probability
+of writing ``s`` there, in any tokenisation: the sum over every token sequence whose text is
+``s`` (SmolLM2 writes ``anger`` as ``ang`` + ``er`` more often than as its canonical tokens;
+``["`` is one token but also ``[`` then ``"``), each path's probability the product of its
+tokens' probabilities in context. With terminators (``"`` after a json label; ``,``, `` and``
+or the end of the answer after a list label), ``s`` must then be followed by one of them (the
+next token starts with a terminator, or the last token already holds one after ``s``), so
+"anger" and "angered" are disjoint events and a slot's label and stop probabilities sum to at
+most 1. Without (a close such as ``]``), ``s`` only has to start what follows: a token running
+past its end counts whatever it adds (``]`` also counts ``]\n``). Tokenisation prefixes less
+likely than a tolerance are not extended, and their probability is returned as a bound on what
+the sum leaves out.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,9 +36,9 @@ from labeldist.slots.tokens import TokenTexts
 # Tokens of context re-tokenised together with a continuation, so the continuation's tokens
 # are the ones the tokenizer produces *in context* (leading spaces, SentencePiece prefixes).
 CONTEXT_TAIL_TOKENS = 6
-# A first-token segmentation other than the canonical one is scored only when its first token
-# is at least this likely (about 1e-7).
-MIN_BRANCH_LOGPROB = -16.0
+# A tokenisation prefix less likely than this is not extended; its probability is recorded as
+# the bound on what the slot's number leaves out (the issue-16 definition's default).
+PRUNE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -53,13 +52,22 @@ class ScoreRequest:
 
 
 class ContinuationScorer:
-    def __init__(self, model, tokenizer, token_texts: TokenTexts, eos_ids: Sequence[int], forward_kwarg: str):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        token_texts: TokenTexts,
+        eos_ids: Sequence[int],
+        forward_kwarg: str,
+        tolerance: float = PRUNE_TOLERANCE,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.texts = token_texts
         self.eos = np.zeros(token_texts.size, dtype=bool)
         self.eos[[i for i in eos_ids if i < token_texts.size]] = True
         self.forward_kwarg = forward_kwarg  # "cache" (transformers >= 5.x) or "past_key_values"
+        self.tolerance = tolerance
         self._end_masks: dict[tuple, tuple[torch.Tensor, bool]] = {}
         self._tokens_in_context: dict[tuple, list[int]] = {}
         # what the tree passes cost: passes, rows (items) and tree tokens fed, since creation
@@ -140,126 +148,106 @@ class ContinuationScorer:
 
     @torch.no_grad()
     def score_batch(self, items: Sequence[ItemContext], cache, key_positions: torch.Tensor) -> list[np.ndarray]:
-        """:meth:`score` for a batch of items whose contexts sit in the rows of one cache.
+        """:meth:`score` for a batch of items whose contexts sit in the rows of one cache
+        (log-probabilities only; :meth:`score_batch_bounded` also returns what pruning left out)."""
+        return [logprobs for logprobs, _ in self.score_batch_bounded(items, cache, key_positions)]
+
+    @torch.no_grad()
+    def score_batch_bounded(
+        self, items: Sequence[ItemContext], cache, key_positions: torch.Tensor
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per item: the log-probability of each request, summed over every tokenisation of its
+        text, and the probability mass pruned (an upper bound on what the sum is missing).
 
         ``key_positions[b, s]`` is the position of cache slot ``s`` in row ``b``'s own sequence,
-        -1 for padding; all items' continuations go through the model in one batched pass.
-        Every probability read (a token's, or a follow mask's total) is gathered where the
-        logits are, and only those numbers come back to the host, in one transfer.
+        -1 for padding. The tokenisations of a text form a lattice over its bytes: from byte
+        offset i, every vocabulary token whose text is a prefix of the rest leads to offset
+        i + len(token), and a token that runs past the end counts when what it adds begins with
+        a terminator (any token, for a text with no terminators: the text is then only the
+        start of what follows). The lattice is walked level by level, one batched tree pass per
+        level for the whole batch: each level's new prefixes (tokens) attend to the context
+        before their cut, to their ancestors from earlier levels and to themselves, so each gets
+        exactly the distribution a separate pass would give. A prefix whose probability is
+        below ``self.tolerance`` is not extended; its probability is added to the pruned mass.
+        Reads are gathered where the logits are, one transfer to the host per level.
         """
-        plans = [self._plan(item) for item in items]
-        trees = [tree for _, tree in plans]
-        nodes = self._tree_forward(cache, trees, key_positions) if any(t.tokens for t in trees) else None
-        reads = _Reads(items, nodes)
-        per_branch = []  # per item, per branch: (request, token read ids, follow read id or None, impossible)
-        for b, (branches, _) in enumerate(plans):
-            entries = []
-            for branch in branches:
-
-                def source(i: int, branch=branch) -> tuple[int, int]:
-                    # (-1, step) before the branch's first token, (0, node) after its i-th
-                    return (-1, branch.boundary) if i == 0 else (0, branch.nodes[i - 1])
-
-                token_reads = [reads.token(b, *source(i), t) for i, t in enumerate(branch.tokens)]
-                follow, impossible = None, False
-                if branch.follow is not None:
-                    mask, possible = branch.follow
-                    if possible:
-                        follow = reads.follow(b, *source(len(branch.tokens)), mask)
+        log_tolerance = math.log(self.tolerance) if self.tolerance > 0 else float("-inf")
+        totals = [[[] for _ in item.requests] for item in items]
+        pruned = [np.zeros(len(item.requests)) for item in items]
+        specs = [[self._spec(item, request) for request in item.requests] for item in items]
+        trees = [_Tree() for _ in items]
+        frontier = [_Path(b, r, -1, 0, 0.0) for b, item in enumerate(items) for r in range(len(item.requests))]
+        layers = _Layers(self, cache, key_positions)
+        nodes = None
+        try:
+            while frontier:
+                reads = _Reads(items, nodes)
+                pending = []  # (path, read id, token, bytes consumed or -1 when the read completes the text)
+                for path in frontier:
+                    spec = specs[path.row][path.request]
+                    where = (-1, items[path.row].requests[path.request].boundary) if path.node < 0 else (0, path.node)
+                    if spec.exact is not None:
+                        if path.offset == len(spec.exact):
+                            totals[path.row][path.request].append(path.logprob)
+                        else:
+                            token = spec.exact[path.offset]
+                            pending.append((path, reads.token(path.row, *where, token), token, 1))
+                        continue
+                    rest = spec.data[path.offset :]
+                    if not rest:  # the whole text is written: a terminator must follow
+                        if spec.follow is not None and spec.follow[1]:
+                            pending.append((path, reads.follow(path.row, *where, spec.follow[0]), -1, -1))
+                        continue
+                    for token, length in self.texts.prefixes_of(rest):
+                        pending.append((path, reads.token(path.row, *where, token), token, length))
+                    for token in self.texts.extending(rest):
+                        extra = self.texts.bytes[token][len(rest) :]
+                        if not extra:  # the token is the rest: a node, or the end of an open text
+                            pending.append((path, reads.token(path.row, *where, token), token, len(rest)))
+                        elif spec.follow is None or extra.startswith(spec.starts):
+                            pending.append((path, reads.token(path.row, *where, token), token, -1))
+                values = reads.resolve()
+                frontier = []
+                new_nodes: list[list[int]] = [[] for _ in items]
+                for path, read, token, length in pending:
+                    spec = specs[path.row][path.request]
+                    logprob = path.logprob + values[read]
+                    offset = path.offset + length
+                    if spec.exact is not None:
+                        done = offset == len(spec.exact)
                     else:
-                        impossible = True
-                entries.append((branch.request, token_reads, follow, impossible))
-            per_branch.append(entries)
-        values = reads.resolve()
+                        done = length < 0 or (spec.follow is None and offset == len(spec.data))
+                    if done:
+                        totals[path.row][path.request].append(logprob)
+                        continue
+                    if spec.exact is None and logprob < log_tolerance:
+                        pruned[path.row][path.request] += math.exp(logprob)
+                        continue
+                    cut = items[path.row].prompt_length + items[path.row].requests[path.request].boundary
+                    node, new = trees[path.row].add_child(path.node, token, cut)
+                    if new:
+                        new_nodes[path.row].append(node)
+                    frontier.append(_Path(path.row, path.request, node, offset, logprob))
+                if frontier:
+                    nodes = layers.forward(trees, new_nodes)
+        finally:
+            layers.close()
         out = []
-        for item, entries in zip(items, per_branch):
-            totals: list[list[float]] = [[] for _ in item.requests]
-            for request, token_reads, follow, impossible in entries:
-                total = float(values[token_reads].sum()) if token_reads else 0.0
-                if impossible:
-                    total = float("-inf")
-                elif follow is not None:
-                    total += float(values[follow])
-                totals[request].append(total)
-            out.append(np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in totals]))
+        for item_totals, item_pruned in zip(totals, pruned):
+            logprobs = np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in item_totals])
+            out.append((logprobs, item_pruned))
         return out
 
-    def _plan(self, item: ItemContext) -> tuple[list[_Branch], _Tree]:
-        branches: list[_Branch] = []
-        for r, request in enumerate(item.requests):
-            prefix = list(item.context_ids[: item.prompt_length + request.boundary])
-            branches.extend(self._branches(r, request, prefix))
-        tree = _Tree()
-        kept = []
-        # the first-token log-probabilities of the non-canonical branches, read in one gather
-        others = [k for k, branch in enumerate(branches) if not branch.canonical and branch.tokens]
-        firsts = dict(zip(others, _gather_steps(item.step_logprobs, [branches[k].boundary for k in others],
-                                                [branches[k].tokens[0] for k in others])))  # fmt: skip
-        for k, branch in enumerate(branches):
-            # other segmentations of the first token whose probability is negligible are left
-            # out (each changes the total by less than its first token's probability); the
-            # canonical one is always kept so every continuation gets a finite probability
-            if not branch.canonical and branch.tokens and firsts[k] < MIN_BRANCH_LOGPROB:
-                continue
-            branch.nodes = tree.add(branch.feed, item.prompt_length + branch.boundary)
-            kept.append(branch)
-        return kept, tree
-
-    def _branches(self, r: int, request: ScoreRequest, prefix_ids: list[int]) -> list[_Branch]:
-        j = request.boundary
+    def _spec(self, item: ItemContext, request: ScoreRequest) -> _Spec:
         if request.exact_tokens:
-            ids = self.tokenize_in_context(prefix_ids, request.text)
-            return [_Branch(r, j, ids, ids[:-1], None)] if ids else []
+            prefix = list(item.context_ids[: item.prompt_length + request.boundary])
+            return _Spec(b"", None, (), self.tokenize_in_context(prefix, request.text))
         terminated = bool(request.terminators) or request.end
+        if not request.text and not terminated:
+            raise ValueError(f"empty continuation with no terminator: {request}")
         follow = self.follow_mask(request.terminators, request.end) if terminated else None
-        data = request.text.encode("utf-8")
-        if not data:
-            if not terminated:
-                raise ValueError(f"empty continuation with no terminator: {request}")
-            return [_Branch(r, j, [], [], follow)]
-        canonical = self.tokenize_in_context(prefix_ids, request.text)
-        canonical_first = canonical[0] if canonical else None
-        out = []
-        # first token a proper prefix of the text: the rest canonically after it
-        for first, length in self.texts.prefixes_of(data):
-            try:
-                rest_text = data[length:].decode("utf-8")
-            except UnicodeDecodeError:  # the split falls inside a character: no such path in text
-                continue
-            is_canonical = first == canonical_first
-            rest = canonical[1:] if is_canonical else self.tokenize_in_context(prefix_ids + [first], rest_text)
-            tokens = [first, *rest]
-            if terminated:
-                out.append(_Branch(r, j, tokens, tokens, follow, is_canonical))
-            else:
-                # the last canonical token only has to start the remaining text
-                out.append(_Branch(r, j, tokens[:-1], tokens[:-1], self._starts_mask(tokens[-1]), is_canonical))
-        # first token covering the whole text (and, if terminated, a terminator after it)
-        for first in self.texts.extending(data):
-            extra = self.texts.bytes[first][len(data) :]
-            is_canonical = first == canonical_first
-            if not terminated:
-                out.append(_Branch(r, j, [first], [], None, is_canonical))
-            elif not extra:
-                out.append(_Branch(r, j, [first], [first], follow, is_canonical))
-            elif self._starts_with_terminator(extra, request):
-                out.append(_Branch(r, j, [first], [], None, is_canonical))
-        return out
-
-    def _starts_mask(self, token_id: int) -> tuple[torch.Tensor, bool]:
-        key = ("starts", token_id)
-        if key not in self._end_masks:
-            text = self.texts.bytes[token_id].decode("utf-8", errors="ignore")
-            mask = self.texts.starting_with(text) if text else None
-            if mask is None or not mask[token_id]:
-                mask = np.zeros(self.texts.size, dtype=bool)
-                mask[token_id] = True
-            self._end_masks[key] = self._device_mask(mask)
-        return self._end_masks[key]
-
-    def _starts_with_terminator(self, extra: bytes, request: ScoreRequest) -> bool:
-        starts = [t.encode("utf-8") for t in request.terminators] + ([b"\n"] if request.end else [])
-        return any(extra.startswith(t) for t in starts)
+        starts = tuple(t.encode("utf-8") for t in request.terminators) + ((b"\n",) if request.end else ())
+        return _Spec(request.text.encode("utf-8"), follow, starts, None)
 
     def _tree_forward(
         self, cache, trees: Sequence[_Tree], key_positions: torch.Tensor, keep: Sequence[Sequence[int]] | None = None
@@ -496,13 +484,6 @@ def _gather_steps_tensor(steps: torch.Tensor, rows: Sequence[int], tokens: Seque
     return steps[torch.tensor(rows, device=device), torch.tensor(tokens, device=device)]
 
 
-def _gather_steps(steps: torch.Tensor, rows: Sequence[int], tokens: Sequence[int]) -> list[float]:
-    """``steps[rows[k], tokens[k]]`` for every k, in one gather and one transfer."""
-    if not rows:
-        return []
-    return _gather_steps_tensor(steps, rows, tokens).float().cpu().tolist()
-
-
 @dataclass
 class ItemContext:
     context_ids: Sequence[int]  # prompt + generated tokens, unpadded
@@ -522,14 +503,113 @@ class AnswerContext:
 
 
 @dataclass
-class _Branch:
+class _Path:
+    """A tokenisation prefix of one request's text: its tree node (-1: none yet, the context's
+    own distribution comes next), bytes (or exact tokens) consumed, and log-probability."""
+
+    row: int
     request: int
-    boundary: int
-    tokens: list[int]  # tokens whose probabilities multiply, the first from the boundary
-    feed: list[int]  # tokens to run through the model (those whose next distribution is needed)
-    follow: tuple[torch.Tensor, bool] | None  # ids of the tokens that must come next (and whether any can), if any
-    canonical: bool = True  # the first token is the one canonical tokenisation starts with
-    nodes: list[int] | None = None  # tree node of each fed token
+    node: int
+    offset: int
+    logprob: float
+
+
+@dataclass
+class _Spec:
+    data: bytes  # the text to write
+    follow: tuple[torch.Tensor, bool] | None  # the tokens that may follow it (None: it only has to start what follows)
+    starts: tuple[bytes, ...]  # what a token running past the text must continue with (the terminators)
+    exact: list[int] | None  # exact-token requests: these tokens and no other tokenisation
+
+
+class _Layers:
+    """The tree passes of one lattice walk over one batch cache: each level's new nodes are fed
+    after the context and the earlier levels, seeing the context before their cut, their
+    ancestors and themselves; the cache goes back to the context's length at the end."""
+
+    def __init__(self, scorer: ContinuationScorer, cache, key_positions: torch.Tensor):
+        self.scorer = scorer
+        self.cache = cache
+        self.device = scorer.model.device
+        self.batch, self.context_length = key_positions.shape
+        # every cache slot's position in its row's own sequence (-1: padding), context first
+        self.key_positions = key_positions.to(self.device)
+        self.slot: list[dict[int, int]] = [{} for _ in range(self.batch)]  # row -> node -> cache slot
+
+    def forward(self, trees: Sequence[_Tree], new_nodes: Sequence[Sequence[int]]) -> _NodeLogits:
+        scorer, device = self.scorer, self.device
+        batch = self.batch
+        width = max(1, max(len(nodes) for nodes in new_nodes))
+        filled = self.key_positions.shape[1]
+        scorer.stats["passes"] += 1
+        scorer.stats["rows"] += batch
+        scorer.stats["tree_tokens"] += sum(len(nodes) for nodes in new_nodes)
+        tokens = torch.zeros((batch, width), dtype=torch.long)
+        positions = torch.full((batch, width), -1, dtype=torch.long)
+        cuts = torch.zeros((batch, width), dtype=torch.long)  # padding sees no context
+        # which earlier tree slots (and which of this level's) each new node sees
+        earlier = torch.zeros((batch, width, filled - self.context_length), dtype=torch.bool)
+        own = torch.zeros((batch, width, width), dtype=torch.bool)
+        for b, (tree, nodes) in enumerate(zip(trees, new_nodes)):
+            for k, node in enumerate(nodes):
+                tokens[b, k] = tree.tokens[node]
+                positions[b, k] = tree.positions[node]
+                cuts[b, k] = tree.cuts[node]
+                parent = tree.parents[node]
+                while parent >= 0:
+                    earlier[b, k, self.slot[b][parent] - self.context_length] = True
+                    parent = tree.parents[parent]
+                self.slot[b][node] = filled + k
+            own[b, range(width), range(width)] = True  # padding attends to itself only
+        keys = self.key_positions
+        context = (keys[:, None, : self.context_length] >= 0) & (
+            keys[:, None, : self.context_length] < cuts.to(device)[:, :, None]
+        )
+        allowed = torch.cat([context, earlier.to(device), own.to(device)], dim=2)
+        positions = positions.to(device)
+        dtype = scorer.model.dtype if scorer.model.dtype.is_floating_point else torch.float32
+        mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, dtype)
+        window, layer_types = sliding_window(scorer.model.config)
+        all_keys = torch.cat([keys, positions], dim=1)
+        if window is not None:
+            # a 4-D mask is used as given, so sliding-window layers need their window drawn in
+            near = (positions.clamp(min=0)[:, :, None] - all_keys[:, None, :]) < window
+            sliding = _additive(allowed & near, dtype)
+            if layer_types:
+                mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
+            else:
+                mask = sliding
+        where = {(b, node): k for k, (b, node) in enumerate((b, node) for b, nodes in enumerate(new_nodes) for node in nodes)}
+        rows = torch.tensor([b for b, _ in where], dtype=torch.long, device=device)
+        columns = torch.tensor([new_nodes[b].index(node) for b, node in where], dtype=torch.long, device=device)
+        head = scorer.model.get_output_embeddings()
+        handle = None
+        if head is not None:
+
+            def needed_only(module, args):
+                return (args[0][rows, columns][None], *args[1:])
+
+            handle = head.register_forward_pre_hook(needed_only)
+        try:
+            out = scorer.model(
+                input_ids=tokens.to(device),
+                position_ids=positions.clamp(min=0),
+                attention_mask=mask,
+                use_cache=True,
+                **{scorer.forward_kwarg: self.cache},
+            )
+        finally:
+            if handle is not None:
+                handle.remove()
+        self.key_positions = all_keys
+        logits = out.logits[0] if handle is not None else out.logits[rows, columns]
+        return _NodeLogits(logits, where)
+
+    def close(self) -> None:
+        # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
+        extra = self.cache.get_seq_length() - self.context_length
+        if extra > 0:
+            self.cache.crop(-extra)
 
 
 class _Tree:
@@ -562,6 +642,20 @@ class _Tree:
             nodes.append(node)
             parent = node
         return nodes
+
+    def add_child(self, parent: int, token: int, cut: int) -> tuple[int, bool]:
+        """The node of ``token`` under ``parent`` (-1: at the cut), and whether it is new."""
+        key = (cut, parent, token)
+        node = self._nodes.get(key)
+        if node is not None:
+            return node, False
+        node = len(self.tokens)
+        self._nodes[key] = node
+        self.tokens.append(token)
+        self.positions.append(cut if parent < 0 else self.positions[parent] + 1)
+        self.parents.append(parent)
+        self.cuts.append(cut)
+        return node, True
 
     def ancestors(self) -> torch.Tensor:
         """(nodes x nodes): which nodes each node attends to (its ancestors and itself)."""
