@@ -134,6 +134,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--answer-format", default="json", choices=["json", "comma", "and"])
     parser.add_argument("--repeats", type=int, default=3, help="time each path this many times, keep the fastest")
+    parser.add_argument(
+        "--tolerance", type=float, default=None, help="the slot scorer's pruning tolerance (default: the scorer's, 1e-6)"
+    )
     default_data = SHARED_DATA if SHARED_DATA.is_dir() else BUNDLED_DATA
     parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--json", type=Path, default=None, help="write all numbers to this file")
@@ -172,6 +175,8 @@ def main(argv=None) -> int:
     else:
         backend = HFBackend(args.model, device=args.device, dtype=args.dtype)
     load_seconds = time.perf_counter() - started
+    if args.tolerance is not None:
+        backend.scorer.tolerance = args.tolerance
     parameters = sum(p.numel() for p in backend.model.parameters())
     print(
         f"torch {torch.__version__}; model {backend.name} ({parameters / 1e6:.1f}M parameters, {backend.model.dtype}, "
@@ -217,6 +222,9 @@ def main(argv=None) -> int:
         "prompt_tokens_per_item": float(np.mean(prompt_tokens)),
         "answer_tokens_per_item": float(np.mean(fed)),
         "slots_per_item": slot_count / n,
+        "tolerance": backend.scorer.tolerance,
+        # tree passes per batch: on a GPU each costs about one read of the weights
+        "tree_passes_per_batch": tree["passes"] / max(1, -(-n // args.batch_size)),
         "tree_tokens_per_item": tree["tree_tokens"] / n,
         "tree_tokens_per_slot": tree["tree_tokens"] / max(slot_count, 1),
         "tree_tokens_over_context_tokens": tree["tree_tokens"] / (sum(prompt_tokens) + sum(fed)),
@@ -232,7 +240,8 @@ def main(argv=None) -> int:
         f"tokens per item: prompt {r['prompt_tokens_per_item']:.0f}, answer {r['answer_tokens_per_item']:.1f}, "
         f"tree {r['tree_tokens_per_item']:.1f} ({r['slots_per_item']:.2f} slots, "
         f"{r['tree_tokens_per_slot']:.1f} tree tokens per slot; "
-        f"tree / (prompt + answer) = {r['tree_tokens_over_context_tokens']:.3f})"
+        f"tree / (prompt + answer) = {r['tree_tokens_over_context_tokens']:.3f}); "
+        f"{r['tree_passes_per_batch']:.1f} tree passes per batch (tolerance {r['tolerance']:g})"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
