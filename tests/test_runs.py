@@ -113,6 +113,29 @@ def test_records_hold_what_makes_them_checkable(setup, capsys):
             # bounds: the pruned mass sits between lower and upper, both around the number
             assert np.all(np.asarray(slot["label_probs_lower"]) <= np.asarray(slot["label_probs_upper"]))
             np.testing.assert_allclose(slot["label_probs_lower"], slot["label_probs"])
+    # no label is written at a closing slot: its first-token values are stored as null, not NaN
+    for slots in RunStore(out).read_table(["slots"]).column("slots").to_pylist():
+        for slot in slots:
+            values = slot["first_token_probs"]
+            if slot["chosen"] == "<stop>":
+                assert all(x is None for x in values)
+            else:
+                assert all(x is not None and np.isfinite(x) for x in values)
+
+
+def test_empty_answers_count_only_answers_written_empty():
+    from labeldist.runs.run import _explicitly_empty
+
+    records = pd.DataFrame(
+        {
+            "parsed": [True, True, True, False, True],
+            "complete": [True, True, True, False, False],
+            "labels": [[], ["joy"], [], [], []],
+            "unknown": [[], [], ["happiness"], [], []],
+        }
+    )
+    # "[]", ["joy"], ["happiness"], unreadable, cut off: only the first was written empty
+    assert _explicitly_empty(records).tolist() == [True, False, False, False, False]
 
 
 def test_old_records_without_format_2_columns_still_read_and_show(setup, tmp_path, capsys):

@@ -109,7 +109,8 @@ def record_of(item, prompt, generation: Generation, labels, fractions_row, has_v
                 "raw": slot.raw,
                 "label_probs": slot.label_probs.tolist(),
                 "label_logprobs": slot.label_logprobs.tolist(),
-                "first_token_probs": slot.first_token_probs.tolist(),
+                # null, not NaN, where there is no number (the closing slot: no label written)
+                "first_token_probs": [None if np.isnan(x) else float(x) for x in slot.first_token_probs],
                 "stop_prob": slot.stop_prob,
                 "stop_logprob": slot.stop_logprob,
                 "entropy": slot.entropy,
@@ -413,7 +414,10 @@ def _finish(
             "incomplete_answers": int((~records["complete"].astype(bool)).sum()) if len(records) else 0,
             "unfinished_answers": int((~records["finished"].astype(bool)).sum()) if len(records) else 0,
             "answers_with_unknown_labels": int(records["unknown"].map(len).gt(0).sum()) if len(records) else 0,
-            "empty_answers": int(records["labels"].map(len).eq(0).sum()) if len(records) else 0,
+            # "[]" / "none" as written (complete, nothing in it), apart from answers whose
+            # elements named no known label (["happiness"]) or that could not be read
+            "empty_answers": int(_explicitly_empty(records).sum()) if len(records) else 0,
+            "answers_without_known_labels": int(records["labels"].map(len).eq(0).sum()) if len(records) else 0,
         }
     else:
         counts = {"items_recorded": int(len(records)), "items_in_split": len(dataset)}
@@ -439,6 +443,11 @@ def _finish(
     return manifest
 
 
+def _explicitly_empty(records) -> np.ndarray:
+    parsed = records["parsed"].astype(bool) & records["complete"].astype(bool)
+    return (parsed & records["labels"].map(len).eq(0) & records["unknown"].map(len).eq(0)).to_numpy()
+
+
 def slot_table(record, labels) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Rows (labels then <stop>) x slots of exact and first-token probabilities."""
     slots = record["slots"]
@@ -448,6 +457,9 @@ def slot_table(record, labels) -> tuple[list[str], np.ndarray, np.ndarray]:
         else np.zeros((len(labels) + 1, 0))
     )
     first = (
-        np.array([[*s["first_token_probs"], np.nan] for s in slots]).T if len(slots) else np.zeros((len(labels) + 1, 0))
+        # null values (closing slots) read as NaN
+        np.array([[*s["first_token_probs"], np.nan] for s in slots], dtype=float).T
+        if len(slots)
+        else np.zeros((len(labels) + 1, 0))
     )
     return [*labels, "<stop>"], exact, first
