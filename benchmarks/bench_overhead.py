@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_run import left_padded
 
 from labeldist.data import load_dataset
 from labeldist.models.hf import HFBackend
@@ -94,13 +95,7 @@ def path_labeldist(backend, prompts, labels, fmt, answers, batch_size):
 def path_plain(backend, prompts, batch_size, new_tokens):
     model = backend.model
     for start in range(0, len(prompts), batch_size):
-        encoded = [backend.encode(backend.render(p)) for p in prompts[start : start + batch_size]]
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), backend.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for i, e in enumerate(encoded):
-            ids[i, width - len(e) :] = torch.tensor(e)
-            mask[i, width - len(e) :] = 1
+        ids, mask = left_padded(backend, prompts[start : start + batch_size])
         n = new_tokens[start // batch_size]
         model.generate(
             input_ids=ids.to(backend.device),

@@ -194,18 +194,25 @@ def path_original(backend: HFBackend, prompts, labels, fmt, max_new_tokens):
     return results
 
 
+def left_padded(backend: HFBackend, prompts) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompts' token ids as one left-padded batch, and its attention mask."""
+    encoded = [backend.encode(backend.render(p)) for p in prompts]
+    width = max(len(e) for e in encoded)
+    ids = torch.full((len(encoded), width), backend.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, e in enumerate(encoded):
+        ids[i, width - len(e) :] = torch.tensor(e)
+        mask[i, width - len(e) :] = 1
+    return ids, mask
+
+
 def path_plain(backend: HFBackend, prompts, batch_size, max_new_tokens):
     """Left-padded batched greedy generation without any outputs but the tokens."""
     model = backend.model
     counts = []
     for start in range(0, len(prompts), batch_size):
-        encoded = [backend.encode(backend.render(p)) for p in prompts[start : start + batch_size]]
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), backend.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for i, e in enumerate(encoded):
-            ids[i, width - len(e) :] = torch.tensor(e)
-            mask[i, width - len(e) :] = 1
+        ids, mask = left_padded(backend, prompts[start : start + batch_size])
+        width = ids.shape[1]
         sequences = model.generate(
             input_ids=ids.to(backend.device),
             attention_mask=mask.to(backend.device),

@@ -33,7 +33,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +40,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_overhead  # noqa: E402
-from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv  # noqa: E402
+from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv, write_label_tables  # noqa: E402
 
 from labeldist.cli import main as cli  # noqa: E402
 from labeldist.data import load_dataset  # noqa: E402
@@ -180,11 +179,7 @@ def main(argv=None) -> int:
             result[f"random_{exact_shape}_{name}"] = backend.precision_check(prompts, labels, fmt, answers)
             del model, backend
         data = args.out / "tiny-data"
-        data.mkdir(exist_ok=True)
-        for split, seed, n in (("train", 11, 20), ("dev", 12, 32)):
-            rows = [{"id": f"{split}{i:03d}", "text": ex.text, "labels": ",".join(ex.labels)}
-                    for i, ex in enumerate(synthetic_examples(n=n, seed=seed))]  # fmt: skip
-            pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+        write_label_tables(data, (("train", 11, 20), ("dev", 12, 32)))
         base = tiny_run_argv(trained, data, "dev", args.out)
         run_dir = args.out / "tiny-bf16-run"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, so that the check runs

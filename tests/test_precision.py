@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
+from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv, write_label_tables
 
 from labeldist.cli import main
 from labeldist.runs import RunStore
@@ -21,13 +20,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
     trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
     data = root / "data"
-    data.mkdir()
-    for split, seed, n in (("train", 11, 20), ("dev", 12, 16)):
-        rows = [
-            {"id": f"{split}{i:03d}", "text": ex.text, "labels": ",".join(ex.labels)}
-            for i, ex in enumerate(synthetic_examples(n=n, seed=seed))
-        ]
-        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    write_label_tables(data, (("train", 11, 20), ("dev", 12, 16)))
     return root, tiny_run_argv(trained, data, "dev", root), trained
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_models import get_trained_tiny_llama, synthetic_examples, tiny_run_argv
+from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_label_tables
 
 from labeldist.cli import main
 from labeldist.runs import RunStore
@@ -25,13 +25,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
     data = root / "data"
-    data.mkdir()
-    for split, seed, n in (("train", 11, 30), ("dev", 12, 60)):
-        rows = [
-            {"id": f"{split}{i:03d}", "text": ex.text, "labels": ",".join(ex.labels)}
-            for i, ex in enumerate(synthetic_examples(n=n, seed=seed))
-        ]
-        pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
+    write_label_tables(data, (("train", 11, 30), ("dev", 12, 60)))
     base = tiny_run_argv(trained, data, "dev", root)
     return root, base, trained
 

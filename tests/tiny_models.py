@@ -738,6 +738,21 @@ def tiny_run_argv(trained: TrainedModel, data_dir: Path, split: str, template_di
     ]  # fmt: skip
 
 
+def write_label_tables(data_dir: Path, splits: Sequence[tuple[str, int, int]]) -> None:
+    """One generic table per split (``data_dir/SPLIT.csv``: id, text, labels) of
+    ``synthetic_examples(n, seed)`` for each (split, seed, n); load with the table option
+    ``label_list_column=labels``."""
+    import pandas as pd
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    for split, seed, n in splits:
+        rows = [
+            {"id": f"{split}{i:03d}", "text": ex.text, "labels": ",".join(ex.labels)}
+            for i, ex in enumerate(synthetic_examples(n=n, seed=seed))
+        ]
+        pd.DataFrame(rows).to_csv(Path(data_dir) / f"{split}.csv", index=False)
+
+
 def write_vote_tables(data_dir: Path, labels: Sequence[str], splits: Sequence[tuple[str, int, int]]) -> None:
     """One generic table per split (``data_dir/SPLIT.csv``: id, text, annotator, labels) of
     ``synthetic_examples(n, seed)`` for each (split, n, seed), with three annotators: two give

@@ -249,85 +249,6 @@ class ContinuationScorer:
         starts = tuple(t.encode("utf-8") for t in request.terminators) + ((b"\n",) if request.end else ())
         return _Spec(request.text.encode("utf-8"), follow, starts, None)
 
-    def _tree_forward(
-        self, cache, trees: Sequence[_Tree], key_positions: torch.Tensor, keep: Sequence[Sequence[int]] | None = None
-    ) -> _NodeLogits:
-        """One batched pass over every row's tree; returns the needed nodes' logits, on the device.
-
-        ``keep``: per row, the only nodes whose distributions are needed (default: all of the
-        row's nodes). The vocabulary projection, most of a pass's cost for small models with
-        large vocabularies, is done for those nodes alone, not for the padding of shorter rows'
-        trees: the output head's input is cut down to those rows by a forward pre-hook, which
-        works the same in every transformers release (a 2-D ``logits_to_keep`` is read per row
-        only by releases after 5.17) and keeps whatever the model does after its head
-        (Gemma's soft-capping) as it is."""
-        device = self.model.device
-        batch, context_length = key_positions.shape
-        width = max(1, max(len(t.tokens) for t in trees))
-        self.stats["passes"] += 1
-        self.stats["rows"] += batch
-        self.stats["tree_tokens"] += sum(len(t.tokens) for t in trees)
-        # the tree's layout is built on the host (small), the attention mask on the device
-        tokens = torch.zeros((batch, width), dtype=torch.long)
-        positions = torch.zeros((batch, width), dtype=torch.long)
-        cuts = torch.zeros((batch, width), dtype=torch.long)  # padding nodes see no context
-        among = torch.zeros((batch, width, width), dtype=torch.bool)
-        for b, tree in enumerate(trees):
-            n = len(tree.tokens)
-            if n:
-                tokens[b, :n] = torch.tensor(tree.tokens)
-                positions[b, :n] = torch.tensor(tree.positions)
-                cuts[b, :n] = torch.tensor(tree.cuts)
-                among[b, :n, :n] = tree.ancestors()
-            # padding nodes attend to themselves only, so no row of the mask is empty
-            among[b, range(n, width), range(n, width)] = True
-        keys = key_positions.to(device)
-        positions = positions.to(device)
-        cuts = cuts.to(device)
-        allowed = torch.cat([(keys[:, None, :] >= 0) & (keys[:, None, :] < cuts[:, :, None]), among.to(device)], dim=2)
-        dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
-        mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, dtype)
-        window, layer_types = sliding_window(self.model.config)
-        if window is not None:
-            # a 4-D mask is used as given, so sliding-window layers need their window drawn in:
-            # a query sees keys fewer than `window` positions behind it
-            all_keys = torch.cat([keys, positions], dim=1)
-            near = (positions[:, :, None] - all_keys[:, None, :]) < window
-            sliding = _additive(allowed & near, dtype)
-            if layer_types:
-                mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
-            else:
-                mask = sliding
-        if keep is None:
-            keep = [range(len(tree.tokens)) for tree in trees]
-        where = {(b, node): k for k, (b, node) in enumerate((b, node) for b, nodes in enumerate(keep) for node in nodes)}
-        rows = torch.tensor([b for b, _ in where], dtype=torch.long)
-        columns = torch.tensor([node for _, node in where], dtype=torch.long)
-        head = self.model.get_output_embeddings()
-        handle = None
-        if head is not None and where:
-            rows_at, columns_at = rows.to(device), columns.to(device)
-
-            def needed_only(module, args):
-                return (args[0][rows_at, columns_at][None], *args[1:])
-
-            handle = head.register_forward_pre_hook(needed_only)
-        try:
-            out = self.model(
-                input_ids=tokens.to(device),
-                position_ids=positions,
-                attention_mask=mask,
-                use_cache=True,
-                **{self.forward_kwarg: cache},
-            )
-        finally:
-            if handle is not None:
-                handle.remove()
-            # a negative count removes that many tokens in both the 4.x and 5.x cache APIs
-            cache.crop(-(cache.get_seq_length() - context_length))
-        logits = out.logits[0] if handle is not None else out.logits[rows.to(device), columns.to(device)]
-        return _NodeLogits(logits, where)
-
     @torch.no_grad()
     def answer_logprobs(self, items: Sequence[AnswerContext], cache, key_positions: torch.Tensor) -> list[np.ndarray]:
         """For each item, log P(answer | context + fill) for every fill x answer (tokens given).
@@ -351,7 +272,13 @@ class ContinuationScorer:
             trees.append(tree)
             reads.append(read)
             keeps.append(sorted({n for per_answer in read for nodes in per_answer for n in nodes if n >= 0}))
-        nodes = self._tree_forward(cache, trees, key_positions, keeps) if any(t.tokens for t in trees) else None
+        nodes = None
+        if any(t.tokens for t in trees):
+            layers = _Layers(self, cache, key_positions)
+            try:
+                nodes = layers.forward(trees, [range(len(t.tokens)) for t in trees], keep=keeps)
+            finally:
+                layers.close()
         gather = _Reads(items, nodes)
         read_ids = [
             [[[gather.token(b, -1 if node < 0 else 0, 0 if node < 0 else node, token) for token, node in zip(answer, before)]
@@ -536,7 +463,16 @@ class _Layers:
         self.key_positions = key_positions.to(self.device)
         self.slot: list[dict[int, int]] = [{} for _ in range(self.batch)]  # row -> node -> cache slot
 
-    def forward(self, trees: Sequence[_Tree], new_nodes: Sequence[Sequence[int]]) -> _NodeLogits:
+    def forward(
+        self, trees: Sequence[_Tree], new_nodes: Sequence[Sequence[int]], keep: Sequence[Sequence[int]] | None = None
+    ) -> _NodeLogits:
+        """Feed each row's ``new_nodes`` (parents before children); returns the logits of the
+        ``keep`` nodes (default: all new ones). The vocabulary projection, most of a pass's cost
+        for small models with large vocabularies, is done for those nodes alone, not for the
+        padding of shorter rows: the output head's input is cut down to them by a forward
+        pre-hook, which works the same in every transformers release (a 2-D ``logits_to_keep``
+        is read per row only by releases after 5.17) and keeps whatever the model does after its
+        head (Gemma's soft-capping) as it is."""
         scorer, device = self.scorer, self.device
         batch = self.batch
         width = max(1, max(len(nodes) for nodes in new_nodes))
@@ -552,14 +488,19 @@ class _Layers:
         own = torch.zeros((batch, width, width), dtype=torch.bool)
         for b, (tree, nodes) in enumerate(zip(trees, new_nodes)):
             for k, node in enumerate(nodes):
+                self.slot[b][node] = filled + k
+            for k, node in enumerate(nodes):
                 tokens[b, k] = tree.tokens[node]
                 positions[b, k] = tree.positions[node]
                 cuts[b, k] = tree.cuts[node]
                 parent = tree.parents[node]
-                while parent >= 0:
-                    earlier[b, k, self.slot[b][parent] - self.context_length] = True
+                while parent >= 0:  # ancestors from earlier passes, or fed before it in this one
+                    slot = self.slot[b][parent]
+                    if slot >= filled:
+                        own[b, k, slot - filled] = True
+                    else:
+                        earlier[b, k, slot - self.context_length] = True
                     parent = tree.parents[parent]
-                self.slot[b][node] = filled + k
             own[b, range(width), range(width)] = True  # padding attends to itself only
         keys = self.key_positions
         context = (keys[:, None, : self.context_length] >= 0) & (
@@ -579,12 +520,13 @@ class _Layers:
                 mask = {kind: sliding if kind == "sliding_attention" else mask for kind in set(layer_types)}
             else:
                 mask = sliding
-        where = {(b, node): k for k, (b, node) in enumerate((b, node) for b, nodes in enumerate(new_nodes) for node in nodes)}
+        needed = new_nodes if keep is None else keep
+        where = {(b, node): k for k, (b, node) in enumerate((b, node) for b, nodes in enumerate(needed) for node in nodes)}
         rows = torch.tensor([b for b, _ in where], dtype=torch.long, device=device)
-        columns = torch.tensor([new_nodes[b].index(node) for b, node in where], dtype=torch.long, device=device)
+        columns = torch.tensor([self.slot[b][node] - filled for b, node in where], dtype=torch.long, device=device)
         head = scorer.model.get_output_embeddings()
         handle = None
-        if head is not None:
+        if head is not None and where:
 
             def needed_only(module, args):
                 return (args[0][rows, columns][None], *args[1:])
@@ -656,13 +598,3 @@ class _Tree:
         self.parents.append(parent)
         self.cuts.append(cut)
         return node, True
-
-    def ancestors(self) -> torch.Tensor:
-        """(nodes x nodes): which nodes each node attends to (its ancestors and itself)."""
-        n = len(self.tokens)
-        allowed = torch.zeros(n, n, dtype=torch.bool)
-        for node, parent in enumerate(self.parents):
-            if parent >= 0:  # parents come before their children
-                allowed[node] = allowed[parent]
-            allowed[node, node] = True
-        return allowed
