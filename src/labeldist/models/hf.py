@@ -445,6 +445,8 @@ class HFBackend:
         if self.model.dtype == torch.float32:
             return {"items": 0, "dtype": dtype, "skipped": "the model runs in float32 already"}
         started = time.perf_counter()
+        # the run's own numbers are not reused: a forced answer is re-tokenised from its text,
+        # which may split it otherwise than greedy decoding did, so both sides go the same way
         low = self.generate(prompts, labels, fmt, forced_answers=answers)
         saved = _cast_floating(self.model, torch.float32)
         self._prefix_cache = None

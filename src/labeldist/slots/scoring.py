@@ -70,8 +70,8 @@ class ContinuationScorer:
         self.tolerance = tolerance
         self._end_masks: dict[tuple, tuple[torch.Tensor, bool]] = {}
         self._tokens_in_context: dict[tuple, list[int]] = {}
-        # what the tree passes cost: passes, rows (items) and tree tokens fed, since creation
-        self.stats = {"passes": 0, "rows": 0, "tree_tokens": 0}
+        # what the tree passes cost: passes and tree tokens fed, since creation
+        self.stats = {"passes": 0, "tree_tokens": 0}
 
     # -- tokenisation ------------------------------------------------------------------------
 
@@ -478,7 +478,6 @@ class _Layers:
         width = max(1, max(len(nodes) for nodes in new_nodes))
         filled = self.key_positions.shape[1]
         scorer.stats["passes"] += 1
-        scorer.stats["rows"] += batch
         scorer.stats["tree_tokens"] += sum(len(nodes) for nodes in new_nodes)
         tokens = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.full((batch, width), -1, dtype=torch.long)
@@ -571,18 +570,9 @@ class _Tree:
         """Node index of each token of ``feed`` after ``cut``."""
         nodes = []
         parent = -1
-        for depth, token in enumerate(feed):
-            key = (cut, parent, token)
-            node = self._nodes.get(key)
-            if node is None:
-                node = len(self.tokens)
-                self._nodes[key] = node
-                self.tokens.append(token)
-                self.positions.append(cut + depth)
-                self.parents.append(parent)
-                self.cuts.append(cut)
-            nodes.append(node)
-            parent = node
+        for token in feed:
+            parent, _ = self.add_child(parent, token, cut)
+            nodes.append(parent)
         return nodes
 
     def add_child(self, parent: int, token: int, cut: int) -> tuple[int, bool]:
