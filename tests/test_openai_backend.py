@@ -60,9 +60,10 @@ def expected_slots(lm: ToyLM, context: str, answer: str):
     for plan in plan_slots(answer, 0, FMT, LABELS):
         anchor = int(boundaries[boundaries <= plan.decision].max())
         base, residual = context + answer[:anchor], answer[anchor : plan.decision]
-        labels = [lm.exact(base, residual + c.text, c.terminators, c.end) for c in map(plan.label_continuation, LABELS)]
-        close = plan.close
-        out.append((np.array(labels), lm.exact(base, residual + close.text, close.terminators, close.end)))
+        # disjoint surface forms: an event's probability is the sum over its forms
+        labels = [sum(lm.exact(base, residual + f.text, f.terminators, f.end) for f in plan.forms_of(label)) for label in LABELS]
+        stop = sum(lm.exact(base, residual + f.text, f.terminators, f.end) for f in plan.close_forms)
+        out.append((np.array(labels), stop))
     return out
 
 

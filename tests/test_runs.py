@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_label_tables
 
 from labeldist.cli import main
@@ -73,20 +74,65 @@ def test_show_prints_slot_tables(setup, capsys):
     assert text.count("=== ") == 2 and "<stop>" in text and "slot 1" in text and "entropy" in text
     for label in trained.labels:
         assert label in text
-    # where each slot was decided and what was scored there
-    assert "slot 1: decided after generated token 0; labels scored as" in text
+    # where each slot was decided and the surface forms scored there (json, "[" generated)
+    assert "slot 1: decided after generated token 0; labels <L> scored as" in text
+    assert ' ["<L>{"} | ' in text and " [<L>{,|]}" in text and "close as  []... |  [ ]..." in text
+
+
+def rederived_probability(model, texts, context, entry, label, eos_ids, tolerance) -> float:
+    """A label's (or the close's) probability at a slot from a record alone: for the form
+    ``entry`` (as stored), P(text, then a token starting with one of ``then``, or an EOS / line
+    break when ``end``) summed over every tokenisation of the text, each prefix by a full forward
+    pass over the whole sequence (no cache, no tree); prefixes below ``tolerance`` dropped."""
+    text = entry["label"] + label if "label" in entry else entry["close"]
+    data = text.encode()
+    starts = tuple(t.encode() for t in entry["then"]) + ((b"\n",) if entry["end"] else ())
+    terminated = bool(starts)
+    total = 0.0
+
+    def distribution(path):
+        with torch.no_grad():
+            logits = model(torch.tensor([context + path])).logits[0, -1].double()
+        return torch.softmax(logits, dim=-1).numpy()
+
+    def walk(path, offset, p):
+        nonlocal total
+        probs = distribution(path)
+        rest = data[offset:]
+        if not rest:
+            follow = [i for i, b in enumerate(texts.bytes) if b and b.startswith(starts)]
+            total += p * (probs[follow].sum() + (probs[eos_ids].sum() if entry["end"] else 0.0))
+            return
+        for token_id, piece in enumerate(texts.bytes):
+            if not piece:
+                continue
+            q = p * probs[token_id]
+            if rest.startswith(piece):
+                if len(piece) == len(rest) and not terminated:
+                    total += q
+                elif q >= tolerance:
+                    walk(path + [token_id], offset + len(piece), q)
+            elif piece.startswith(rest) and (not terminated or piece[len(rest) :].startswith(starts)):
+                total += q
+
+    walk([], 0, 1.0)
+    return total
 
 
 def test_records_hold_what_makes_them_checkable(setup, capsys):
-    """Record format 2: the generated token ids, each slot's decision position and the strings
-    scored there; the ids decode to the answer, and each slot's forms start at its decision."""
-    from transformers import AutoTokenizer
+    """Record format 3: the generated token ids, each slot's decision position and every
+    surface form scored there; the ids decode to the answer, the written text is one of the
+    chosen label's forms, and a slot's numbers are re-derived from the record and run.json
+    alone by full forward passes."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from labeldist.slots.tokens import TokenTexts
 
     root, base, trained = setup
     out = root / "checkable"
     assert main([*base, "--limit", "6", "--out", str(out)]) == 0
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["record_format"] == 2 and manifest["model"]["prune_tolerance"] == 1e-6
+    assert manifest["record_format"] == 3 and manifest["model"]["prune_tolerance"] == 1e-6
     tokenizer = AutoTokenizer.from_pretrained(trained.path)
     records = RunStore(out).read()
     for _, record in records.iterrows():
@@ -97,16 +143,38 @@ def test_records_hold_what_makes_them_checkable(setup, capsys):
         slots, decisions, forms = record["slots"], record["slot_decisions"], record["slot_forms"]
         assert len(decisions) == len(forms) == len(slots)
         for slot, decision, scored in zip(slots, decisions, forms):
-            assert 0 <= decision <= len(ids) and len(scored) == len(trained.labels) + 1
-            # every label's string, written after the slot's decision point: the answer's text
-            # from the decision token on starts with the chosen label's form
+            entries = [json.loads(entry) for entry in scored]
+            label_forms = [e for e in entries if "label" in e]
+            # json: three quotings, with and without a space (or comma variants), and the close
+            assert 0 <= decision <= len(ids) and len(label_forms) >= 6 and len(entries) - len(label_forms) >= 2
+            # the answer's text from the decision token on starts with one of the chosen
+            # label's forms (the form written)
             written = tokenizer.decode(ids[decision:], skip_special_tokens=True)
             if slot["chosen"] in trained.labels:
-                form = scored[list(trained.labels).index(slot["chosen"])]
-                assert written.startswith(form), (written, form)
+                assert any(written.startswith(e["label"] + slot["chosen"]) for e in label_forms), written
             # bounds: the pruned mass sits between lower and upper, both around the number
             assert np.all(np.asarray(slot["label_probs_lower"]) <= np.asarray(slot["label_probs_upper"]))
             np.testing.assert_allclose(slot["label_probs_lower"], slot["label_probs"])
+    # re-derive the first record's slots 1 and 2 from the record and run.json only
+    record = records.iloc[0]
+    model = AutoModelForCausalLM.from_pretrained(trained.path, dtype=torch.float32).eval()
+    texts = TokenTexts(tokenizer)
+    prompt_ids = tokenizer(record["prompt"], add_special_tokens=not manifest["model"]["chat_template"])["input_ids"]
+    eos_ids = manifest["model"]["eos_ids"]
+    tolerance = manifest["model"]["prune_tolerance"]
+    ids = [int(t) for t in record["token_ids"]]
+    for slot, decision, scored in list(zip(record["slots"], record["slot_decisions"], record["slot_forms"]))[:2]:
+        context = prompt_ids + ids[:decision]
+        entries = [json.loads(entry) for entry in scored]
+        for label, recorded in zip(trained.labels, slot["label_probs"]):
+            value = sum(
+                rederived_probability(model, texts, context, e, label, eos_ids, tolerance)
+                for e in entries
+                if "label" in e and label not in e.get("skips", [])
+            )
+            assert abs(value - recorded) < 1e-6, (slot["index"], label, value, recorded)
+        stop = sum(rederived_probability(model, texts, context, e, "", eos_ids, tolerance) for e in entries if "close" in e)
+        assert abs(stop - slot["stop_prob"]) < 1e-6, (slot["index"], stop, slot["stop_prob"])
     # no label is written at a closing slot: its first-token values are stored as null, not NaN
     for slots in RunStore(out).read_table(["slots"]).column("slots").to_pylist():
         for slot in slots:

@@ -43,8 +43,8 @@ HAS_GEMMA3 = hasattr(transformers, "Gemma3ForCausalLM") and hasattr(transformers
 LABELS = ("joy", "fear", "anger", "angered", "optimism", "admiration", "sex harassment", "sadness")
 
 
-PROB_TOL = 1e-5  # absolute, on probabilities (what the brief asks)
-LOG_TOL = 1e-4  # absolute, on log-probabilities (tiny multi-token probabilities are ~1e-20)
+PROB_TOL = 1e-6  # absolute, on probabilities (the exactness issue asks 1e-6)
+LOG_TOL = 1e-5  # absolute, on log-probabilities (tiny multi-token probabilities are ~1e-20)
 
 MODELS = ["llama-bpe", "llama-sp", "gemma3-sp"]
 GEMMA = "gemma3-sp"  # sliding window 8, prompts of 100+ tokens
@@ -259,6 +259,13 @@ class BruteForce:
         walk([], 0, 0.0)
         return (float(np.logaddexp.reduce(totals)) if totals else float("-inf")), pruned
 
+    def event(self, context: list[int], residual: str, forms, tolerance: float = PRUNE_TOLERANCE) -> tuple[float, float]:
+        """(log-probability, pruned mass) of an event: the sum over its surface forms, each
+        written after ``residual`` (disjoint strings, so their probabilities add)."""
+        parts = [self.logprob(context, residual + f.text, f.terminators, f.end, tolerance) for f in forms]
+        logprob = float(np.logaddexp.reduce([p for p, _ in parts])) if parts else float("-inf")
+        return logprob, sum(m for _, m in parts)
+
 
 @dataclass
 class Reference:
@@ -306,13 +313,10 @@ class References:
         bf = self.bf
         for plan in self.plans:
             context, residual = self.cut(plan.decision)
-            stop, stop_pruned = bf.logprob(context, residual + plan.close.text, plan.close.terminators, plan.close.end)
+            stop, stop_pruned = bf.event(context, residual, plan.close_forms)
             label_lps = label_pruned = None
             if self.with_labels:
-                both = [
-                    bf.logprob(context, residual + plan.opening + label, plan.label_terminators, plan.label_end)
-                    for label in self.labels
-                ]
+                both = [bf.event(context, residual, plan.forms_of(label)) for label in self.labels]
                 label_lps = np.array([value for value, _ in both])
                 label_pruned = np.array([mass for _, mass in both])
             first = None
@@ -414,7 +418,13 @@ CASES = {
     "json-joy": ("json", ' ["joy"]', ["joy", STOP]),
     "json-empty": ("json", " []", [STOP]),
     "json-multi-token": ("json", ' ["optimism", "admiration", "sex harassment"]', [*MULTI, STOP]),
+    # forms other than the format's own: bare and single-quoted elements, odd spacing
+    "json-bare": ("json", " [anger, sex harassment]", ["anger", "sex harassment", STOP]),
+    "json-single-quotes": ("json", " ['joy','angered' ]", ["joy", "angered", STOP]),
+    "json-odd-spacing": ("json", ' ["joy" ,  "anger"\n]', ["joy", "anger", STOP]),
     "comma-anger-angered": ("comma", " anger, angered", ["anger", "angered", STOP]),
+    "comma-no-space": ("comma", " joy,anger", ["joy", "anger", STOP]),
+    "and-serial-comma": ("and", " joy, anger, and fear", ["joy", "anger", "fear", STOP]),
     "comma-none": ("comma", " none", [STOP]),
     "comma-multi-token": ("comma", " sex harassment, optimism", ["sex harassment", "optimism", STOP]),
     "and-joy-fear": ("and", " joy and fear", ["joy", "fear", STOP]),

@@ -446,18 +446,36 @@ def show_command(run_dir, limit, first_token):
 
 
 def slot_sources(record, labels) -> str:
-    """Where each slot was decided and the strings scored there (record format 2)."""
+    """Where each slot was decided and the forms scored there (record format 2 or later)."""
     decisions, forms = record.get("slot_decisions"), record.get("slot_forms")
     if decisions is None or forms is None:
         return "  (decision positions and scored forms: not recorded, a run made before record format 2)"
     lines = []
     for slot, decision, scored in zip(record["slots"], decisions, forms):
-        shown = ", ".join(repr(f) for f in scored[:-1])
+        scored = list(scored)
+        if scored and scored[0].startswith("{"):  # format 3: every surface form, as JSON
+            entries = [json.loads(entry) for entry in scored]
+            label_forms = [_shown_form(e) for e in entries if "label" in e]
+            close_forms = [_shown_form(e) for e in entries if "close" in e]
+        else:  # format 2: one string per label, then the close
+            label_forms, close_forms = [repr(f) for f in scored[:-1]], [repr(f) for f in scored[-1:]]
         lines.append(
             f"  slot {slot['index']}: decided after generated token {decision}; "
-            f"labels scored as {shown}; close as {scored[-1]!r}"
+            f"labels <L> scored as {' | '.join(label_forms)}; close as {' | '.join(close_forms)}"
         )
     return "\n".join(lines)
+
+
+def _shown_form(entry: dict) -> str:
+    """One stored form, readably: its text with <L> for the label, then in braces what must
+    follow it ("end": the end of the answer); "..." when anything may follow (a close)."""
+
+    def visible(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+    text = visible(entry["label"]) + "<L>" if "label" in entry else visible(entry["close"])
+    follows = [visible(t) for t in entry["then"]] + (["end"] if entry["end"] else [])
+    return text + ("{" + "|".join(follows) + "}" if follows else "...")
 
 
 @cli.command("evaluate")

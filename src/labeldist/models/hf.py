@@ -22,12 +22,13 @@ from labeldist.models.base import Generation, ModelError, SlotDistribution
 from labeldist.models.resolve import ResolvedModel, resolve_model
 from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
 from labeldist.prompts.judgements import FILL, JudgementPrompt
-from labeldist.slots.locate import SlotPlan, plan_slots
+from labeldist.slots.locate import SlotPlan, plan_slots, record_forms
 from labeldist.slots.scoring import (
     AnswerContext,
     ContinuationScorer,
     ItemContext,
     ScoreRequest,
+    at_least_float32,
     sliding_window,
 )
 from labeldist.slots.tokens import TokenTexts, eos_ids
@@ -43,7 +44,7 @@ class _PreparedItem:
     answer: str
     parsed: ParsedAnswer
     plans: list[SlotPlan]
-    spans: list[tuple[int, int]]  # each plan's requests: the close, then every label
+    groups: list[list[list[int]]]  # per plan, the requests of each event: the close, then every label
     boundaries: list[int]
     context: ItemContext
     generated_tokens: int
@@ -248,7 +249,7 @@ class HFBackend:
         out = self._forward(input_ids.to(self.device), attention, positions, cache, save_hidden)
         one_column = torch.ones((batch, 1), dtype=torch.long, device=self.device)
         # step distributions stay on the device: slot scoring gathers from them there
-        steps = [torch.log_softmax(out.logits[:, -1].float(), dim=-1)]
+        steps = [torch.log_softmax(at_least_float32(out.logits[:, -1]), dim=-1)]
         hidden_steps = [self._last_hidden(out)] if save_hidden else []
         generated: list[list[int]] = [[] for _ in range(batch)]
         active = torch.ones(batch, dtype=torch.bool)
@@ -281,7 +282,7 @@ class HFBackend:
             attention = torch.cat([attention, one_column], dim=1)
             positions = positions[:, -1:] + 1
             out = self._forward(feed[:, None].to(self.device), attention, positions, cache, save_hidden)
-            steps.append(torch.log_softmax(out.logits[:, -1].float(), dim=-1))
+            steps.append(torch.log_softmax(at_least_float32(out.logits[:, -1]), dim=-1))
             if save_hidden:
                 hidden_steps.append(self._last_hidden(out))
             active &= ~ending
@@ -358,36 +359,43 @@ class HFBackend:
         # character offset (in the answer) where each generated-token prefix ends
         boundaries = [prefix_length] + [prefix_length + b for b in self.texts.char_boundaries(answer_ids)]
         steps = state["steps"][: len(answer_ids) + 1, i]
-        requests, spans = [], []
+        requests, groups = [], []
         for plan in plans:
-            start = len(requests)
-            requests.extend(self._requests(plan, answer, boundaries, labels))
-            spans.append((start, len(requests)))
+            plan_requests, plan_groups = self._requests(plan, answer, boundaries, labels, len(requests))
+            requests.extend(plan_requests)
+            groups.append(plan_groups)
         context = ItemContext(list(encoded) + answer_ids, len(encoded), steps, requests)
-        return _PreparedItem(answer, fmt.parse(answer, labels), plans, spans, boundaries, context, len(generated))
+        return _PreparedItem(answer, fmt.parse(answer, labels), plans, groups, boundaries, context, len(generated))
 
     def _assemble(self, i, item: _PreparedItem, logprobs, pruned, rendered, state, labels, save_hidden) -> Generation:
         ctx = item.context
-        slots = [
-            SlotDistribution(
-                index=plan.index,
-                chosen=plan.chosen,
-                raw=plan.raw,
-                label_logprobs=logprobs[start + 1 : stop],
-                stop_logprob=float(logprobs[start]),
-                # the sum over tokenisations leaves out prefixes below the tolerance: at most this much
-                label_probs_lower=np.exp(logprobs[start + 1 : stop]),
-                label_probs_upper=np.minimum(np.exp(logprobs[start + 1 : stop]) + pruned[start + 1 : stop], 1.0),
-                stop_prob_lower=float(np.exp(logprobs[start])),
-                stop_prob_upper=float(min(np.exp(logprobs[start]) + pruned[start], 1.0)),
-                decision_token=ctx.requests[start].boundary,
-                forms=(*(r.text for r in ctx.requests[start + 1 : stop]), ctx.requests[start].text),
-                first_token_probs=self._first_token(
-                    plan, item.answer, item.boundaries, ctx.context_ids, ctx.prompt_length, ctx.step_logprobs, labels
-                ),
+        slots = []
+        for plan, groups in zip(item.plans, item.groups):
+            # an event's probability is the sum over its surface forms (disjoint strings), and
+            # so is what pruning left out of it
+            event_logprobs = np.array([np.logaddexp.reduce(logprobs[g]) if g else -np.inf for g in groups])
+            event_pruned = np.array([pruned[g].sum() for g in groups])
+            lower = np.exp(event_logprobs)
+            upper = np.minimum(lower + event_pruned, 1.0)
+            slots.append(
+                SlotDistribution(
+                    index=plan.index,
+                    chosen=plan.chosen,
+                    raw=plan.raw,
+                    label_logprobs=event_logprobs[1:],
+                    stop_logprob=float(event_logprobs[0]),
+                    # the sum over tokenisations leaves out prefixes below the tolerance: at most this much
+                    label_probs_lower=lower[1:],
+                    label_probs_upper=upper[1:],
+                    stop_prob_lower=float(lower[0]),
+                    stop_prob_upper=float(upper[0]),
+                    decision_token=ctx.requests[groups[0][0]].boundary,
+                    forms=record_forms(plan, _residual(item.answer, item.boundaries, plan.decision), labels),
+                    first_token_probs=self._first_token(
+                        plan, item.answer, item.boundaries, ctx.context_ids, ctx.prompt_length, ctx.step_logprobs, labels
+                    ),
+                )
             )
-            for plan, (start, stop) in zip(item.plans, item.spans)
-        ]
         hidden = None
         if save_hidden:
             anchor = 0
@@ -406,16 +414,20 @@ class HFBackend:
             token_ids=list(state["generated"][i]),
         )
 
-    def _requests(self, plan: SlotPlan, answer: str, boundaries: list[int], labels) -> list[ScoreRequest]:
-        """The close first, then every label, all from the slot's decision point."""
+    def _requests(
+        self, plan: SlotPlan, answer: str, boundaries: list[int], labels, offset: int
+    ) -> tuple[list[ScoreRequest], list[list[int]]]:
+        """Every form of the close, then of each label, all from the slot's decision point (from
+        the last token boundary before it); and which requests (numbered from ``offset``) make
+        up each event: the close first, then the labels in order."""
         j = _boundary_before(boundaries, plan.decision)
-        residual = answer[boundaries[j] : plan.decision]
-        close = plan.close
-        requests = [ScoreRequest(j, residual + close.text, close.terminators, close.end)]
-        for label in labels:
-            cont = plan.label_continuation(label)
-            requests.append(ScoreRequest(j, residual + cont.text, cont.terminators, cont.end))
-        return requests
+        residual = _residual(answer, boundaries, plan.decision)
+        requests: list[ScoreRequest] = []
+        groups: list[list[int]] = []
+        for forms in (plan.close_forms, *(plan.forms_of(label) for label in labels)):
+            groups.append(list(range(offset + len(requests), offset + len(requests) + len(forms))))
+            requests.extend(ScoreRequest(j, residual + f.text, f.terminators, f.end) for f in forms)
+        return requests, groups
 
     def _first_token(self, plan, answer, boundaries, context, prompt_length, steps, labels) -> np.ndarray:
         """The original method: each label's first token at the label's start, softmax over the
@@ -537,7 +549,7 @@ class HFBackend:
         n = len(ids)
         tensor = torch.tensor([ids], device=self.device)
         out = self._forward(tensor, torch.ones_like(tensor), torch.arange(n, device=self.device)[None], cache, False)
-        steps = torch.log_softmax(out.logits[0, -1:].float(), dim=-1)
+        steps = torch.log_softmax(at_least_float32(out.logits[0, -1:]), dim=-1)
         requests = [ScoreRequest(0, text, exact_tokens=True) for text in continuations]
         return self.scorer.score(ids, n, cache, steps, requests).tolist()
 
@@ -566,6 +578,11 @@ def _common_prefix_length(sequences: list[list[int]]) -> int:
         if any(s[j] != token for s in sequences[1:]):
             return j
     return n
+
+
+def _residual(answer: str, boundaries: list[int], offset: int) -> str:
+    """The text from the last token boundary at or before ``offset`` up to it."""
+    return answer[boundaries[_boundary_before(boundaries, offset)] : offset]
 
 
 def _boundary_before(boundaries: list[int], offset: int) -> int:

@@ -45,6 +45,7 @@ from labeldist.models.base import Generation, ModelError, SlotDistribution
 from labeldist.models.hf import _answer_closed
 from labeldist.models.http import RequestFailed, ServerClient, ServerUnavailable
 from labeldist.models.topk import (
+    ZERO,
     Bounds,
     LogprobError,
     Step,
@@ -404,19 +405,21 @@ class OpenAIBackend:
         answer = prefix + generated
         plans = plan_slots(answer, len(prefix), fmt, labels)
         boundaries = [offset for offset, _ in kept] + [len(generated)]
-        requests = []  # (plan index, label index or -1 for the close, start key, target)
+        requests = []  # (plan index, event: 0 for the close, 1 + label index, start key, target)
         for p, plan in enumerate(plans):
             key, residual = _anchor(generated, boundaries, plan.decision - len(prefix))
-            close = plan.close
-            requests.append((p, -1, key, Target(residual + close.text, close.terminators, close.end)))
-            for li, label in enumerate(labels):
-                cont = plan.label_continuation(label)
-                requests.append((p, li, key, Target(residual + cont.text, cont.terminators, cont.end)))
+            for event, forms in enumerate((plan.close_forms, *(plan.forms_of(label) for label in labels))):
+                for form in forms:
+                    requests.append((p, event, key, Target(residual + form.text, form.terminators, form.end)))
         bounds = await self._resolve(item, [(key, target) for _, _, key, target in requests])
         slots = []
         for p, plan in enumerate(plans):
-            mine = [b for (q, _, _, _), b in zip(requests, bounds) if q == p]
-            stop, per_label = mine[0], mine[1:]
+            # an event's bounds are the sums over its surface forms (disjoint strings)
+            events = [ZERO] * (len(labels) + 1)
+            for (q, event, _, _), b in zip(requests, bounds):
+                if q == p:
+                    events[event] = events[event] + b
+            stop, per_label = events[0].capped(), [b.capped() for b in events[1:]]
             slots.append(self._slot(plan, stop, per_label, item, generated, boundaries, len(prefix), labels))
         finished = closed or finish == "stop"
         return Generation(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.data import Dataset, load_dataset
+from labeldist.data.schema import DataError
 from labeldist.models.base import Backend, Generation
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.runs.store import RECORD_FORMAT, RunStore
@@ -171,6 +172,15 @@ def execute_run(
     manifest.get("precision", {}).pop("check", None)  # a check describes the attempt that made it
     done = store.done_ids()
     todo = [item for item in items if item.id not in done]
+    recorded_format = manifest.get("record_format", 1)
+    if todo and done and config.method == "generate" and recorded_format != RECORD_FORMAT:
+        # slot probabilities were defined otherwise then: finishing it would mix two definitions
+        raise DataError(
+            str(out),
+            None,
+            f"holds records in format {recorded_format}, this labeldist writes format {RECORD_FORMAT} "
+            "(slot probabilities over every surface form); use another --out to run it again",
+        )
     if not todo:
         return _finish(store, manifest, dataset, time.perf_counter() - started, 0, None)
 

@@ -72,17 +72,20 @@ RECORD_SCHEMA = pa.schema(
         # negative) answer, flattened row-major; null for generation runs
         ("answer_logprobs", pa.list_(pa.float64())),
         # record format 2 (run.json "record_format"; null in older runs): the generated token ids,
-        # and per slot its decision position (generated tokens in its context) and the strings
-        # scored from there, each label's then the close's. Top-level columns, not slot fields:
-        # older parts then read with nulls here on every supported pyarrow
+        # and per slot its decision position (generated tokens in its context) and the forms
+        # scored from there: format 2, one string per label then the close's; format 3, every
+        # surface form as a JSON object (slots.locate.record_forms). Top-level columns, not
+        # slot fields: older parts then read with nulls here on every supported pyarrow
         ("token_ids", pa.list_(pa.int64())),
         ("slot_decisions", pa.list_(pa.int32())),
         ("slot_forms", pa.list_(pa.list_(pa.string()))),
     ]
 )
 
-# what the records hold; run.json says which format its records are in (absent: 1)
-RECORD_FORMAT = 2
+# what the records hold; run.json says which format its records are in (absent: 1).
+# 3: a slot's probabilities sum over every surface form of a label (quoted, bare, spacing,
+# separators), not only the one the model wrote there
+RECORD_FORMAT = 3
 
 
 class RunStore:

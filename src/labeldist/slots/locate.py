@@ -3,21 +3,40 @@
 Slot k is the k-th place in the answer where the model chooses between naming another label
 and closing the answer. Its *decision point* is the character offset where that choice is made
 (after ``[`` or after the previous label's closing quote for json; after the previous label for
-comma/and lists). From the decision point, every label competes as the continuation
-``opening + label`` followed by a terminator (``"`` for json; ``,``/`` and``/end of answer for
-lists), and closing competes as the format's close (``]``; the end of the answer; ``none`` at
-slot 1 of a list). The opening is the text the model actually generated there (``", "``),
-so each label is scored in the exact context of the slot. After the last generated label comes
-one more slot, where the model closed the answer (chosen = :data:`STOP`) if it did.
+comma/and lists). From the decision point, label L is the event "the next thing written is L,
+as the parser reads it": the sum over every *surface form* of L the parser reads there, each a
+string (``, "anger"``) followed by a terminator or by the end of the answer. Closing competes as
+the format's close in its forms. Per format and slot:
+
+- ``json``, slot 1: ``"L"``, ``'L'`` and unquoted ``L`` followed by ``,`` or ``]``, each with or
+  without a space before it; the close ``]`` or `` ]``. Slot k > 1: the same after ``, `` or
+  ``,``; the close ``]``, `` ]``, ``,]``, ``, ]``.
+- ``comma``: ``L`` or `` L`` at slot 1 (the close: ``none``, `` none``), ``, L`` or ``,L`` later
+  (the close: the end of the answer), each followed by ``,`` or the end of the answer.
+- ``and``: as ``comma``, with `` and L`` and ``, and L`` too, and `` and`` as a terminator.
+
+The text the model actually generated there is always one of the forms (added when it is none
+of these, e.g. ``,\\n  "L"``). Case variants (``Joy``, ``None``) and misspellings, which the
+lenient reader also accepts, are not counted: they are not the label as the format writes it.
+The forms of one slot are pairwise disjoint events (no form's string, with its terminator, is a
+prefix of another's), so a slot's label and stop probabilities sum to at most 1. After the last
+generated label comes one more slot, where the model closed the answer (chosen = :data:`STOP`)
+if it did.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from labeldist.prompts.formats import AnswerFormat, JsonFormat
 
 STOP = "<stop>"
+
+_QUOTES = ('"', "'")
+# what ends an unquoted json element, as the reader sees it
+_JSON_BARE_TERMINATORS = (",", "]")
 
 
 @dataclass(frozen=True)
@@ -35,19 +54,47 @@ class Continuation:
 
 
 @dataclass(frozen=True)
+class LabelForm:
+    """One way of writing a label from a decision point: ``before`` + the label, then one of
+    ``terminators`` (or the end of the answer when ``end``). ``quote``: for a json element, the
+    quote around the label, empty when it is written bare; None in a comma/and list, where the
+    format's label check already guarantees every label reads back."""
+
+    before: str
+    terminators: tuple[str, ...]
+    end: bool = False
+    quote: str | None = None
+
+    def accepts(self, label: str) -> bool:
+        """Whether the reader reads ``before + label + terminator`` as ``label``: a quoted json
+        element cannot hold its own quote, a bare one ends at ``,``/``]`` and is trimmed."""
+        if self.quote is None:
+            return True
+        if self.quote:
+            return self.quote not in label and "\\" not in label and "\n" not in label
+        return (
+            not any(t in label for t in _JSON_BARE_TERMINATORS)
+            and label == label.strip()
+            and not label.startswith(_QUOTES)
+        )
+
+    def continuation(self, label: str) -> Continuation:
+        return Continuation(self.before + label, self.terminators, self.end)
+
+
+@dataclass(frozen=True)
 class SlotPlan:
     index: int  # 1-based
     decision: int  # character offset in the answer
     label_start: int | None  # where the generated label begins; None at the closing slot
     chosen: str | None  # the label generated here, STOP at the closing slot, None if unknown
     raw: str  # the generated element ("" at the closing slot)
-    opening: str  # text between the decision point and the label
-    close: Continuation
-    label_terminators: tuple[str, ...]
-    label_end: bool
+    label_forms: tuple[LabelForm, ...]
+    close_forms: tuple[Continuation, ...]
 
-    def label_continuation(self, label: str) -> Continuation:
-        return Continuation(self.opening + label, self.label_terminators, self.label_end)
+    def forms_of(self, label: str) -> list[Continuation]:
+        """Every surface form of ``label`` at this slot, as continuations of the decision point."""
+        return [form.continuation(label) for form in self.label_forms if form.accepts(label)]
 
 
 def plan_slots(answer: str, prefix_length: int, fmt: AnswerFormat, labels: tuple[str, ...]) -> list[SlotPlan]:
@@ -62,6 +109,48 @@ def plan_slots(answer: str, prefix_length: int, fmt: AnswerFormat, labels: tuple
     return _list_slots(answer, prefix_length, fmt, spans, parsed.complete, parsed.none)
 
 
+def record_forms(plan: SlotPlan, residual: str, labels: Sequence[str]) -> tuple[str, ...]:
+    """The slot's forms as stored in records, each a JSON object, from the token boundary
+    before the decision point (``residual`` is the text from there to the decision point):
+    ``{"label": text, "then": [...], "end": bool}`` for a label form (the label is written
+    after ``text``; ``"skips"`` lists labels the form cannot hold), then
+    ``{"close": text, "then": [...], "end": bool}`` for each form of the close. A label's
+    probability is the sum over its forms of P(text + label, then a token starting with one
+    of ``then``, or the end of the answer when ``end``), every tokenisation counted; the
+    close's likewise, where no ``then`` and no ``end`` means the text only has to start what
+    follows."""
+    out = []
+    for form in plan.label_forms:
+        entry = {"label": residual + form.before, "then": list(form.terminators), "end": form.end}
+        skips = [label for label in labels if not form.accepts(label)]
+        if skips:
+            entry["skips"] = skips
+        out.append(json.dumps(entry, ensure_ascii=False))
+    for form in plan.close_forms:
+        entry = {"close": residual + form.text, "then": list(form.terminators), "end": form.end}
+        out.append(json.dumps(entry, ensure_ascii=False))
+    return tuple(out)
+
+
+def _with(forms: list, realized) -> tuple:
+    """``forms`` with the realized one added (first) when it is not among them."""
+    return tuple(forms) if realized in forms else (realized, *forms)
+
+
+def _json_label_forms(lead: str, spacings: tuple[str, ...]) -> list[LabelForm]:
+    forms = []
+    for space in spacings:
+        for quote in _QUOTES:
+            forms.append(LabelForm(lead + space + quote, (quote,), quote=quote))
+        forms.append(LabelForm(lead + space, _JSON_BARE_TERMINATORS, quote=""))
+    return forms
+
+
+def _json_realized(opening: str) -> LabelForm:
+    quote = opening[-1:] if opening.endswith(_QUOTES) else ""
+    return LabelForm(opening, (quote,) if quote else _JSON_BARE_TERMINATORS, quote=quote)
+
+
 def _json_slots(answer, prefix_length, fmt, spans, complete) -> list[SlotPlan]:
     opener_end = answer.find(fmt.opener)
     if opener_end < 0:
@@ -69,11 +158,18 @@ def _json_slots(answer, prefix_length, fmt, spans, complete) -> list[SlotPlan]:
     opener_end += len(fmt.opener)
     decision = prefix_length
     slots: list[SlotPlan] = []
-    terminators = (fmt.label_close,)
+
+    def forms_at(k: int, decision: int) -> tuple[list[LabelForm], list[Continuation]]:
+        if k == 1:
+            # whatever the model wrote up to the opener (nothing when "[" was in the prompt)
+            lead = answer[decision:opener_end]
+            return _json_label_forms(lead, ("", " ")), [Continuation(lead + "]"), Continuation(lead + " ]")]
+        closes = ["]", " ]", ",]", ", ]"]
+        return _json_label_forms("", (", ", ",")), [Continuation(text) for text in closes]
+
     for k, span in enumerate(spans, start=1):
-        # the close competing here: "]" after a label; at slot 1 whatever the model wrote up
-        # to the opener (nothing when "[" was in the prompt) and then "]"
-        close_text = fmt.closer if k > 1 else answer[decision:opener_end] + fmt.closer
+        label_forms, close_forms = forms_at(k, decision)
+        realized = _json_realized(answer[decision : span.start])
         slots.append(
             SlotPlan(
                 k,
@@ -81,47 +177,60 @@ def _json_slots(answer, prefix_length, fmt, spans, complete) -> list[SlotPlan]:
                 span.start,
                 span.label,
                 answer[span.start : span.end],
-                answer[decision : span.start],
-                Continuation(close_text),
-                terminators,
-                False,
+                _with(label_forms, realized),
+                tuple(close_forms),
             )
         )
-        decision = span.end + len(fmt.label_close) if answer.startswith(fmt.label_close, span.end) else span.end
+        # the next slot starts after the element's closing quote (either kind), if it has one
+        quote = answer[span.start - 1 : span.start]
+        decision = span.end + 1 if quote in _QUOTES and answer.startswith(quote, span.end) else span.end
     if complete:
         close_at = answer.find(fmt.closer, max(decision, opener_end))
         if close_at >= 0:
-            first = not spans
-            opening = (answer[decision:opener_end] if first else fmt.separators[0]) + fmt.label_open
-            close_text = answer[decision : close_at + len(fmt.closer)]
-            slots.append(
-                SlotPlan(
-                    len(spans) + 1, decision, None, STOP, "", opening, Continuation(close_text), terminators, False
-                )
-            )
+            k = len(spans) + 1
+            label_forms, close_forms = forms_at(k, decision)
+            realized = Continuation(answer[decision : close_at + len(fmt.closer)])
+            slots.append(SlotPlan(k, decision, None, STOP, "", tuple(label_forms), _with(close_forms, realized)))
     return slots
 
 
 def _list_slots(answer, prefix_length, fmt, spans, complete, none) -> list[SlotPlan]:
     decision = prefix_length
     terminators = tuple(sep.rstrip() for sep in fmt.separators)  # ", " -> ","; " and " -> " and"
+    later = tuple(dict.fromkeys((*fmt.separators, *(sep.rstrip() for sep in fmt.separators if sep.strip() == ","))))
+    if " and " in fmt.separators:
+        later += (", and ",)  # the serial comma
     slots: list[SlotPlan] = []
+
+    def forms_at(k: int) -> tuple[list[LabelForm], list[Continuation]]:
+        if k == 1:
+            return [LabelForm(before, terminators, True) for before in ("", " ")], [
+                Continuation(before + fmt.none_text, (), True) for before in ("", " ")
+            ]
+        return [LabelForm(before, terminators, True) for before in later], [Continuation("", (), True)]
+
     for k, span in enumerate(spans, start=1):
-        opening = answer[decision : span.start]
-        close = Continuation(opening + fmt.none_text, (), True) if k == 1 else Continuation("", (), True)
+        label_forms, close_forms = forms_at(k)
+        realized = LabelForm(answer[decision : span.start], terminators, True)
         slots.append(
             SlotPlan(
-                k, decision, span.start, span.label, answer[span.start : span.end], opening, close, terminators, True
+                k,
+                decision,
+                span.start,
+                span.label,
+                answer[span.start : span.end],
+                _with(label_forms, realized),
+                tuple(close_forms),
             )
         )
         decision = span.end
     if complete and (spans or none):
-        if spans:
-            opening, close = fmt.separators[0], Continuation("", (), True)
-        else:
-            # "none" answered at slot 1: the realized text up to the word is the opening
+        k = len(spans) + 1
+        label_forms, close_forms = forms_at(k)
+        if not spans:
+            # "none" answered at slot 1: the realized text up to and including the word
             at = answer.lower().find(fmt.none_text, decision)
-            opening = answer[decision:at] if at >= 0 else ""
-            close = Continuation(opening + fmt.none_text, (), True)
-        slots.append(SlotPlan(len(spans) + 1, decision, None, STOP, "", opening, close, terminators, True))
+            realized = Continuation(answer[decision:at] + fmt.none_text if at >= 0 else fmt.none_text, (), True)
+            close_forms = list(_with(close_forms, realized))
+        slots.append(SlotPlan(k, decision, None, STOP, "", tuple(label_forms), tuple(close_forms)))
     return slots

@@ -309,6 +309,11 @@ def sliding_window(config) -> tuple[int | None, list[str] | None]:
     return int(window), None
 
 
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32, or as it is when wider (a float64 model's numbers stay float64)."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def _additive(allowed: torch.Tensor, dtype) -> torch.Tensor:
     """(batch, queries, keys) booleans -> the (batch, 1, queries, keys) additive mask, on their device."""
     mask = torch.zeros(allowed.shape[0], 1, *allowed.shape[1:], dtype=dtype, device=allowed.device)
@@ -317,7 +322,7 @@ def _additive(allowed: torch.Tensor, dtype) -> torch.Tensor:
 
 class _NodeLogits:
     """The tree pass's logits (needed nodes, vocabulary) where the model left them, with each
-    node's log-normaliser computed in float32 (in row chunks: a float32 copy of every node's
+    node's log-normaliser computed in float32 at least (in row chunks: a float32 copy of every node's
     logits at once would be nodes x vocabulary floats)."""
 
     CHUNK_ROWS = 1024
@@ -325,7 +330,7 @@ class _NodeLogits:
     def __init__(self, logits: torch.Tensor, where: dict[tuple[int, int], int]):
         self.logits = logits
         self.where = where  # (row, node) -> row of ``logits``
-        lse = [torch.logsumexp(chunk.float(), dim=-1) for chunk in logits.split(self.CHUNK_ROWS)]
+        lse = [torch.logsumexp(at_least_float32(chunk), dim=-1) for chunk in logits.split(self.CHUNK_ROWS)]
         self.lse = torch.cat(lse) if lse else torch.zeros(0, device=logits.device)
 
     def index(self, row: int, node: int) -> int:
@@ -379,7 +384,7 @@ class _Reads:
             read, at, token = (torch.tensor(c) for c in zip(*self.node_tokens))
             device = self.nodes.logits.device
             at, token = at.to(device), token.to(device)
-            parts.append(self.nodes.logits[at, token].float() - self.nodes.lse[at])
+            parts.append(at_least_float32(self.nodes.logits[at, token]) - self.nodes.lse[at])
             ids.append(read)
         for allowed, reads in self.follows.values():
             by_item: dict[int, list[tuple[int, int]]] = {}
@@ -397,12 +402,12 @@ class _Reads:
             if on_nodes:
                 read, _, at = (torch.tensor(c) for c in zip(*on_nodes))
                 at = at.to(self.nodes.logits.device)
-                picked = self.nodes.logits[at[:, None], allowed[None, :]].float()
+                picked = at_least_float32(self.nodes.logits[at[:, None], allowed[None, :]])
                 parts.append(torch.logsumexp(picked, dim=-1) - self.nodes.lse[at])
                 ids.append(read)
         values = np.full(self.count, float("-inf"))
         if parts:
-            values[torch.cat(ids).numpy()] = torch.cat([p.float() for p in parts]).cpu().double().numpy()
+            values[torch.cat(ids).numpy()] = torch.cat([at_least_float32(p) for p in parts]).cpu().double().numpy()
         return values
 
 
