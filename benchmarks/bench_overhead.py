@@ -221,6 +221,8 @@ def main(argv=None) -> int:
         # tree passes per batch: on a GPU each costs about one read of the weights
         "tree_passes_per_batch": tree["passes"] / max(1, -(-n // args.batch_size)),
         "tree_tokens_per_item": tree["tree_tokens"] / n,
+        # positions fed, padding included: each row of a pass is as wide as the widest
+        "tree_positions_fed_per_item": tree["fed"] / n,
         "tree_tokens_per_slot": tree["tree_tokens"] / max(slot_count, 1),
         "tree_tokens_over_context_tokens": tree["tree_tokens"] / (sum(prompt_tokens) + sum(fed)),
     }
@@ -236,7 +238,8 @@ def main(argv=None) -> int:
         f"tree {r['tree_tokens_per_item']:.1f} ({r['slots_per_item']:.2f} slots, "
         f"{r['tree_tokens_per_slot']:.1f} tree tokens per slot; "
         f"tree / (prompt + answer) = {r['tree_tokens_over_context_tokens']:.3f}); "
-        f"{r['tree_passes_per_batch']:.1f} tree passes per batch (tolerance {r['tolerance']:g})"
+        f"{r['tree_passes_per_batch']:.1f} tree passes per batch (tolerance {r['tolerance']:g}), "
+        f"{r['tree_positions_fed_per_item']:.1f} positions fed per item with padding"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -316,3 +316,26 @@ def test_run_arrays_feed_the_estimators(setup):
     assert first.shape == (8, len(trained.labels)) and (top >= first).all()
     # the model's own labels are likely somewhere in its slots: max is high where it wrote them
     assert top[run.generated > 0].mean() > 0.5
+
+
+def test_prune_tolerance_trades_tree_size_for_recorded_bounds(setup, capsys):
+    """A larger --prune-tolerance extends fewer tokenisation prefixes: the numbers can only go
+    down, by no more than the bounds now recorded; run.json says which tolerance was used."""
+    root, base, _ = setup
+    exact, loose = root / "tolerance-exact", root / "tolerance-loose"
+    assert main([*base, "--limit", "4", "--out", str(exact)]) == 0
+    assert main([*base, "--limit", "4", "--prune-tolerance", "1e-2", "--out", str(loose)]) == 0
+    manifest = json.loads((loose / "run.json").read_text())
+    assert manifest["model"]["prune_tolerance"] == 1e-2 and manifest["attempts"][-1]["prune_tolerance"] == 1e-2
+    widest = 0.0
+    for (_, a), (_, b) in zip(records_by_id(exact).iterrows(), records_by_id(loose).iterrows()):
+        for x, y in zip(a["slots"], b["slots"]):
+            lower, upper = np.asarray(y["label_probs_lower"]), np.asarray(y["label_probs_upper"])
+            # the exact number lies within the loose run's bounds (up to float32 numerics: the trees differ)
+            assert np.all(lower <= np.asarray(x["label_probs"]) + 1e-5)
+            assert np.all(np.asarray(x["label_probs"]) <= upper + 1e-5)
+            widest = max(widest, float((upper - lower).max()))
+    assert widest > 1e-4  # the looser tolerance did prune something
+    capsys.readouterr()
+    assert main([*base, "--limit", "1", "--prune-tolerance", "1.5", "--out", str(root / "bad-tolerance")]) == 2
+    assert "--prune-tolerance" in capsys.readouterr().err

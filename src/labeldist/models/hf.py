@@ -24,6 +24,7 @@ from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
 from labeldist.prompts.judgements import FILL, JudgementPrompt
 from labeldist.slots.locate import SlotPlan, plan_slots, record_forms
 from labeldist.slots.scoring import (
+    PRUNE_TOLERANCE,
     AnswerContext,
     ContinuationScorer,
     ItemContext,
@@ -72,8 +73,12 @@ class HFBackend:
         chat: bool | None = None,
         max_new_tokens: int = 64,
         quantization: str | None = None,
+        prune_tolerance: float = PRUNE_TOLERANCE,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not 0.0 <= prune_tolerance < 1.0:
+            raise ModelError(f"the prune tolerance must be in [0, 1), not {prune_tolerance!r}")
 
         self.resolved: ResolvedModel = resolve_model(model)
         self.name = model
@@ -106,6 +111,7 @@ class HFBackend:
         self.load_seconds = time.perf_counter() - started
         self.quantization = quantization
         self._setup(loaded, tokenizer, chat)
+        self.scorer.tolerance = prune_tolerance
 
     @classmethod
     def from_objects(cls, model, tokenizer, *, name: str, chat: bool | None = None, max_new_tokens: int = 64) -> HFBackend:

@@ -268,7 +268,7 @@ def _record_dtype(manifest: dict) -> None:
     if dtype and dtype not in dtypes:
         dtypes.append(dtype)
     # an HTTP backend's numbers are bounded by coverage instead (its server's dtype is unknown)
-    precision["exact_dtype"] = bool(dtypes) and all(d == "float32" for d in dtypes)
+    precision["exact_dtype"] = bool(dtypes) and all(d in ("float32", "float64") for d in dtypes)
 
 
 def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> None:
@@ -435,6 +435,9 @@ def _finish(
         counts.update(_judgement_counts(store, manifest))
     attempts = manifest.setdefault("attempts", [])
     attempt = {"items_labelled": labelled, "seconds": round(seconds, 3)}
+    if labelled and manifest.get("model", {}).get("prune_tolerance") is not None:
+        # the tolerance may change between attempts; each record's slot bounds hold either way
+        attempt["prune_tolerance"] = manifest["model"]["prune_tolerance"]
     if model_seconds:
         attempt["model_seconds"] = round(model_seconds, 3)
         attempt["items_per_second"] = round(labelled / model_seconds, 4) if model_seconds > 0 else None

@@ -70,8 +70,9 @@ class ContinuationScorer:
         self.tolerance = tolerance
         self._end_masks: dict[tuple, tuple[torch.Tensor, bool]] = {}
         self._tokens_in_context: dict[tuple, list[int]] = {}
-        # what the tree passes cost: passes and tree tokens fed, since creation
-        self.stats = {"passes": 0, "tree_tokens": 0}
+        # what the tree passes cost, since creation: passes, tree tokens, and positions fed
+        # (tree tokens plus the padding of rows narrower than the widest)
+        self.stats = {"passes": 0, "tree_tokens": 0, "fed": 0}
 
     # -- tokenisation ------------------------------------------------------------------------
 
@@ -484,6 +485,7 @@ class _Layers:
         filled = self.key_positions.shape[1]
         scorer.stats["passes"] += 1
         scorer.stats["tree_tokens"] += sum(len(nodes) for nodes in new_nodes)
+        scorer.stats["fed"] += batch * width
         tokens = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.full((batch, width), -1, dtype=torch.long)
         cuts = torch.zeros((batch, width), dtype=torch.long)  # padding sees no context
