@@ -63,7 +63,7 @@ def main() -> None:
             cells = []
             for metric in METRICS:
                 value = after[estimator][metric]
-                shown = "n/a" if value is None else f"{value:.3f}"
+                shown = "n/a" if value is None or value != value else f"{value:.3f}"  # NaN: n/a
                 old = before[estimator].get(metric, "?")
                 cells.append(old if old == shown else f"{old} -> **{shown}**")
             print(f"| {estimator} | " + " | ".join(cells) + " |")

@@ -29,7 +29,8 @@ done
 # the tables of docs/results.md
 E=first,max,max@first-token,mean,noisy-or,output,platt,platt-shared
 for pair in hx-test:hx-val ge-dev:ge-cal ge-dev-ml:ge-cal-ml; do
-  for short in smollm2 gemma3; do
+  for model in ${MODELS:-smollm2-135m-instruct gemma3-270m}; do
+    short=${model%%-*}
     for threshold in 0.5 tuned; do
       $LD evaluate runs/${pair%%:*}-$short --calibrate-on runs/${pair##*:}-$short --estimators $E --threshold $threshold --json \
         > runs/${pair%%:*}-$short/evaluation-$threshold.json
