@@ -53,8 +53,8 @@ class SlotDistribution:
     stop_prob_upper: float | None = None
     coverage: float | None = None
     # what makes the numbers re-derivable: the slot's decision position (the context is the
-    # prompt + the first ``decision_token`` generated tokens) and the strings scored from it,
-    # each label's then the close's, from that token boundary (None: not known, as over HTTP)
+    # prompt + the first ``decision_token`` generated tokens) and every surface form scored
+    # from there, as JSON (slots.locate.record_forms; None: not known, as over HTTP)
     decision_token: int | None = None
     forms: tuple[str, ...] | None = None
 
