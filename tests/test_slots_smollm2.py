@@ -4,6 +4,7 @@ mask, per label string (and per first-token segmentation of it)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 from pathlib import Path
@@ -82,16 +83,15 @@ class _Distributions:
         return self.memo[key]
 
 
-def _distributions(backend) -> _Distributions:
-    if getattr(backend, "_brute_force", None) is None:
-        backend._brute_force = _Distributions(backend)
-        # the vocabulary as the brute force reads it: token bytes, looked up whole or by prefix
-        whole: dict[bytes, list[int]] = {}
-        for token_id, data in enumerate(backend.texts.bytes):
-            if data:
-                whole.setdefault(data, []).append(token_id)
-        backend._brute_vocab = whole, backend.texts.bytes
-    return backend._brute_force
+@functools.cache
+def _brute_state(backend) -> tuple[_Distributions, dict[bytes, list[int]]]:
+    """Per backend: its distributions, and the vocabulary as the brute force reads it (token
+    bytes -> ids, for looking up the tokens that are a prefix of a text)."""
+    whole: dict[bytes, list[int]] = {}
+    for token_id, data in enumerate(backend.texts.bytes):
+        if data:
+            whole.setdefault(data, []).append(token_id)
+    return _Distributions(backend), whole
 
 
 def brute_force(backend, context: list[int], text: str, terminators: tuple[str, ...], end: bool) -> tuple[float, float]:
@@ -99,8 +99,8 @@ def brute_force(backend, context: list[int], text: str, terminators: tuple[str, 
     the text, walked depth first over the whole vocabulary, each prefix's distribution from
     plain causal decoding (:class:`_Distributions`); prefixes below the scorer's tolerance are
     not extended and their probability is summed as the pruned mass."""
-    distributions = _distributions(backend)
-    whole, vocabulary = backend._brute_vocab
+    distributions, whole = _brute_state(backend)
+    vocabulary = backend.texts.bytes
     data = text.encode()
     terminated = bool(terminators) or end
     follow = backend.scorer.follow_mask(terminators, end)[0].cpu().numpy() if terminated else None

@@ -412,15 +412,14 @@ class OpenAIBackend:
                 for form in forms:
                     requests.append((p, event, key, Target(residual + form.text, form.terminators, form.end)))
         bounds = await self._resolve(item, [(key, target) for _, _, key, target in requests])
+        # an event's bounds are the sums over its surface forms (disjoint strings)
+        events = [[ZERO] * (len(labels) + 1) for _ in plans]
+        for (p, event, _, _), b in zip(requests, bounds):
+            events[p][event] = events[p][event] + b
         slots = []
-        for p, plan in enumerate(plans):
-            # an event's bounds are the sums over its surface forms (disjoint strings)
-            events = [ZERO] * (len(labels) + 1)
-            for (q, event, _, _), b in zip(requests, bounds):
-                if q == p:
-                    events[event] = events[event] + b
-            stop, per_label = events[0].capped(), [b.capped() for b in events[1:]]
-            slots.append(self._slot(plan, stop, per_label, item, generated, boundaries, len(prefix), labels))
+        for plan, (stop, *per_label) in zip(plans, events):
+            per_label = [b.capped() for b in per_label]
+            slots.append(self._slot(plan, stop.capped(), per_label, item, generated, boundaries, len(prefix), labels))
         finished = closed or finish == "stop"
         return Generation(
             prompt_text=shown,

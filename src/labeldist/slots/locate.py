@@ -137,6 +137,13 @@ def _with(forms: list, realized) -> tuple:
     return tuple(forms) if realized in forms else (realized, *forms)
 
 
+def _label_slot(answer: str, k: int, decision: int, span, label_forms, close_forms) -> SlotPlan:
+    """Slot ``k``, where the generated element ``span`` was written."""
+    return SlotPlan(
+        k, decision, span.start, span.label, answer[span.start : span.end], tuple(label_forms), tuple(close_forms)
+    )
+
+
 def _json_label_forms(lead: str, spacings: tuple[str, ...]) -> list[LabelForm]:
     forms = []
     for space in spacings:
@@ -170,17 +177,7 @@ def _json_slots(answer, prefix_length, fmt, spans, complete) -> list[SlotPlan]:
     for k, span in enumerate(spans, start=1):
         label_forms, close_forms = forms_at(k, decision)
         realized = _json_realized(answer[decision : span.start])
-        slots.append(
-            SlotPlan(
-                k,
-                decision,
-                span.start,
-                span.label,
-                answer[span.start : span.end],
-                _with(label_forms, realized),
-                tuple(close_forms),
-            )
-        )
+        slots.append(_label_slot(answer, k, decision, span, _with(label_forms, realized), close_forms))
         # the next slot starts after the element's closing quote (either kind), if it has one
         quote = answer[span.start - 1 : span.start]
         decision = span.end + 1 if quote in _QUOTES and answer.startswith(quote, span.end) else span.end
@@ -197,9 +194,8 @@ def _json_slots(answer, prefix_length, fmt, spans, complete) -> list[SlotPlan]:
 def _list_slots(answer, prefix_length, fmt, spans, complete, none) -> list[SlotPlan]:
     decision = prefix_length
     terminators = tuple(sep.rstrip() for sep in fmt.separators)  # ", " -> ","; " and " -> " and"
-    later = tuple(dict.fromkeys((*fmt.separators, *(sep.rstrip() for sep in fmt.separators if sep.strip() == ","))))
-    if " and " in fmt.separators:
-        later += (", and ",)  # the serial comma
+    # every list format separates with ", "; also read: "," and, for and, the serial comma ", and "
+    later = (*fmt.separators, ",") + ((", and ",) if " and " in fmt.separators else ())
     slots: list[SlotPlan] = []
 
     def forms_at(k: int) -> tuple[list[LabelForm], list[Continuation]]:
@@ -212,17 +208,7 @@ def _list_slots(answer, prefix_length, fmt, spans, complete, none) -> list[SlotP
     for k, span in enumerate(spans, start=1):
         label_forms, close_forms = forms_at(k)
         realized = LabelForm(answer[decision : span.start], terminators, True)
-        slots.append(
-            SlotPlan(
-                k,
-                decision,
-                span.start,
-                span.label,
-                answer[span.start : span.end],
-                _with(label_forms, realized),
-                tuple(close_forms),
-            )
-        )
+        slots.append(_label_slot(answer, k, decision, span, _with(label_forms, realized), close_forms))
         decision = span.end
     if complete and (spans or none):
         k = len(spans) + 1
