@@ -339,3 +339,20 @@ def test_prune_tolerance_trades_tree_size_for_recorded_bounds(setup, capsys):
     capsys.readouterr()
     assert main([*base, "--limit", "1", "--prune-tolerance", "1.5", "--out", str(root / "bad-tolerance")]) == 2
     assert "--prune-tolerance" in capsys.readouterr().err
+
+
+def test_a_run_in_an_older_record_format_is_not_resumed(setup, capsys):
+    """Finishing a run made under an earlier definition of a slot's probability would mix two
+    definitions in one folder: refused in one line, nothing written."""
+    root, base, _ = setup
+    out = root / "format-2"
+    assert main([*base, "--limit", "2", "--out", str(out)]) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    manifest["record_format"] = 2
+    (out / "run.json").write_text(json.dumps(manifest))
+    parts = sorted(p.name for p in (out / "records").iterdir())
+    capsys.readouterr()
+    assert main([*base, "--limit", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds records in format 2" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (out / "records").iterdir()) == parts
