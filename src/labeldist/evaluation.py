@@ -3,7 +3,8 @@
 Every row gets the same item resamples for its intervals. Two reference rows frame the table:
 ``oracle`` predicts the vote fractions themselves (MAMD 0: the ceiling) and ``prior`` predicts
 each label's mean vote fraction *on the calibration run* (a constant: the floor); nothing about
-the evaluated run's votes or gold goes into anything fitted.
+the evaluated run's votes or gold goes into anything fitted. With cross-fitting (``cross_fit=K``)
+the calibration items are the other folds of the run itself, never an item's own fold.
 """
 
 from __future__ import annotations
@@ -31,40 +32,75 @@ def evaluate_run(
     threshold: str = "0.5",
     n_resamples: int = 1000,
     seed: int = 0,
+    cross_fit: int | None = None,
+    fold_seed: int = 0,
 ) -> dict:
+    """Score ``estimators`` on the run at ``run_dir``.
+
+    Fitted estimators (platt, probe, encoder, tuned thresholds, the prior row) are fitted on
+    ``calibrate_on`` (another run of other items), or, with ``cross_fit=K``, on the run itself by
+    K-fold cross-fitting: the items are split into K folds (a permutation drawn with
+    ``fold_seed``) and each fold is predicted by estimators fitted on the other K-1, so no item's
+    prediction has seen its own votes or gold. Use it when no separate calibration run exists."""
     started = time.perf_counter()
+    if cross_fit is not None and calibrate_on is not None:
+        raise ValueError("give either a calibration run or cross-fitting folds, not both")
+    if cross_fit is not None and cross_fit < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds, not {cross_fit}")
     run = RunArrays.load(run_dir)
+    if cross_fit is not None and len(run) < cross_fit:
+        raise ValueError(f"{run_dir} has {len(run)} items, fewer than the {cross_fit} cross-fitting folds")
     calibration = RunArrays.load(calibrate_on) if calibrate_on else None
     if estimators is None:
         estimators = DEFAULT_ESTIMATORS[run.method]
-        if calibration is None:
+        if calibration is None and cross_fit is None:
             estimators = [e for e in estimators if not e.startswith("platt")]
     if calibration is not None and calibration.method != run.method:
         raise ValueError(f"calibration run {calibrate_on} is a {calibration.method} run, but {run_dir} is a {run.method} run")
     if calibration is not None and calibration.labels != run.labels:
         raise ValueError(f"calibration run {calibrate_on} has labels {calibration.labels}, not {run.labels}")
-    if threshold == "tuned" and calibration is None:
-        raise ValueError("--threshold tuned needs --calibrate-on RUN (thresholds are tuned on another run)")
+    if threshold == "tuned" and calibration is None and cross_fit is None:
+        raise ValueError("--threshold tuned needs --calibrate-on RUN or --cross-fit K (thresholds are tuned on other items)")
     if calibration is not None and set(calibration.ids) & set(run.ids):
         shared = len(set(calibration.ids) & set(run.ids))
         raise ValueError(f"the calibration run shares {shared} items with the evaluated run")
 
     predictions: dict[str, tuple[np.ndarray, object]] = {}
     unscored: dict[str, int] = {}
-    fitted: dict[str, dict] = {}
+    fitted: dict[str, object] = {}
     notes: list[str] = []
+    if cross_fit is None:
+        folds = [(calibration, run, np.arange(len(run)))]
+    else:
+        folds = _folds(run, cross_fit, fold_seed)
+        notes.append(
+            f"cross-fitted: {cross_fit} folds of the run itself (fold seed {fold_seed}); every item is predicted "
+            "by estimators fitted on the other folds, and the prior row is the other folds' mean"
+        )
     for spec in estimators:
         name, params, source = parse_estimator(spec)
-        estimator = make_estimator(name, source, **params)
-        estimator.fit(calibration)
-        if hasattr(estimator, "fitted"):
-            fitted[spec] = estimator.fitted()
-        probs = estimator.predict_proba(run)
-        predictions[spec] = (probs, _threshold(threshold, estimator, calibration))
-        if getattr(estimator, "unscored_", 0):
-            unscored[spec] = estimator.unscored_
+        probs = np.full(run.targets.shape, np.nan)
+        cuts: list = []
+        fits: list = []
+        for train, test, where in folds:
+            estimator = make_estimator(name, source, **params)
+            estimator.fit(train)
+            if hasattr(estimator, "fitted"):
+                fits.append(estimator.fitted())
+            probs[where] = estimator.predict_proba(test)
+            cuts.append(_threshold(threshold, estimator, train))
+            if getattr(estimator, "unscored_", 0):
+                unscored[spec] = unscored.get(spec, 0) + estimator.unscored_
+        if fits:
+            fitted[spec] = fits[0] if cross_fit is None else fits
+        predictions[spec] = (probs, cuts[0] if cross_fit is None else _per_item(cuts, folds, run.targets.shape))
     predictions["oracle"] = (run.targets, 0.5)
-    if calibration is not None:
+    if cross_fit is not None:
+        prior = np.empty(run.targets.shape)
+        for train, _, where in folds:
+            prior[where] = train.targets.mean(axis=0)
+        predictions["prior"] = (prior, 0.5)
+    elif calibration is not None:
         predictions["prior"] = (np.broadcast_to(calibration.targets.mean(axis=0), run.targets.shape), 0.5)
     else:
         notes.append("no --calibrate-on run: the constant-prior row needs one and is left out")
@@ -78,7 +114,7 @@ def evaluate_run(
     )
     rows: dict[str, dict] = {}
     for (name, (_, cut)), result in zip(predictions.items(), scored):
-        if isinstance(cut, np.ndarray):
+        if isinstance(cut, np.ndarray) and cut.ndim == 1:
             result["thresholds"] = cut.tolist()
         if name in unscored:
             result["unscored_items"] = unscored[name]
@@ -97,6 +133,7 @@ def evaluate_run(
     return {
         "run": str(run_dir),
         "calibration_run": str(calibrate_on) if calibrate_on else None,
+        "cross_fit": None if cross_fit is None else {"folds": cross_fit, "seed": fold_seed},
         "items": len(run),
         "items_with_votes": with_votes,
         "labels": list(run.labels),
@@ -106,6 +143,28 @@ def evaluate_run(
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _folds(run: RunArrays, k: int, seed: int) -> list[tuple[RunArrays, RunArrays, np.ndarray]]:
+    """(fit-on, predict, positions) for each of ``k`` folds of a seeded permutation of the items."""
+    order = np.random.default_rng(seed).permutation(len(run))
+    parts = np.array_split(order, k)
+    folds = []
+    for i, held_out in enumerate(parts):
+        held_out = np.sort(held_out)
+        rest = np.sort(np.concatenate([part for j, part in enumerate(parts) if j != i]))
+        folds.append((run.take(rest), run.take(held_out), held_out))
+    return folds
+
+
+def _per_item(cuts: list, folds: list, shape: tuple[int, int]):
+    """One threshold per fold -> one per item and label (or the shared scalar if all agree)."""
+    if all(np.ndim(cut) == 0 for cut in cuts) and len({float(cut) for cut in cuts}) == 1:
+        return cuts[0]
+    per_item = np.empty(shape)
+    for cut, (_, _, where) in zip(cuts, folds):
+        per_item[where] = cut
+    return per_item
 
 
 def _threshold(threshold: str, estimator, calibration: RunArrays | None):

@@ -28,11 +28,16 @@ def _pair(gold, pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def binarize(probs, threshold=0.5) -> np.ndarray:
-    """0/1 predictions: ``probs >= threshold``; threshold a scalar or one value per label (last axis)."""
+    """0/1 predictions: ``probs >= threshold``; threshold a scalar, one value per label (last axis),
+    or one per item and label (the shape of ``probs``: cross-fitted thresholds, one set per fold)."""
     probs = np.asarray(probs, dtype=float)
     threshold = np.asarray(threshold, dtype=float)
-    if threshold.ndim > 1 or (threshold.ndim == 1 and threshold.shape[0] != probs.shape[-1]):
-        raise ValueError(f"threshold must be a scalar or have one value per label ({probs.shape[-1]}), got {threshold.shape}")
+    per_label = threshold.ndim == 1 and threshold.shape[0] == probs.shape[-1]
+    if threshold.ndim and not per_label and threshold.shape != probs.shape:
+        raise ValueError(
+            f"threshold must be a scalar, have one value per label ({probs.shape[-1]}) or the shape of the "
+            f"probabilities {probs.shape}, got {threshold.shape}"
+        )
     return (probs >= threshold).astype(float)
 
 

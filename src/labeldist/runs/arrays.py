@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,15 @@ class RunArrays:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def take(self, index: np.ndarray) -> RunArrays:
+        """The items at ``index`` (positions), as a run of their own on the same folder: what
+        cross-fitting fits on and predicts. Estimators that read the folder (probe, encoder)
+        look items up by id, so they see the same subset."""
+        index = np.asarray(index, dtype=int)
+        picked = {name: getattr(self, name)[index] for name in PER_ITEM}
+        answers = None if self.answer_logprobs is None else self.answer_logprobs[index]
+        return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, **picked)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunArrays:
@@ -93,6 +102,8 @@ class RunArrays:
         )
 
 
+# the per-item arrays (first axis: items)
+PER_ITEM = ("slot_probs", "first_token", "stop", "n_slots", "generated", "gold", "targets", "votes_available", "parsed")
 COLUMNS = ("id", "parsed", "labels", "gold", "vote_fractions", "votes_available", "slots")
 
 
