@@ -9,13 +9,15 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.stats
 from analysis_runs import analysis_runs
 from PIL import Image
 
 from labeldist.cli import main
-from labeldist.report.analyses import load_view, ranks_of, wilson
+from labeldist.report.analyses import load_view, paired_differences, ranks_of, wilson
 from labeldist.report.browser import blank
 from labeldist.runs import RunStore
+from labeldist.runs.arrays import RunArrays
 
 FIGURES = ("spikiness", "entropy", "label_order", "first_vs_output")
 
@@ -122,6 +124,37 @@ def test_paired_entropy_over_the_same_items(runs, tmp_path):
     assert cell["difference"] == pytest.approx(diff.mean(), abs=1e-4) and cell["n"] == 12
     assert cell["low"] <= cell["difference"] <= cell["high"] and cell["high"] - cell["low"] > 0
     assert cell["second_higher_share"] == pytest.approx((diff > 0).mean(), abs=1e-4)
+    # spikiness (slot 1's top label, renormalised over labels) and Spearman with the votes, item by item
+    arrays = [RunArrays.load(p) for p in (first, second)]
+    top = [a.slot_probs[:, 0].max(axis=1) / a.slot_probs[:, 0].sum(axis=1) for a in arrays]
+    assert row["slot1_top_label"]["difference"] == pytest.approx(np.mean(top[1] - top[0]), abs=1e-4)
+    rho = [
+        np.array([scipy.stats.spearmanr(p, t).statistic for p, t in zip(a.slot_probs[:, 0], a.targets)])
+        for a in arrays
+    ]
+    diff = rho[1] - rho[0]
+    cell = row["slot1_spearman"]
+    assert cell["n"] == np.isfinite(diff).sum() and cell["n"] > 0
+    assert cell["difference"] == pytest.approx(np.nanmean(diff), abs=1e-4)
+
+
+def test_paired_differences_match_items_by_id(runs, tmp_path):
+    """The second run's records in another order pair the same items: the same numbers."""
+    import pyarrow.parquet as pq
+
+    first, second = runs["sweep"] / "share-0", runs["sweep"] / "share-1"
+    shuffled = tmp_path / "share-1"
+    shutil.copytree(second, shuffled)
+    parts = sorted((shuffled / "records").glob("part-*.parquet"))
+    tables = [pq.read_table(part) for part in parts]
+    for part, table in zip(parts, reversed(tables)):  # parts swapped, rows reversed within each
+        pq.write_table(table.take(list(range(table.num_rows))[::-1]), part)
+    assert RunArrays.load(shuffled).ids != RunArrays.load(second).ids
+    direct = paired_differences([load_view(first), load_view(second)])
+    reordered = paired_differences([load_view(first), load_view(shuffled)])
+    assert len(direct) == len(reordered) == 1
+    for key in ("slot1_entropy", "slot1_labels_only", "slot1_top_label", "slot1_spearman"):
+        assert direct[0][key] == reordered[0][key], key
 
 
 def test_ranks_share_ties():

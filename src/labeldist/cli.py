@@ -784,12 +784,14 @@ def analyze_command(run_dirs, out, attention, attention_items, device):
             f"slot-1 top label written first {agree['value']} of {agree['n']}"
         )
     for row in stats["paired"]:
-        cell = row["slot1_entropy"]
-        if cell:
-            click.echo(
-                f"{row['second']} - {row['first']} (same {row['items']} items): slot-1 entropy "
-                f"{cell['difference']:+.3f} nats [{cell['low']:+.3f}, {cell['high']:+.3f}]"
-            )
+        cells = [
+            f"{what} {cell['difference']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}]"
+            for key, what in (("slot1_entropy", "entropy (nats)"), ("slot1_top_label", "top label"),
+                              ("slot1_spearman", "Spearman"))  # fmt: skip
+            if (cell := row.get(key))
+        ]
+        if cells:
+            click.echo(f"{row['second']} - {row['first']} (same {row['items']} items), slot 1: " + ", ".join(cells))
     click.echo(f"written to {out}: " + ", ".join(p.name for p in paths), err=True)
 
 

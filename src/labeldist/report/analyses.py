@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.data.schema import DataError
+from labeldist.metrics.alignment import spearman_per_item
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 from labeldist.slots.locate import STOP
@@ -371,24 +372,58 @@ def analyze_runs(views: Sequence[RunView], attention: dict | None = None) -> dic
         }
         if attention and view.name in attention:
             runs[view.name]["attention"] = attention[view.name]
-    return {"runs": runs, "paired": paired_entropy(views)}
+    return {"runs": runs, "paired": paired_differences(views)}
 
 
-def paired_entropy(views: Sequence[RunView], n_resamples: int = 1000, seed: int = 0) -> list[dict]:
-    """For every two runs over the same items (same ids, same order; e.g. two model sizes on one
-    prompt): the mean per-item difference of slot-1 entropy, second run minus first, with a 95%
-    percentile bootstrap interval over items, for the label + stop distribution and for the
-    labels alone."""
+def slot1_top_label(view: RunView) -> np.ndarray:
+    """Per item: slot 1's largest label probability after renormalising over the labels (the
+    spikiness of ``slot1_sorted``); NaN where slot 1 gives the labels no mass."""
+    p = view.arrays.slot_probs[:, 0, :]
+    total = p.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        top = p.max(axis=1) / total
+    top[~(np.isfinite(total) & (total > 0)) | (view.arrays.n_slots == 0)] = np.nan
+    return top
+
+
+def slot1_spearman(view: RunView) -> np.ndarray:
+    """Per item: Spearman correlation of slot 1's label probabilities with the vote fractions (the
+    internal ranking against the annotators); NaN without a slot or where either side is constant."""
+    arrays = view.arrays
+    p = np.nan_to_num(arrays.slot_probs[:, 0, :])
+    rho = spearman_per_item(p, arrays.targets)
+    rho[arrays.n_slots == 0] = np.nan
+    return rho
+
+
+# what paired_differences compares, item by item
+PAIRED = (
+    ("slot1_entropy", lambda v: v.entropy()[:, 0]),
+    ("slot1_labels_only", labels_only_entropy),
+    ("slot1_top_label", slot1_top_label),
+    ("slot1_spearman", slot1_spearman),
+)
+
+
+def paired_differences(views: Sequence[RunView], n_resamples: int = 1000, seed: int = 0) -> list[dict]:
+    """For every two runs over the same items (the same ids in any record order; e.g. two model
+    sizes on one prompt): the mean per-item difference, second run minus first, with a 95%
+    percentile bootstrap interval over items, of slot 1's entropy (label + stop distribution, and
+    labels alone), its top label's renormalised probability (spikiness) and its per-item Spearman
+    correlation with the vote fractions. Items are matched by id, in the first run's order, so
+    the numbers do not depend on how either run's records happen to be ordered."""
     out = []
     for a in range(len(views)):
         for b in range(a + 1, len(views)):
             first, second = views[a], views[b]
-            if first.arrays.ids != second.arrays.ids or first.labels != second.labels:
+            if sorted(first.arrays.ids) != sorted(second.arrays.ids) or first.labels != second.labels:
                 continue
+            position = {item_id: i for i, item_id in enumerate(second.arrays.ids)}
+            align = np.array([position[item_id] for item_id in first.arrays.ids], dtype=int)
             row = {"first": first.name, "second": second.name, "items": len(first.arrays)}
             rng = np.random.default_rng(seed)
-            for key, get in (("slot1_entropy", lambda v: v.entropy()[:, 0]), ("slot1_labels_only", labels_only_entropy)):
-                diff = get(second) - get(first)
+            for key, get in PAIRED:
+                diff = get(second)[align] - get(first)
                 diff = diff[np.isfinite(diff)]
                 if not len(diff):
                     row[key] = None

@@ -230,13 +230,15 @@ def key_numbers(views: Sequence[RunView], stats: dict) -> str:
     paired = [r for r in stats.get("paired", []) if r.get("slot1_entropy")]
     if paired:
         head = ("<tr><th>second run</th><th>first run</th><th>items</th><th>slot-1 entropy, second &minus; first (nats)</th>"
-                "<th>labels only</th><th>items where the second is higher</th></tr>")  # fmt: skip
+                "<th>labels only</th><th>top label</th><th>Spearman with the votes</th>"
+                "<th>items where the second's entropy is higher</th></tr>")  # fmt: skip
         body = "".join(
             f"<tr><td>{_e(r['second'])}</td><td>{_e(r['first'])}</td><td class='num'>{r['items']}</td>"
             + "".join(
                 f"<td class='num'>{c['difference']:+.3f} <small>[{c['low']:+.3f}, {c['high']:+.3f}]</small></td>"
                 if c else "<td class='num'>n/a</td>"
-                for c in (r["slot1_entropy"], r.get("slot1_labels_only"))
+                for c in (r["slot1_entropy"], r.get("slot1_labels_only"), r.get("slot1_top_label"),
+                          r.get("slot1_spearman"))
             )
             + f"<td class='num'>{_fmt(r['slot1_entropy']['second_higher_share'])}</td></tr>"
             for r in paired
