@@ -2,7 +2,7 @@
 # The size-series issue's experiment (docs/results.md, "Scale within one family"): the same
 # items, prompts and seeds for four models, SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B and
 # -1.5B Instruct, on HateXplain targets (paper's 200 test ids), GoEmotions paper-7 (paper's 231
-# dev ids) and the tweet annotation sensitivity set (200 test tweets, ~15 annotators each);
+# dev ids) and the tweet annotation sensitivity set (the first 100 test tweets, ~15 annotators each);
 # then `labeldist analyze` (slot-1 entropy and spikiness, paired differences with intervals,
 # label order) and `labeldist evaluate` (first / max / Platt / prior / oracle, Platt and prior
 # cross-fitted on the evaluated items).
@@ -29,7 +29,7 @@ for set in hx ge tw; do
     case $set in
       hx) $LD run $HX --model $model --split test --ids $SHARED/data/paper_eval_ids/Hatexplain/main_test_set.txt --out runs/hx-test-$short ;;
       ge) $LD run $GE --model $model --split dev --ids $SHARED/data/paper_eval_ids/GoEmotions/main_test_set.txt --out runs/ge-dev-$short ;;
-      tw) $LD run $TW --model $model --split test --limit 200 --out runs/tw-test-$short ;;
+      tw) $LD run $TW --model $model --split test --limit 100 --out runs/tw-test-$short ;;
     esac
   done
 done

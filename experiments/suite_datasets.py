@@ -17,7 +17,7 @@ import numpy as np
 from labeldist.data import load_dataset
 from labeldist.data.describe import describe
 from labeldist.runs import RunStore
-from labeldist.suite import load_suite
+from labeldist.workflows.suite import load_suite
 
 
 def dataset_rows(suite, out: Path) -> list[str]:

@@ -14,10 +14,12 @@ from analysis_runs import analysis_runs
 from PIL import Image
 
 from labeldist.cli import main
-from labeldist.report.analyses import load_view, paired_differences, ranks_of, wilson
+from labeldist.metrics.summary import wilson
+from labeldist.report.analyses import paired_differences, ranks_of
 from labeldist.report.browser import blank
 from labeldist.runs import RunStore
 from labeldist.runs.arrays import RunArrays
+from labeldist.runs.view import load_view
 
 FIGURES = ("spikiness", "entropy", "label_order", "first_vs_output")
 

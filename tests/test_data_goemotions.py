@@ -5,8 +5,9 @@ import pytest
 
 from conftest import FIXTURES, shared
 from labeldist.cli import main
-from labeldist.data import DataError, describe, load_dataset
+from labeldist.data import describe, load_dataset
 from labeldist.data.groupings import GOEMOTIONS_EKMAN, GOEMOTIONS_SENTIMENT
+from labeldist.errors import DataError
 
 GO = FIXTURES / "goemotions"
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from labeldist.data import DataError, describe, load_dataset
+from labeldist.data import describe, load_dataset
 from labeldist.data.hatexplain import TARGET_MENTIONS, TARGETS, load_hatexplain
+from labeldist.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hatexplain"
 HF_CSV = FIXTURES / "hf_csv"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from labeldist.data import DataError, load_dataset
+from labeldist.data import load_dataset
 from labeldist.data.mfrc import FOUNDATIONS, load_mfrc, read_split_map
+from labeldist.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mfrc"
 CSV = FIXTURES / "final_mfrc_data.csv"

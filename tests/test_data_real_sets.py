@@ -13,7 +13,8 @@ import pytest
 
 from conftest import FIXTURES, shared
 from labeldist.cli import main
-from labeldist.data import DataError, describe, load_dataset
+from labeldist.data import describe, load_dataset
+from labeldist.errors import DataError
 
 
 def votes(item) -> dict[str, set[str]]:

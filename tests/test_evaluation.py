@@ -201,3 +201,19 @@ def test_cross_fitting_errors(runs, capsys):
     assert "--cross-fit" in capsys.readouterr().err
     assert main(["evaluate", str(runs["dev"]), "--cross-fit", "17"]) == 2
     assert "fewer than the 17" in capsys.readouterr().err
+
+
+def test_platt_takes_an_estimator_object(runs):
+    """Platt's base as an object (as scikit-learn's CalibratedClassifierCV takes its estimator)
+    fits and predicts exactly as the same base named, sources included."""
+    from labeldist.estimators.platt import Platt
+    from labeldist.estimators.slots import First, Max
+
+    dev, train = RunArrays.load(runs["dev"]), RunArrays.load(runs["train"])
+    for named, given in ((Platt(base="first"), Platt(base=First())),
+                         (Platt(base="max", source="first-token"), Platt(base=Max(source="first-token")))):  # fmt: skip
+        np.testing.assert_array_equal(named.fit(train).predict_proba(dev), given.fit(train).predict_proba(dev))
+        assert named.fitted() == given.fitted()
+    assert Platt(base=Max(source="first-token")).fit(train).fitted()["feature"] == "logp"
+    with pytest.raises(ValueError, match="needs a slot estimator"):
+        Platt(base="output").fit(train)

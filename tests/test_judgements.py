@@ -23,11 +23,11 @@ from tiny_models import (
 from labeldist.cli import main
 from labeldist.data import load_dataset
 from labeldist.data.schema import Dataset, Item
+from labeldist.errors import TemplateError
 from labeldist.estimators import Pairwise, Unary, bradley_terry, make_estimator
 from labeldist.estimators.bradley_terry import log_likelihood
 from labeldist.evaluation import evaluate_run
 from labeldist.models.hf import HFBackend
-from labeldist.prompts import TemplateError
 from labeldist.prompts.judgements import FILL, JudgementTemplate, build_judgement_prompts
 from labeldist.runs.arrays import RunArrays
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from labeldist.models.base import ModelError
+from labeldist.errors import ModelError
 from labeldist.models.resolve import ALIASES, ChunkPackages, OfflineAlias, assemble_chunks, resolve_model
 
 

@@ -17,7 +17,7 @@ import pytest
 from openai_fake import LABELS, FakeServer, ToyLM
 
 from labeldist.cli import main
-from labeldist.models.base import ModelError
+from labeldist.errors import ModelError
 from labeldist.models.openai import OpenAIBackend, ServerSettings
 from labeldist.models.topk import (
     LogprobError,

@@ -16,10 +16,11 @@ from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.estimators import make_estimator
-from labeldist.estimators.probe import Probe, hidden_states, later_label_scores
+from labeldist.estimators.probe import Probe, hidden_states
 from labeldist.evaluation import evaluate_run
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RECORD_SCHEMA
+from labeldist.workflows.probe_report import later_label_scores
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from labeldist.data import DataError, Dataset, Item
+from labeldist.data import Dataset, Item
 from labeldist.data.ids import read_id_list
 from labeldist.data.schema import disagreement
+from labeldist.errors import DataError
 
 
 def make(items, labels=("a", "b", "c")):

@@ -14,9 +14,9 @@ import yaml
 from tiny_models import RUN_TEMPLATE, get_trained_tiny_llama, synthetic_examples
 
 from labeldist.cli import main
-from labeldist.data.schema import DataError
+from labeldist.errors import ConfigError
 from labeldist.runs import RunStore
-from labeldist.suite import load_suite, sample_ids
+from labeldist.workflows.suite import load_suite, sample_ids
 
 ESTIMATORS = ["first", "max", "max@first-token", "output", "platt-shared"]
 
@@ -171,7 +171,7 @@ def test_bad_suite_files(tmp_path, change, message):
     config.update(change)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(DataError) as err:
+    with pytest.raises(ConfigError) as err:
         load_suite(path)
     assert str(path) in str(err.value) and message in str(err.value)
 
@@ -259,11 +259,11 @@ def test_bad_encoder_settings(tmp_path):
     config = {"models": ["m"], "encoder": {"epochs": 0}, "datasets": [dataset]}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(DataError, match="encoder key 'epochs': must be a positive integer"):
+    with pytest.raises(ConfigError, match="encoder key 'epochs': must be a positive integer"):
         load_suite(path)
     config["encoder"] = {"epoch": 2}
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(DataError, match="encoder key 'epoch': unknown setting"):
+    with pytest.raises(ConfigError, match="encoder key 'epoch': unknown setting"):
         load_suite(path)
 
 

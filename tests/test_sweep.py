@@ -15,7 +15,7 @@ from PIL import Image
 from labeldist.cli import main
 from labeldist.report.browser import blank
 from labeldist.runs import RunStore
-from labeldist.sweep import differing_settings, parse_shares
+from labeldist.workflows.sweep import differing_settings, parse_shares
 
 
 @pytest.fixture(scope="module")

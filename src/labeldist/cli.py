@@ -10,10 +10,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from labeldist.data import DataError, dataset_names, describe, load_dataset
-from labeldist.models.base import ModelError
+from labeldist.data import dataset_names, describe, load_dataset
+from labeldist.errors import DataError, LabeldistError, ModelError
 from labeldist.models.server_cli import pop_server_settings, server_options
-from labeldist.prompts.templates import TemplateError
 
 DATA_DIR_HELP = "Folder (or file, for generic tables) holding the dataset in its official layout."
 
@@ -659,7 +658,7 @@ def encoder_predict_command(name, data_dir, grouping, task, options, split, ids,
 def suite_command(config_path, out, only, models, max_items, quiet):
     """Run a (dataset, model, method) grid with evaluations; finished cells are skipped, and
     OUT/table.md and OUT/table.json hold every finished cell's rows."""
-    from labeldist.suite import load_suite, run_suite
+    from labeldist.workflows.suite import load_suite, run_suite
 
     suite = load_suite(config_path)
     table = run_suite(
@@ -738,8 +737,8 @@ def finetune_command(name, data_dir, grouping, task, options, model, out, split,
 def probe_command(train_dir, eval_dir, target, layer, C, resamples, as_json):
     """Linear probes on the first label slot's hidden state, fitted on TRAIN, scored on EVAL;
     the same probe is estimator `probe` in `labeldist evaluate --calibrate-on TRAIN`."""
-    from labeldist.estimators.probe import probe_report
     from labeldist.evaluation import format_table
+    from labeldist.workflows.probe_report import probe_report
 
     result = probe_report(train_dir, eval_dir, target=target, layer=layer, C=C, n_resamples=resamples)
     if as_json:
@@ -799,7 +798,7 @@ def _sweep_command() -> click.Command:
     """`labeldist sweep`: `labeldist run`'s options, with --multilabel-share taking a list."""
 
     def callback(multilabel_share, out, **options):
-        from labeldist.sweep import parse_shares, run_sweep
+        from labeldist.workflows.sweep import parse_shares, run_sweep
 
         shares = parse_shares(multilabel_share)
 
@@ -808,6 +807,10 @@ def _sweep_command() -> click.Command:
             run_command.callback(multilabel_share=share, out=folder, **options)
 
         summary = run_sweep(shares, out, run_one)
+        from labeldist.report.figures import save, sweep_figure
+        from labeldist.workflows.sweep import sweep_title
+
+        save(sweep_figure(summary, title=sweep_title(summary["shared_config"])), out, "sweep")
         for row in summary["by_share"]:
             f1 = row["f1"]["output"]["micro"]["value"]
             click.echo(
@@ -880,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as err:
         err.show()
         return err.exit_code
-    except (DataError, TemplateError, ModelError) as err:
+    except LabeldistError as err:
         click.echo(f"error: {err}", err=True)
         return 2
     except ValueError as err:

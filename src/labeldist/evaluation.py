@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 from labeldist.estimators import DEFAULT_ESTIMATORS, make_estimator, parse_estimator
 from labeldist.metrics import evaluate_many, tune_thresholds
 from labeldist.runs.arrays import RunArrays
@@ -130,10 +130,9 @@ def evaluate_run(
     unparsed = int((~run.parsed).sum())
     if unparsed:
         notes.append(f"{unparsed} answers could not be parsed: slot estimators give them no label")
-    return {
+    result = {
         "run": str(run_dir),
         "calibration_run": str(calibrate_on) if calibrate_on else None,
-        "cross_fit": None if cross_fit is None else {"folds": cross_fit, "seed": fold_seed},
         "items": len(run),
         "items_with_votes": with_votes,
         "labels": list(run.labels),
@@ -143,6 +142,9 @@ def evaluate_run(
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if cross_fit is not None:  # only then: evaluation.json of a calibration run stays as it was
+        result["cross_fit"] = {"folds": cross_fit, "seed": fold_seed}
+    return result
 
 
 def _folds(run: RunArrays, k: int, seed: int) -> list[tuple[RunArrays, RunArrays, np.ndarray]]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from labeldist.data.io import literal
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 
 # Spellings of "no value" in exported tables (R writes NA, pandas NaN); read as text because
 # read_table turns NA guessing off so that real texts like "NA" survive in text columns.

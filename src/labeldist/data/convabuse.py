@@ -22,8 +22,9 @@ from pathlib import Path
 from labeldist.data.io import read_table, row_label
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.repairs import Repairs, render_fields
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
 from labeldist.data.splits import canonical_split
+from labeldist.errors import DataError
 
 TYPES = ("ableist", "homophobic", "intellectual", "racist", "sexist", "sex_harassment", "transphobic")
 SEVERITIES = ("1", "0", "-1", "-2", "-3")

@@ -15,8 +15,9 @@ import numpy as np
 
 from labeldist.data.io import read_table, require_columns, row_label
 from labeldist.data.registry import DatasetSpec, register
-from labeldist.data.schema import DataError, Dataset, Item
+from labeldist.data.schema import Dataset, Item
 from labeldist.data.splits import canonical_split
+from labeldist.errors import DataError
 
 log = logging.getLogger("labeldist")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 
 # The 7 emotion clusters of "Large Language Models Do Multi-Label Classification Differently"
 # (EMNLP 2025), from the README of its code ("emotion_clustering.json"); each cluster is named

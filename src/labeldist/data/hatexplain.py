@@ -33,8 +33,9 @@ from typing import Any
 from labeldist.data.cells import plain, split_label_string
 from labeldist.data.io import literal, read_json, read_table, require_columns, row_label
 from labeldist.data.registry import DatasetSpec, register
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
 from labeldist.data.splits import canonical_split, split_aliases
+from labeldist.errors import DataError
 
 TASKS = ("label", "target")
 CLASS_LABELS = ("hatespeech", "offensive", "normal")

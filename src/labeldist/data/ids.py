@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 
 
 def read_id_list(path: str | Path) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 
 
 def require_file(path: Path, what: str = "file") -> Path:

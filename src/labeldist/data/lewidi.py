@@ -39,8 +39,9 @@ from typing import Any
 from labeldist.data.io import require_file
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.repairs import Repairs, render_fields
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
 from labeldist.data.splits import canonical_split
+from labeldist.errors import DataError
 
 CONVABUSE_TYPES = ("ableist", "homophobic", "intellectual", "racist", "sexist", "sex_harassment", "transphobic")
 NLI_LABELS = ("entailment", "neutral", "contradiction")

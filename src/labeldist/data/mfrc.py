@@ -24,8 +24,9 @@ import yaml
 from labeldist.data.cells import split_label_string
 from labeldist.data.io import read_table, require_columns, require_file, row_label
 from labeldist.data.registry import DatasetSpec, register
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
 from labeldist.data.splits import canonical_split
+from labeldist.errors import DataError
 
 FOUNDATIONS = ("Care", "Equality", "Proportionality", "Loyalty", "Authority", "Purity")
 NO_FOUNDATION = frozenset({"Non-Moral", "Thin Morality"})

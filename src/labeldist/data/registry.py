@@ -8,7 +8,8 @@ from pathlib import Path
 
 from labeldist.data.groupings import resolve_grouping
 from labeldist.data.ids import read_id_list
-from labeldist.data.schema import DataError, Dataset
+from labeldist.data.schema import Dataset
+from labeldist.errors import DataError
 
 Loader = Callable[..., Dataset]
 

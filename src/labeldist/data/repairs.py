@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 
 
 class Repairs:

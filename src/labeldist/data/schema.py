@@ -15,25 +15,11 @@ from typing import Literal
 
 import numpy as np
 
+from labeldist.errors import DataError
+
 log = logging.getLogger("labeldist")
 
 VoteSource = Literal["annotators", "gold", "mixed"]
-
-
-class DataError(ValueError):
-    """Bad input data. The message names the file, the line or item, and the problem."""
-
-    def __init__(self, source: str, where: str | int | None, problem: str):
-        self.source = str(source)
-        self.where = where
-        self.problem = problem
-        if where is None:
-            location = self.source
-        elif isinstance(where, int):
-            location = f"{self.source}, line {where}"
-        else:
-            location = f"{self.source}, {where}"
-        super().__init__(f"{location}: {problem}")
 
 
 @dataclass(frozen=True)

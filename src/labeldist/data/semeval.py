@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from labeldist.data.registry import DatasetSpec, register
-from labeldist.data.schema import DataError, Dataset, Item
+from labeldist.data.schema import Dataset, Item
 from labeldist.data.splits import canonical_split
+from labeldist.errors import DataError
 
 ID_COLUMN = "ID"
 TEXT_COLUMN = "Tweet"

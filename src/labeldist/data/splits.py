@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 
 # Canonical split name -> the names datasets use for it. Loaders record the canonical name.
 SPLIT_NAMES: dict[str, tuple[str, ...]] = {

@@ -24,8 +24,9 @@ import numpy as np
 from labeldist.data.cells import binary_value, is_missing, parse_label_list, plain, split_label_string
 from labeldist.data.io import read_table, require_columns, row_label
 from labeldist.data.registry import DatasetSpec, register
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
 from labeldist.data.splits import split_aliases, to_canonical_split
+from labeldist.errors import DataError
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".parquet")
 

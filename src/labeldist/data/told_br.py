@@ -17,7 +17,8 @@ from labeldist.data.cells import binary_value
 from labeldist.data.io import read_table, require_columns, row_label
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.repairs import Repairs, check_hashed_split, hashed_split
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
+from labeldist.errors import DataError
 
 TYPES = ("homophobia", "obscene", "insult", "racism", "misogyny", "xenophobia")
 SLOTS = (1, 2, 3)

@@ -18,8 +18,9 @@ from labeldist.data.cells import binary_value, is_missing, plain, split_label_st
 from labeldist.data.io import read_table, require_columns, row_label
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.repairs import Repairs
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
 from labeldist.data.splits import canonical_split
+from labeldist.errors import DataError
 
 LABELS = {"hate.speech": "hate speech", "offensive.language": "offensive language"}
 FILES = {"train": "full_train_s.csv", "test": "full_test_s.csv"}

@@ -18,7 +18,8 @@ from pathlib import Path
 from labeldist.data.io import require_file
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.repairs import Repairs, check_hashed_split, hashed_split, render_fields
-from labeldist.data.schema import DataError, Dataset, Item, gold_by_share
+from labeldist.data.schema import Dataset, Item, gold_by_share
+from labeldist.errors import DataError
 
 LABELS = ("entailment", "neutral", "contradiction")
 CHAOS_KEYS = {"e": "entailment", "n": "neutral", "c": "contradiction"}

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labeldist.data.schema import DataError, Dataset
-from labeldist.models.base import ModelError
+from labeldist.data.schema import Dataset
+from labeldist.errors import DataError, ModelError
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 

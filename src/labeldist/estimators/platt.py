@@ -24,6 +24,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
+from labeldist.estimators.judgements import Pairwise, Unary
+from labeldist.estimators.slots import SLOT_ESTIMATORS
 from labeldist.runs.arrays import RunArrays
 
 FEATURES = ("stop", "logp", "logit")
@@ -32,12 +34,16 @@ _FLOOR = 1e-12  # probabilities below this are this (log 0 would be -inf)
 
 
 class Platt:
-    """``fit(calibration_run)`` then ``predict_proba(run)``; fitted ``slope_``, ``intercept_`` per label."""
+    """``fit(calibration_run)`` then ``predict_proba(run)``; fitted ``slope_``, ``intercept_`` per label.
+
+    ``base`` is a slot estimator's name (``max``, ``first``, ..., ``unary``, ``pairwise``, read
+    from ``source``), or an estimator object with ``name`` and ``predict_proba`` (as
+    scikit-learn's CalibratedClassifierCV takes its estimator): ``Platt(base=Max("first-token"))``."""
 
     name = "platt"
 
     def __init__(
-        self, base: str = "max", feature: str | None = None, scope: str = "label", source: str = "exact", ridge: float = 10.0
+        self, base="max", feature: str | None = None, scope: str = "label", source: str = "exact", ridge: float = 10.0
     ):
         self.base = base
         self.feature = feature
@@ -47,15 +53,36 @@ class Platt:
 
     # -- features ------------------------------------------------------------------------------
 
+    @property
+    def _base_name(self) -> str:
+        return self.base if isinstance(self.base, str) else self.base.name
+
+    @property
+    def _base_source(self) -> str:
+        return self.source if isinstance(self.base, str) else getattr(self.base, "source", self.source)
+
+    def _base_estimator(self):
+        """The base as an estimator object (built from its name with the run's source)."""
+        if not isinstance(self.base, str):
+            if self.base.name in ("platt", "output"):
+                raise ValueError(f"platt needs a slot estimator as its base, not {self.base.name!r}")
+            return self.base
+        if self.base in SLOT_ESTIMATORS:
+            return SLOT_ESTIMATORS[self.base](source=self.source)
+        if self.base in ("unary", "pairwise"):
+            return Unary() if self.base == "unary" else Pairwise()
+        raise ValueError(f"platt needs a slot estimator as its base, not {self.base!r}")
+
     def _feature_name(self) -> str:
+        base = self._base_name
         # runs without slots (unary, pairwise) have no stop probability: their base's logit
-        default = "logit" if self.base in ("unary", "pairwise") else "stop" if self.source == "exact" else "logp"
+        default = "logit" if base in ("unary", "pairwise") else "stop" if self._base_source == "exact" else "logp"
         feature = self.feature or default
         if feature not in FEATURES:
             raise ValueError(f"platt feature must be one of {FEATURES}, not {feature!r}")
-        if feature == "stop" and self.base in ("unary", "pairwise"):
-            raise ValueError(f"platt feature 'stop' reads generation slots; base {self.base!r} has none (use logit)")
-        if feature == "stop" and self.source != "exact":
+        if feature == "stop" and base in ("unary", "pairwise"):
+            raise ValueError(f"platt feature 'stop' reads generation slots; base {base!r} has none (use logit)")
+        if feature == "stop" and self._base_source != "exact":
             raise ValueError(
                 "platt feature 'stop' needs exact probabilities (the first-token approximation has no stop probability)"
             )
@@ -63,12 +90,7 @@ class Platt:
 
     def features(self, run: RunArrays) -> np.ndarray:
         """items x labels feature values x."""
-        from labeldist.estimators.registry import make_estimator  # (registry imports this module)
-
-        if self.base in ("platt", "output"):
-            raise ValueError(f"platt needs a slot estimator as its base, not {self.base!r}")
-        base = make_estimator(self.base, self.source) if self.base not in ("unary", "pairwise") else make_estimator(self.base)
-        p = np.clip(base.predict_proba(run), _FLOOR, 1 - _FLOOR)
+        p = np.clip(self._base_estimator().predict_proba(run), _FLOOR, 1 - _FLOOR)
         feature = self._feature_name()
         if feature == "logp":
             return np.log(p)
@@ -106,7 +128,7 @@ class Platt:
     def fitted(self) -> dict:
         """What was learnt, for the evaluation record."""
         return {
-            "base": self.base,
+            "base": self._base_name,
             "feature": self._feature_name(),
             "scope": self.scope,
             "ridge": self.ridge,

@@ -14,7 +14,7 @@ Targets (``target``):
   exactly the soft binary cross-entropy.
 - ``gold``: the gold labels.
 - ``model-output``: the labels the model went on to write; with it, the probe asks whether
-  slot 1 already holds the labels generated later (``later_label_scores``).
+  slot 1 already holds the labels generated later (``workflows.probe_report.later_label_scores``).
 
 Features are standardised with the training run's means and deviations. A label that is
 constant in the training run (never or always present) gets that constant's rate, clipped away
@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 
@@ -119,83 +119,3 @@ class Probe:
             "training_items": self.training_items_,
             "constant_labels": [i for i, m in enumerate(self.models_) if isinstance(m, float)],
         }
-
-
-def later_label_scores(probs: np.ndarray, run: RunArrays) -> dict:
-    """How well slot-1 probe scores pick out the labels the model writes *after* its first.
-
-    For every item whose answer has two or more labels: positives are its labels written at
-    position 2 or later, negatives the labels it did not write; the first written label is left
-    out. Returns the ROC AUC of ``probs`` over those (item, label) pairs (the chance that a
-    later label outranks an unwritten one), and the same over all written labels for contrast.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    written = RunStore(run.path).read_table(["id", "labels"]).to_pydict()
-    order = dict(zip(written["id"], written["labels"]))
-    index = {label: k for k, label in enumerate(run.labels)}
-    later_scores, later_truth = [], []
-    for i, item_id in enumerate(run.ids):
-        labels = [index[label] for label in order.get(item_id) or [] if label in index]
-        labels = list(dict.fromkeys(labels))  # a repeated label counts once, at its first place
-        if len(labels) < 2:
-            continue
-        later, unwritten = set(labels[1:]), set(range(len(run.labels))) - set(labels)
-        for k in sorted(later | unwritten):
-            later_scores.append(probs[i, k])
-            later_truth.append(k in later)
-
-    def auc(truth, scores):
-        truth = np.asarray(truth, dtype=bool)
-        if truth.all() or not truth.any():
-            return None
-        return float(roc_auc_score(truth, scores))
-
-    return {
-        "items_with_later_labels": int(sum(1 for item_id in run.ids if len(set(order.get(item_id) or [])) >= 2)),
-        "later_label_auc": auc(later_truth, later_scores),
-        "later_label_pairs": len(later_truth),
-        "written_label_auc": auc(run.generated.ravel(), probs.ravel()),
-    }
-
-
-def probe_report(
-    train_dir,
-    eval_dir,
-    *,
-    target: str = "votes",
-    layer: int = -1,
-    C: float = 1.0,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> dict:
-    """``labeldist probe``: the probe fitted on ``train_dir`` and scored on ``eval_dir``.
-
-    With target votes or gold: the evaluation table of the probe beside the slot estimators it
-    is meant to beat (``first``, ``max``, and ``platt`` fitted on the same training run). With
-    target model-output: how well slot 1's state predicts the labels the model writes, all of
-    them and the ones written after the first."""
-    from labeldist.evaluation import evaluate_run
-
-    spec = f"probe[target={target},layer={int(layer)},C={C:g}]"
-    if target != "model-output":
-        result = evaluate_run(
-            eval_dir, [spec, "first", "max", "platt"], calibrate_on=train_dir, n_resamples=n_resamples, seed=seed
-        )
-        result["probe"] = spec
-        return result
-    train, run = RunArrays.load(train_dir), RunArrays.load(eval_dir)
-    shared = set(train.ids) & set(run.ids)
-    if shared:
-        raise ValueError(f"the training run shares {len(shared)} items with the evaluated run")
-    probe = Probe(layer=layer, target=target, C=C).fit(train)
-    probs = probe.predict_proba(run)
-    scores = later_label_scores(probs, run)
-    return {
-        "run": str(eval_dir),
-        "training_run": str(train_dir),
-        "probe": spec,
-        "items": len(run),
-        "fitted": probe.fitted(),
-        **scores,
-    }

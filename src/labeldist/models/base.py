@@ -19,10 +19,6 @@ import numpy as np
 from labeldist.prompts import AnswerFormat, ParsedAnswer, Prompt
 
 
-class ModelError(RuntimeError):
-    """A model that cannot be found, loaded or run; the message says which and why."""
-
-
 @dataclass
 class SlotDistribution:
     """The label distribution at one label slot.

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labeldist.data.schema import DataError, Dataset
+from labeldist.data.schema import Dataset
+from labeldist.errors import DataError
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 
 MANIFEST = "finetune.json"

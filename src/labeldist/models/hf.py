@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from labeldist.models.base import Generation, ModelError, SlotDistribution
+from labeldist.errors import ModelError
+from labeldist.models.base import Generation, SlotDistribution
 from labeldist.models.resolve import ResolvedModel, resolve_model
 from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
 from labeldist.prompts.judgements import FILL, JudgementPrompt

@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from labeldist.models.base import ModelError
+from labeldist.errors import ModelError
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 FATAL_STATUS = frozenset({401, 403, 404})

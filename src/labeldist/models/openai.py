@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labeldist.models.base import Generation, ModelError, SlotDistribution
+from labeldist.errors import ModelError
+from labeldist.models.base import Generation, SlotDistribution
 from labeldist.models.hf import _answer_closed
 from labeldist.models.http import RequestFailed, ServerClient, ServerUnavailable
 from labeldist.models.topk import (

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeldist.models.base import ModelError
+from labeldist.errors import ModelError
 
 log = logging.getLogger("labeldist")
 

@@ -1,6 +1,7 @@
 """Few-shot prompts for multi-label classification: answer formats (writing, reading and
 locating labels in answers), templates, demonstration samplers and the prompt builder."""
 
+from labeldist.errors import TemplateError
 from labeldist.prompts.builder import Prompt, build_prompts
 from labeldist.prompts.formats import (
     ANSWER_FORMATS,
@@ -28,7 +29,7 @@ from labeldist.prompts.samplers import (
     minilm_model_dir,
     multilabel_count,
 )
-from labeldist.prompts.templates import PromptTemplate, TemplateError
+from labeldist.prompts.templates import PromptTemplate
 
 __all__ = [
     "ANSWER_FORMATS",

@@ -25,9 +25,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from labeldist.data.schema import Dataset, Item
+from labeldist.errors import TemplateError
 from labeldist.prompts.builder import Prompt, _resolve_sampler, choose_demonstrations
 from labeldist.prompts.samplers import DemonstrationSampler, item_rng
-from labeldist.prompts.templates import TemplateError, read_template_yaml
+from labeldist.prompts.templates import read_template_yaml
 
 FILL = "\ue000"  # a private-use character: where each candidate's text goes
 METHODS = ("unary", "pairwise")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from labeldist.errors import TemplateError
 from labeldist.prompts.formats import AnswerFormat
 
 DEFAULT_SYSTEM = (
@@ -52,10 +53,6 @@ _PLACEHOLDERS: dict[str, frozenset[str]] = {
 _YAML_REQUIRED = tuple(_PLACEHOLDERS)
 
 Message = dict[str, str]
-
-
-class TemplateError(ValueError):
-    """A template that cannot be used; the message names the file (if any) and the field."""
 
 
 

@@ -10,6 +10,7 @@
   its figures rendered.
 """
 
-from labeldist.report.analyses import RunView, analyze_runs, load_views
+from labeldist.report.analyses import analyze_runs
+from labeldist.runs.view import RunView, load_views
 
 __all__ = ["RunView", "analyze_runs", "load_views"]

@@ -20,134 +20,20 @@ Conventions, fixed once here:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from labeldist.data.schema import DataError
 from labeldist.metrics.alignment import spearman_per_item
-from labeldist.runs.arrays import RunArrays
-from labeldist.runs.store import RunStore
+from labeldist.metrics.summary import mean_interval, rounded, wilson
+from labeldist.runs.view import RunView
 from labeldist.slots.locate import STOP
-
-Z95 = 1.959963984540054
-
-
-@dataclass
-class RunView:
-    """One generation run as the analyses read it."""
-
-    name: str  # shown in legends and tables
-    path: Path
-    manifest: dict
-    arrays: RunArrays
-    chosen: list[list[str | None]]  # per item, the label (or STOP, or None: unknown) at each slot
-    answers: list[str]
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.arrays.labels
-
-    @property
-    def config(self) -> dict:
-        return self.manifest.get("config", {})
-
-    def written(self) -> list[list[str]]:
-        """Each answer's distinct known labels in the order first written."""
-        out = []
-        for slots in self.chosen:
-            seen: list[str] = []
-            for label in slots:
-                if label is not None and label != STOP and label not in seen:
-                    seen.append(label)
-            out.append(seen)
-        return out
-
-    def entropy(self) -> np.ndarray:
-        """Items x slots entropy (nats) of label + stop probabilities renormalised; NaN past an
-        item's last slot."""
-        p = np.concatenate([self.arrays.slot_probs, self.arrays.stop[..., None]], axis=-1)
-        total = p.sum(axis=-1, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = p / total
-            terms = np.where(q > 0, -q * np.log(q), 0.0)
-        h = terms.sum(axis=-1)
-        h[~np.isfinite(total[..., 0]) | (total[..., 0] <= 0)] = np.nan
-        return h
-
-
-def load_view(path: str | Path, name: str | None = None) -> RunView:
-    """A generation run as a :class:`RunView`; a clear error for anything else."""
-    path = Path(path)
-    store = RunStore(path)
-    manifest = store.read_manifest()  # names the folder when it is not a run
-    method = manifest.get("config", {}).get("method", "generate")
-    if method != "generate":
-        raise DataError(str(path), None, f"is a {method} run: the analyses read the label slots of generated answers")
-    arrays = RunArrays.load(path)
-    if len(arrays) == 0:
-        raise DataError(str(path), None, "has no records yet")
-    table = store.read_table(["slots", "answer"])
-    slots = table.column("slots").combine_chunks()
-    chosen_flat = slots.flatten().field("chosen").to_pylist()
-    chosen, start = [], 0
-    for n in arrays.n_slots:
-        chosen.append(chosen_flat[start : start + int(n)])
-        start += int(n)
-    return RunView(name or path.name, path, manifest, arrays, chosen, table.column("answer").to_pylist())
-
-
-def load_views(paths: Sequence[str | Path], names: Sequence[str | None] | None = None) -> list[RunView]:
-    """Views of several runs, named by folder (or ``names``); folders with the same name get
-    their parent's too."""
-    paths = [Path(p) for p in paths]
-    given = list(names) if names is not None else [None] * len(paths)
-    default = [p.name for p in paths]
-    views = []
-    for path, name, plain in zip(paths, given, default):
-        if name is None:
-            name = f"{path.parent.name}/{plain}" if default.count(plain) > 1 else plain
-        views.append(load_view(path, name))
-    return views
-
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _r(x, digits: int = 4):
-    """Rounded float for JSON (None for NaN / missing)."""
-    if x is None:
-        return None
-    x = float(x)
-    return None if not np.isfinite(x) else round(x, digits)
-
-
-def wilson(successes: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (stays inside [0, 1] for small n)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    denominator = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denominator
-    half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def _share(successes: int, n: int) -> dict:
     low, high = wilson(successes, n)
-    return {"value": _r(successes / n if n else float("nan")), "low": _r(low), "high": _r(high), "n": int(n)}
-
-
-def _mean_ci(values: np.ndarray) -> dict:
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    n = len(values)
-    if n == 0:
-        return {"mean": None, "low": None, "high": None, "median": None, "n": 0}
-    mean = values.mean()
-    half = Z95 * values.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
-    return {"mean": _r(mean), "low": _r(mean - half), "high": _r(mean + half), "median": _r(np.median(values)), "n": n}
+    return {"value": rounded(successes / n if n else float("nan")), "low": rounded(low), "high": rounded(high), "n": int(n)}
 
 
 def ranks_of(probs: np.ndarray) -> np.ndarray:
@@ -181,7 +67,7 @@ def summary(view: RunView) -> dict:
         "labels": list(view.labels),
         "items": len(view.arrays),
         "parsed_answers": int(view.arrays.parsed.sum()),
-        "labels_per_answer": _r(counts.mean()),
+        "labels_per_answer": rounded(counts.mean()),
         "answers_by_label_count": {str(k): int((counts == k).sum()) for k in range(int(counts.max(initial=0)) + 1)},
         "answers_with_repeats": int(repeats),
     }
@@ -212,27 +98,27 @@ def spikiness(view: RunView) -> dict:
         "by_rank": [
             {
                 "rank": r + 1,
-                "mean": _r(q[:, r].mean()) if len(q) else None,
-                "median": _r(np.median(q[:, r])) if len(q) else None,
-                "q25": _r(np.quantile(q[:, r], 0.25)) if len(q) else None,
-                "q75": _r(np.quantile(q[:, r], 0.75)) if len(q) else None,
+                "mean": rounded(q[:, r].mean()) if len(q) else None,
+                "median": rounded(np.median(q[:, r])) if len(q) else None,
+                "q25": rounded(np.quantile(q[:, r], 0.25)) if len(q) else None,
+                "q75": rounded(np.quantile(q[:, r], 0.75)) if len(q) else None,
             }
             for r in range(q.shape[1])
         ],
-        "top1_mean": _r(q[:, 0].mean()) if len(q) else None,
-        "top1_above_0.9_share": _r((q[:, 0] > 0.9).mean()) if len(q) else None,
+        "top1_mean": rounded(q[:, 0].mean()) if len(q) else None,
+        "top1_above_0.9_share": rounded((q[:, 0] > 0.9).mean()) if len(q) else None,
         # how much of slot 1 goes to labels at all (the rest: closing, or text outside the format)
-        "label_mass_mean": _r(raw.sum(axis=1).mean()) if len(raw) else None,
-        "stop_mean": _r(arrays.stop[has, 0].mean()) if has.any() else None,
+        "label_mass_mean": rounded(raw.sum(axis=1).mean()) if len(raw) else None,
+        "stop_mean": rounded(arrays.stop[has, 0].mean()) if has.any() else None,
     }
     if len(q) and q.shape[1] > 1:
         with np.errstate(divide="ignore"):
             ratio = np.log10(q[:, 0]) - np.log10(q[:, 1])
-        out["log10_top1_over_top2_median"] = _r(np.median(ratio))
+        out["log10_top1_over_top2_median"] = rounded(np.median(ratio))
     first = slot1_sorted(view, "first-token")
     if len(first):
-        out["first_token"] = {"items": int(len(first)), "top1_mean": _r(first[:, 0].mean()),
-                              "top1_above_0.9_share": _r((first[:, 0] > 0.9).mean())}  # fmt: skip
+        out["first_token"] = {"items": int(len(first)), "top1_mean": rounded(first[:, 0].mean()),
+                              "top1_above_0.9_share": rounded((first[:, 0] > 0.9).mean())}  # fmt: skip
     return out
 
 
@@ -253,23 +139,23 @@ def entropy_stats(view: RunView) -> dict:
         by_slot.append(
             {
                 "slot": k + 1,
-                "all": _mean_ci(column),
-                "label_slots": _mean_ci(column[kinds[:, k] == "label"]),
-                "closing_slots": _mean_ci(column[kinds[:, k] == "stop"]),
+                "all": mean_interval(column),
+                "label_slots": mean_interval(column[kinds[:, k] == "label"]),
+                "closing_slots": mean_interval(column[kinds[:, k] == "stop"]),
             }
         )
     slot1 = h[:, 0][np.isfinite(h[:, 0])]
     return {
-        "max_entropy": _r(np.log(len(view.labels) + 1)),  # uniform over the labels and stop
+        "max_entropy": rounded(np.log(len(view.labels) + 1)),  # uniform over the labels and stop
         "slot1": {
-            **_mean_ci(slot1),
-            "q25": _r(np.quantile(slot1, 0.25)) if len(slot1) else None,
-            "q75": _r(np.quantile(slot1, 0.75)) if len(slot1) else None,
-            "normalised_mean": _r(slot1.mean() / np.log(len(view.labels) + 1)) if len(slot1) else None,
+            **mean_interval(slot1),
+            "q25": rounded(np.quantile(slot1, 0.25)) if len(slot1) else None,
+            "q75": rounded(np.quantile(slot1, 0.75)) if len(slot1) else None,
+            "normalised_mean": rounded(slot1.mean() / np.log(len(view.labels) + 1)) if len(slot1) else None,
         },
         # over the labels only (renormalised, stop left out): which label, given that one comes;
         # compares models whose stop probability differs
-        "slot1_labels_only": {**_mean_ci(labels_only_entropy(view)), "max_entropy": _r(np.log(len(view.labels)))},
+        "slot1_labels_only": {**mean_interval(labels_only_entropy(view)), "max_entropy": rounded(np.log(len(view.labels)))},
         "by_slot": by_slot,
     }
 
@@ -353,7 +239,7 @@ def first_vs_output(view: RunView) -> dict:
         "later_label_rank_share": [{"rank": r + 1, **_share(int(later_hist[r]), len(later))} for r in range(k)]
         if later
         else [],  # fmt: skip
-        "later_label_mean_rank": _r(np.mean(later)) if later else None,
+        "later_label_mean_rank": rounded(np.mean(later)) if later else None,
         "position_rank_counts": counts.tolist(),
     }
 
@@ -430,7 +316,7 @@ def paired_differences(views: Sequence[RunView], n_resamples: int = 1000, seed: 
                     continue
                 means = diff[rng.integers(0, len(diff), (n_resamples, len(diff)))].mean(axis=1)
                 low, high = np.quantile(means, [0.025, 0.975])
-                row[key] = {"difference": _r(diff.mean()), "low": _r(low), "high": _r(high), "n": len(diff),
-                            "second_higher_share": _r((diff > 0).mean())}  # fmt: skip
+                row[key] = {"difference": rounded(diff.mean()), "low": rounded(low), "high": rounded(high), "n": len(diff),
+                            "second_higher_share": rounded((diff > 0).mean())}  # fmt: skip
             out.append(row)
     return out

@@ -6,8 +6,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from labeldist.report.analyses import analyze_runs, load_views
+from labeldist.report.analyses import analyze_runs
 from labeldist.report.figures import analysis_figures, write_figures
+from labeldist.runs.view import load_views
 
 ANALYSES_FILE = "analyses.json"
 

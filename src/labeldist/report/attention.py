@@ -29,10 +29,11 @@ import time
 
 import numpy as np
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
+from labeldist.metrics.summary import mean_interval, rounded
 from labeldist.prompts import get_answer_format
-from labeldist.report.analyses import RunView, _mean_ci, _r
 from labeldist.runs.store import RunStore
+from labeldist.runs.view import RunView
 from labeldist.slots.locate import STOP, plan_slots
 
 PARTS = ("sink", "input", "previous_labels", "answer_format")
@@ -145,16 +146,16 @@ def label_attention(view: RunView, items: int = 30, *, backend=None, device: str
         per_token = {}
         for k in PARTS:
             values = [e["mass"][k] / e["tokens"][k] for e in entries if e["tokens"][k] > 0]
-            per_token[k] = _r(np.mean(values), 6) if values else None
+            per_token[k] = rounded(np.mean(values), 6) if values else None
         by_slot.append(
             {
                 "slot": slot,
                 "n": len(entries),
-                "mass": {k: _r(v) for k, v in mass.items()},
-                "mass_ci": {k: _mean_ci([e["mass"][k] for e in entries]) for k in PARTS},
-                "tokens_mean": {k: _r(v, 1) for k, v in tokens.items()},
+                "mass": {k: rounded(v) for k, v in mass.items()},
+                "mass_ci": {k: mean_interval([e["mass"][k] for e in entries]) for k in PARTS},
+                "tokens_mean": {k: rounded(v, 1) for k, v in tokens.items()},
                 "per_token": per_token,
-                "by_layer": {k: [_r(x) for x in np.mean([e["by_layer"][k] for e in entries], axis=0)] for k in PARTS},
+                "by_layer": {k: [rounded(x) for x in np.mean([e["by_layer"][k] for e in entries], axis=0)] for k in PARTS},
             }
         )
     return {

@@ -17,7 +17,8 @@ matplotlib.use("Agg")  # no display here or on CI; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from labeldist.report.analyses import RunView, position_rank_counts, slot1_sorted  # noqa: E402
+from labeldist.report.analyses import position_rank_counts, slot1_sorted  # noqa: E402
+from labeldist.runs.view import RunView  # noqa: E402
 
 COLOURS = plt.get_cmap("tab10").colors
 ATTENTION_PARTS = (

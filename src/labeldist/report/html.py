@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labeldist.data.schema import DataError
-from labeldist.report.analyses import RunView, analyze_runs, load_views
+from labeldist.errors import DataError
+from labeldist.report.analyses import analyze_runs
 from labeldist.runs.store import RunStore
+from labeldist.runs.view import RunView, load_views
 from labeldist.slots.locate import STOP
 
 EVALUATION_COLUMNS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
@@ -104,7 +105,7 @@ def _fmt(value, digits: int = 3) -> str:
 def expand_runs(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, str | None]], list[Path]]:
     """(run folder, name) pairs, each sweep folder replaced by its runs (named SWEEP/share-x);
     and the sweep folders."""
-    from labeldist.sweep import SWEEP_FILE, read_sweep
+    from labeldist.workflows.sweep import SWEEP_FILE, read_sweep
 
     runs, sweeps = [], []
     for path in map(Path, paths):
@@ -262,13 +263,13 @@ def analyses_section(views: Sequence[RunView], stats: dict, attention: dict | No
 
 def sweep_section(sweeps: Sequence[Path]) -> str:
     from labeldist.report.figures import png_bytes, sweep_figure
-    from labeldist.sweep import SWEEP_FILE, _title, summarize_sweep
+    from labeldist.workflows.sweep import SWEEP_FILE, summarize_sweep, sweep_title
 
     parts = []
     for n, folder in enumerate(sweeps, start=1):
         data = json.loads((folder / SWEEP_FILE).read_text(encoding="utf-8"))
         summary = data if "by_share" in data else summarize_sweep(folder)
-        figure = sweep_figure(summary, _title(summary.get("shared_config", {})))
+        figure = sweep_figure(summary, sweep_title(summary.get("shared_config", {})))
         rows = "".join(
             f"<tr><td class='num'>{r['share']:g}</td><td>{_e(r['run'])}</td><td class='num'>{r['items']}</td>"
             f"<td class='num'>{_fmt(r.get('multilabel_demonstrations'), 1)}</td>"

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 from labeldist.runs.store import RunStore
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.data import Dataset, load_dataset
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 from labeldist.models.base import Backend, Generation
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.runs.store import RECORD_FORMAT, RunStore

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labeldist.data.schema import DataError
+from labeldist.errors import DataError
 
 PART = re.compile(r"^part-(\d{5})\.parquet$")
 

@@ -3,7 +3,8 @@
 ``labeldist sweep --multilabel-share 0,0.2,...,1 [run options] --out runs/SWEEP`` makes
 ``runs/SWEEP/share-0``, ``runs/SWEEP/share-0.2``, ... with every run setting equal but
 ``multilabel_share`` (same items, same seed, same model), then summarises them in
-``runs/SWEEP/sweep.json`` and the figure ``runs/SWEEP/sweep.png`` / ``.pdf``: the number of
+``runs/SWEEP/sweep.json`` (the command line adds the figure ``runs/SWEEP/sweep.png`` / ``.pdf``
+from ``report.figures``): the number of
 labels per answer, slot-1 entropy and F1 against the share. Rerunning the command resumes
 each run (the run store refuses a changed setting).
 """
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labeldist.data.schema import DataError
-from labeldist.report.analyses import _mean_ci, _r, load_view
+from labeldist.errors import DataError
+from labeldist.metrics.summary import mean_interval, rounded
+from labeldist.runs.view import load_view
 
 SWEEP_FILE = "sweep.json"
 DEFAULT_SHARES = "0,0.2,0.4,0.6,0.8,1.0"
@@ -83,7 +85,7 @@ def differing_settings(configs: Sequence[dict], allowed: Sequence[str] = ("multi
 def summarize_sweep(out: str | Path, n_resamples: int = 500) -> dict:
     """Per share: labels per answer, share of answers with 2+ labels, slot-1 entropy and F1
     (``output``: the written labels; ``max``: max over slots at 0.5), with 95% intervals.
-    Writes ``sweep.json`` and the figure beside the runs."""
+    Writes ``sweep.json`` beside the runs (the figure is the report's: ``report.figures.sweep_figure``)."""
     from labeldist.evaluation import evaluate_run
 
     out = Path(out)
@@ -106,9 +108,9 @@ def summarize_sweep(out: str | Path, n_resamples: int = 500) -> dict:
                 "run": path.name,
                 "items": len(view.arrays),
                 "multilabel_demonstrations": _multilabel_demonstrations(view),
-                "labels_per_answer": _mean_ci(counts),
-                "answers_with_2plus": _r((counts >= 2).mean()),
-                "slot1_entropy": _mean_ci(entropy),
+                "labels_per_answer": mean_interval(counts),
+                "answers_with_2plus": rounded((counts >= 2).mean()),
+                "slot1_entropy": mean_interval(entropy),
                 "f1": {
                     name: {"micro": result["estimators"][name]["micro_f1"], "macro": result["estimators"][name]["macro_f1"]}
                     for name in F1_ESTIMATORS
@@ -123,13 +125,11 @@ def summarize_sweep(out: str | Path, n_resamples: int = 500) -> dict:
         "by_share": rows,
     }
     (out / SWEEP_FILE).write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
-    from labeldist.report.figures import save, sweep_figure
-
-    save(sweep_figure(summary, title=_title(configs[0])), out, "sweep")
     return summary
 
 
-def _title(config: dict) -> str:
+def sweep_title(config: dict) -> str:
+    """A figure title for a sweep: model, dataset (grouping), split and demonstrations."""
     what = config.get("dataset", "")
     if config.get("grouping"):
         what += f" ({config['grouping']})"
@@ -152,4 +152,4 @@ def _multilabel_demonstrations(view) -> float | None:
         return None  # the data moved since the run: the number is a check, not a result
     multi = {item.id for item in pool if len(item.gold) >= 2}
     demos = RunStore(view.path).read_table(["demonstration_ids"]).column("demonstration_ids").to_pylist()
-    return _r(np.mean([sum(d in multi for d in row) for row in demos])) if demos else None
+    return rounded(np.mean([sum(d in multi for d in row) for row in demos])) if demos else None

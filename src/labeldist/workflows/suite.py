@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labeldist.data.schema import DataError
+from labeldist.errors import ConfigError
 
 TABLE_METRICS = ("mamd", "bce", "brier", "spearman", "macro_f1")
 RUN_SETTINGS = ("shots", "seed", "sampler", "multilabel_share", "demonstrations", "answer_format", "template", "chat",
@@ -112,22 +112,22 @@ def load_suite(path: str | Path) -> Suite:
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(str(path), None, "suite file does not exist")
+        raise ConfigError(str(path), None, "suite file does not exist")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise DataError(str(path), None, f"invalid YAML: {err}") from None
+        raise ConfigError(str(path), None, f"invalid YAML: {err}") from None
     if not isinstance(raw, dict):
-        raise DataError(str(path), None, "expected a mapping with models, methods, datasets, ...")
+        raise ConfigError(str(path), None, "expected a mapping with models, methods, datasets, ...")
     unknown = [k for k in raw if k not in SUITE_KEYS]
     if unknown:
-        raise DataError(str(path), f"key {unknown[0]!r}", f"unknown setting; known: {', '.join(SUITE_KEYS)}")
+        raise ConfigError(str(path), f"key {unknown[0]!r}", f"unknown setting; known: {', '.join(SUITE_KEYS)}")
     for key in ("models", "datasets"):
         if not isinstance(raw.get(key), list) or not raw[key]:
-            raise DataError(str(path), f"key {key!r}", "must be a non-empty list")
+            raise ConfigError(str(path), f"key {key!r}", "must be a non-empty list")
     methods = raw.get("methods", ["generate"])
     if not isinstance(methods, list) or not methods or any(m not in DEFAULT_ESTIMATORS for m in methods):
-        raise DataError(str(path), "key 'methods'", f"must be a list of {', '.join(DEFAULT_ESTIMATORS)}")
+        raise ConfigError(str(path), "key 'methods'", f"must be a list of {', '.join(DEFAULT_ESTIMATORS)}")
     estimators = raw.get("estimators")
     if estimators is None:
         estimators = {m: DEFAULT_ESTIMATORS[m] for m in methods}
@@ -136,38 +136,38 @@ def load_suite(path: str | Path) -> Suite:
     elif isinstance(estimators, dict):
         estimators = {m: [str(e) for e in estimators.get(m, DEFAULT_ESTIMATORS[m])] for m in methods}
     else:
-        raise DataError(str(path), "key 'estimators'", "must be a list (generation runs) or a mapping method -> list")
+        raise ConfigError(str(path), "key 'estimators'", "must be a list (generation runs) or a mapping method -> list")
     run = raw.get("run") or {}
     _check_run_settings(run, path, "run")
     encoder = raw.get("encoder") or {}
     if not isinstance(encoder, dict):
-        raise DataError(str(path), "key 'encoder'", "must be a mapping of encoder training settings")
+        raise ConfigError(str(path), "key 'encoder'", "must be a mapping of encoder training settings")
     unknown = [k for k in encoder if k not in ENCODER_SETTINGS]
     if unknown:
-        raise DataError(str(path), f"encoder key {unknown[0]!r}", f"unknown setting; known: {', '.join(ENCODER_SETTINGS)}")
+        raise ConfigError(str(path), f"encoder key {unknown[0]!r}", f"unknown setting; known: {', '.join(ENCODER_SETTINGS)}")
     for key in ("train_items", "epochs", "batch_size", "max_length"):
         value = encoder.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DataError(str(path), f"encoder key {key!r}", f"must be a positive integer, not {value!r}")
+            raise ConfigError(str(path), f"encoder key {key!r}", f"must be a positive integer, not {value!r}")
     datasets = []
     seen: set[str] = set()
     for position, entry in enumerate(raw["datasets"]):
         where = f"datasets[{position}]"
         if not isinstance(entry, dict):
-            raise DataError(str(path), where, "must be a mapping")
+            raise ConfigError(str(path), where, "must be a mapping")
         unknown = [k for k in entry if k not in DATASET_KEYS]
         if unknown:
-            raise DataError(str(path), f"{where} key {unknown[0]!r}", f"unknown setting; known: {', '.join(DATASET_KEYS)}")
+            raise ConfigError(str(path), f"{where} key {unknown[0]!r}", f"unknown setting; known: {', '.join(DATASET_KEYS)}")
         missing = [k for k in ("id", "dataset", "data_dir", "eval_split", "calibration_split") if not entry.get(k)]
         if missing:
-            raise DataError(str(path), where, f"missing {', '.join(missing)}")
+            raise ConfigError(str(path), where, f"missing {', '.join(missing)}")
         if entry["id"] in seen:
-            raise DataError(str(path), where, f"id {entry['id']!r} repeats")
+            raise ConfigError(str(path), where, f"id {entry['id']!r} repeats")
         seen.add(entry["id"])
         for key in ("eval_items", "calibration_items"):
             value = entry.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise DataError(str(path), f"{where} key {key!r}", f"must be a positive integer, not {value!r}")
+                raise ConfigError(str(path), f"{where} key {key!r}", f"must be a positive integer, not {value!r}")
         _check_run_settings(entry.get("run") or {}, path, f"{where} run")
         datasets.append(SuiteDataset(**{k: entry[k] for k in DATASET_KEYS if k in entry and entry[k] is not None}))
     return Suite(
@@ -188,10 +188,10 @@ def load_suite(path: str | Path) -> Suite:
 
 def _check_run_settings(run: dict, path: Path, where: str) -> None:
     if not isinstance(run, dict):
-        raise DataError(str(path), where, "must be a mapping of run settings")
+        raise ConfigError(str(path), where, "must be a mapping of run settings")
     unknown = [k for k in run if k not in (*RUN_SETTINGS, *BACKEND_SETTINGS)]
     if unknown:
-        raise DataError(
+        raise ConfigError(
             str(path),
             f"{where} key {unknown[0]!r}",
             f"unknown run setting; known: {', '.join((*RUN_SETTINGS, *BACKEND_SETTINGS))}",
@@ -236,7 +236,7 @@ def cells(suite: Suite, out: Path, only: Sequence[str] = (), models: Sequence[st
     chosen_models = list(models) or suite.models
     unknown = [d for d in only if d not in {ds.id for ds in suite.datasets}]
     if unknown:
-        raise DataError(suite.source, None, f"no dataset with id {unknown[0]!r} in the suite")
+        raise ConfigError(suite.source, None, f"no dataset with id {unknown[0]!r} in the suite")
     return [
         Cell(ds, model, method, out / "cells" / ds.id / model_slug(model) / method)
         for ds in suite.datasets
@@ -257,7 +257,7 @@ def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None, splits: Spli
         # one split for both: eval items from the front of one permutation, calibration items
         # from its back, so the two stay disjoint and nested whatever the caps
         if (ds.eval_items or len(eval_all)) + (ds.calibration_items or len(eval_all)) > len(eval_all):
-            raise DataError(suite.source, f"dataset {ds.id}", "eval_items + calibration_items exceed the split")
+            raise ConfigError(suite.source, f"dataset {ds.id}", "eval_items + calibration_items exceed the split")
         seed = f"{suite.sample_seed}:{ds.id}:{ds.eval_split}"
         return (sample_ids(eval_all, cap(ds.eval_items), seed),
                 sample_ids(eval_all, cap(ds.calibration_items), seed, from_end=True))  # fmt: skip
@@ -296,7 +296,8 @@ def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable
     train_ids = sample_ids([i for i in pool.ids if i not in held_out], settings["train_items"],
                            f"{suite.sample_seed}:{ds.id}:encoder")  # fmt: skip
     if not train_ids:
-        raise DataError(suite.source, f"dataset {ds.id}", f"pool split {ds.pool_split} has no item left to train the encoder on")
+        problem = f"pool split {ds.pool_split} has no item left to train the encoder on"
+        raise ConfigError(suite.source, f"dataset {ds.id}", problem)
     folder = out / "encoders" / ds.id
     identity = {"train_ids": train_ids, "validation_ids": cal_ids, "settings": settings, "dataset": ds.dataset,
                 "data_dir": str(ds.data_dir), "pool_split": ds.pool_split, "common": ds.loader_options}  # fmt: skip
@@ -341,7 +342,7 @@ def _check_sample(run_dir: Path, ids_file: Path) -> None:
         return
     extra = store.done_ids() - set(ids_file.read_text(encoding="utf-8").split())
     if extra:
-        raise DataError(
+        raise ConfigError(
             str(run_dir),
             None,
             f"holds {len(extra)} items outside the current sample (a smaller cap than before?): "

@@ -1,0 +1,149 @@
+"""The house's one-way flow, checked on the source: no package imports from a floor above its
+own (function-level imports included), and no import circle between modules except the data
+loader registry's (the registry names every loader; each loader registers itself)."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import labeldist
+
+ROOT = Path(labeldist.__file__).parent
+# bottom to top: a package may import from its own floor and the floors below it
+FLOORS = (
+    ("errors",),
+    ("metrics",),  # pure functions on arrays: import nothing of labeldist
+    ("data",),
+    ("prompts",),
+    ("slots",),
+    ("models",),
+    ("runs",),
+    ("estimators",),
+    ("evaluation",),
+    ("workflows",),
+    ("report",),
+    ("cli", "__main__"),
+)
+FLOOR = {package: level for level, packages in enumerate(FLOORS) for package in packages}
+ALLOWED_CIRCLES = [{"labeldist.data", "labeldist.data.registry"}]  # every circle must contain these
+
+
+def _modules(root: Path = ROOT) -> dict[str, Path]:
+    out = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> labeldist modules it imports anywhere in its body (resolved to known modules)."""
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges: dict[str, set[str]] = defaultdict(set)
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                names = [target] + [f"{target}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if name.startswith("labeldist") and (found := known(name)) and found != module:
+                    edges[module].add(found)
+    return edges
+
+
+def _floor(module: str) -> int | None:
+    parts = module.split(".")
+    return FLOOR.get(parts[1]) if len(parts) > 1 else None
+
+
+def test_every_package_has_a_floor():
+    packages = {m.split(".")[1] for m in _modules() if "." in m}
+    assert packages <= set(FLOOR), f"packages without a floor in FLOORS: {sorted(packages - set(FLOOR))}"
+
+
+def _upward(modules: dict[str, Path]) -> list[str]:
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in _imports(modules).items()
+        for target in targets
+        if _floor(module) is not None and _floor(target) is not None and _floor(target) > _floor(module)
+    )
+
+
+def test_no_import_from_a_higher_floor():
+    upward = _upward(_modules())
+    assert not upward, "imports from a higher floor:\n" + "\n".join(upward)
+
+
+def test_no_import_circles_but_the_loader_registry():
+    edges = _imports(_modules())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[set[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(component)
+
+    for module in _modules():
+        if module not in index:
+            visit(module)
+    unexpected = [sorted(c) for c in circles if not any(allowed <= c for allowed in ALLOWED_CIRCLES)]
+    assert not unexpected, f"import circles: {unexpected}"
+    # the registry's circle stays inside data/
+    assert all(m.startswith("labeldist.data") for c in circles for m in c)
+
+
+def test_the_checker_sees_violations(tmp_path):
+    """The check can fail: in a package laid out like ours, a function-level import from a higher
+    floor (absolute or relative) is found, and an import from below is not."""
+    root = tmp_path / "labeldist"
+    for folder in ("data", "report", "metrics"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "report" / "analyses.py").write_text("from labeldist.metrics import summary\n")
+    (root / "metrics" / "summary.py").write_text("")
+    (root / "data" / "loader.py").write_text("def f():\n    from labeldist.report.analyses import analyze_runs\n")
+    (root / "data" / "other.py").write_text("def g():\n    from ..report import analyses\n")
+    assert _upward(_modules(root)) == [
+        "labeldist.data.loader -> labeldist.report.analyses",
+        "labeldist.data.other -> labeldist.report",
+        "labeldist.data.other -> labeldist.report.analyses",
+    ]
