@@ -106,6 +106,9 @@ test-floor: floor-env
 # LABELDIST_REQUIRE_BROWSER: the screenshot tests fail, instead of skipping, without Chromium;
 # LABELDIST_REQUIRE_LLAMA_CPP: the llama.cpp server test fails, instead of skipping, without it
 test: install browser llama-server floor-env
+	# style first: lint and formatting (ruff pinned in the test extra)
+	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/ruff format --check src tests benchmarks experiments
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_BROWSER=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-floor
 

@@ -54,8 +54,9 @@ def per_item(seconds: float, items: int) -> float:
 
 def time_generate(backend, dataset, pool, args) -> float:
     fmt = get_answer_format("json")
-    prompts = build_prompts(dataset, pool, PromptTemplate(), fmt, "random", args.shots, seed=0,
-                            shared_demonstrations=args.demonstrations == "shared")  # fmt: skip
+    prompts = build_prompts(
+        dataset, pool, PromptTemplate(), fmt, "random", args.shots, seed=0, shared_demonstrations=args.demonstrations == "shared"
+    )
     backend.generate(prompts[:1], dataset.labels, fmt)  # warm-up
     backend._prefix_cache = None
     started = time.perf_counter()
@@ -65,8 +66,15 @@ def time_generate(backend, dataset, pool, args) -> float:
 
 
 def judgement_prompts(method, dataset, pool, args):
-    return build_judgement_prompts(dataset, pool, JudgementTemplate.default(method), "random", args.shots, seed=0,
-                                   shared_demonstrations=args.demonstrations == "shared")  # fmt: skip
+    return build_judgement_prompts(
+        dataset,
+        pool,
+        JudgementTemplate.default(method),
+        "random",
+        args.shots,
+        seed=0,
+        shared_demonstrations=args.demonstrations == "shared",
+    )
 
 
 def time_labeldist(backend, prompts, args) -> float:
@@ -174,20 +182,26 @@ def main() -> None:
             "unary_speedup": rows["unary_original"] / rows["unary"],
             "pairwise_speedup": rows["pairwise_original"] / rows["pairwise"],
         }
-        print(f"\n{args.model}, {len(dataset)} GoEmotions dev items (paper-7, K={k}), {args.shots} shots, "
-              f"{args.demonstrations} demonstrations, chat template: {backend.chat}")  # fmt: skip
+        print(
+            f"\n{args.model}, {len(dataset)} GoEmotions dev items (paper-7, K={k}), {args.shots} shots, "
+            f"{args.demonstrations} demonstrations, chat template: {backend.chat}"
+        )
         print(f"{'path':28s} {'s/item':>8s} {'x generate':>11s}")
         for name, seconds in rows.items():
             print(f"{name:28s} {seconds:8.3f} {seconds / rows['generate']:11.2f}")
-        print(f"speed-up over the original way: unary {figures['ratios']['unary_speedup']:.1f}x, "
-              f"pairwise {figures['ratios']['pairwise_speedup']:.1f}x")  # fmt: skip
+        print(
+            f"speed-up over the original way: unary {figures['ratios']['unary_speedup']:.1f}x, "
+            f"pairwise {figures['ratios']['pairwise_speedup']:.1f}x"
+        )
 
     figures["bradley_terry"] = [bench_bradley_terry(k, args.bt_items, args.bt_adam_items) for k in (8, 12)]
     print("\nBradley–Terry per item: batched Newton vs 5,000 Adam steps")
     for row in figures["bradley_terry"]:
-        print(f"K={row['k']:2d}: Newton {row['newton_seconds_per_item'] * 1e6:8.1f} us, Adam "
-              f"{row['adam_seconds_per_item']:.3f} s, speed-up {row['speedup']:,.0f}x, "
-              f"max |strength difference| {row['max_strength_difference']:.2e}")  # fmt: skip
+        print(
+            f"K={row['k']:2d}: Newton {row['newton_seconds_per_item'] * 1e6:8.1f} us, Adam "
+            f"{row['adam_seconds_per_item']:.3f} s, speed-up {row['speedup']:,.0f}x, "
+            f"max |strength difference| {row['max_strength_difference']:.2e}"
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

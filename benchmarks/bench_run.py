@@ -58,9 +58,7 @@ def make_prompts(args, dataset, pool, template, fmt) -> list[Prompt]:
     shared = args.demonstrations == "shared"
     if shared and args.shared_source == "builtin":
         if not BUILTIN_SHARED:
-            raise SystemExit(
-                "this labeldist's build_prompts has no shared_demonstrations; use --shared-source first-item"
-            )
+            raise SystemExit("this labeldist's build_prompts has no shared_demonstrations; use --shared-source first-item")
         return build_prompts(dataset, pool, template, fmt, sampler, args.shots, args.items, shared_demonstrations=True)
     prompts = build_prompts(dataset, pool, template, fmt, sampler, args.shots, args.items)
     return share_first_demonstrations(prompts, dataset, pool, template, fmt) if shared else prompts
@@ -235,9 +233,7 @@ def path_plain(backend: HFBackend, prompts, batch_size, max_new_tokens):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model name or alias (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
     parser.add_argument("--dtype", default=None, help="model dtype (default: float32)")
@@ -404,8 +400,7 @@ def main(argv=None) -> int:
                 "slot1_first_token_abs_diffs": diffs,
             },
             "answers": [
-                {"item_id": p.item_id, "a": g.answer, "b": o["answer"]}
-                for p, g, o in zip(prompts, generations, originals)
+                {"item_id": p.item_id, "a": g.answer, "b": o["answer"]} for p, g, o in zip(prompts, generations, originals)
             ],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -145,8 +145,12 @@ def main(argv=None) -> int:
         b = generate_in_batches(on_device, plain, tiny_labels, fmt, 8)
         c = generate_in_batches(on_device, plain, tiny_labels, fmt, 1)
         largest, differing, slots = slot_diff(a, b)
-        result["tiny_trained_device_vs_cpu"] = {"items": len(plain), "answers_differing": differing, "slots": slots,
-                                                "max_abs_prob_diff": largest}  # fmt: skip
+        result["tiny_trained_device_vs_cpu"] = {
+            "items": len(plain),
+            "answers_differing": differing,
+            "slots": slots,
+            "max_abs_prob_diff": largest,
+        }
         largest, differing, slots = slot_diff(b, c)
         result["tiny_trained_batch8_vs_batch1"] = {"answers_differing": differing, "max_abs_prob_diff": largest}
         from transformers import AutoTokenizer
@@ -209,10 +213,26 @@ def main(argv=None) -> int:
             @step(summary, f"overhead_{shape}_{dtype}")
             def _(shape=shape, dtype=dtype):
                 path = args.out / f"overhead_{shape}_{dtype}.json"
-                bench_overhead.main([
-                    "--model", args.tokenizer, "--random-weights", shape, "--device", args.device, "--dtype", dtype,
-                    "--items", str(args.items), "--batch-size", str(args.batch_size), "--repeats", "2", "--json", str(path),
-                ])  # fmt: skip
+                bench_overhead.main(
+                    [
+                        "--model",
+                        args.tokenizer,
+                        "--random-weights",
+                        shape,
+                        "--device",
+                        args.device,
+                        "--dtype",
+                        dtype,
+                        "--items",
+                        str(args.items),
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--repeats",
+                        "2",
+                        "--json",
+                        str(path),
+                    ]
+                )
                 report = json.loads(path.read_text())
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
                 return {k: report[k] for k in report if k not in ("settings", "runs_labeldist", "runs_plain")}

@@ -27,8 +27,9 @@ def dataset_rows(suite, out: Path) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for ds in suite.datasets:
-        ids = {role: (out / "ids" / f"{ds.id}-{role}.txt").read_text(encoding="utf-8").split()
-               for role in ("eval", "calibration")}  # fmt: skip
+        ids = {
+            role: (out / "ids" / f"{ds.id}-{role}.txt").read_text(encoding="utf-8").split() for role in ("eval", "calibration")
+        }
         data = load_dataset(ds.dataset, ds.data_dir, ds.eval_split, **ds.loader_options).restrict(ids["eval"])
         summary = describe(data)
         nobody = float((data.vote_fractions().sum(axis=1) == 0).mean())

@@ -25,8 +25,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 
 LABELS = ("joy", "fear", "anger", "sadness")
-PIECES = ['["', '"', '", "', '"]', '[', ']', ',', ', ', '", ', ' "', 'joy', 'jo', 'fear', 'f', 'ear', 'fe', 'anger',
-          'an', 'ger', 'sad', 'ness', 'sadness', '"joy', '\n', 'none', 'yes', ' yes', 'no', ' no']  # fmt: skip
+PIECES = [
+    '["',
+    '"',
+    '", "',
+    '"]',
+    "[",
+    "]",
+    ",",
+    ", ",
+    '", ',
+    ' "',
+    "joy",
+    "jo",
+    "fear",
+    "f",
+    "ear",
+    "fe",
+    "anger",
+    "an",
+    "ger",
+    "sad",
+    "ness",
+    "sadness",
+    '"joy',
+    "\n",
+    "none",
+    "yes",
+    " yes",
+    "no",
+    " no",
+]
 EOS = ""  # llama.cpp reports end-of-generation tokens as empty text
 MARKS = ("Labels:", "<assistant>")  # where answers start
 
@@ -245,9 +274,12 @@ class FakeServer:
                 if self.path == "/v1/completions":
                     k = request.get("logprobs")
                     choice = server.complete(
-                        request["prompt"], int(request.get("max_tokens", 16)), k, bool(request.get("echo")),
+                        request["prompt"],
+                        int(request.get("max_tokens", 16)),
+                        k,
+                        bool(request.get("echo")),
                         shift_echo=fault is not None and fault[0] == "shift_echo",
-                    )  # fmt: skip
+                    )
                     body = {"id": "cmpl-1", "object": "text_completion", "model": server.model, "choices": [choice]}
                 elif self.path == "/v1/chat/completions":
                     k = request.get("top_logprobs") if request.get("logprobs") else None
@@ -257,10 +289,14 @@ class FakeServer:
                     if choice["logprobs"] is not None:
                         lp = choice["logprobs"]
                         content = [
-                            {"token": t, "logprob": v, "bytes": list(t.encode()),
-                             "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in top.items()]}
+                            {
+                                "token": t,
+                                "logprob": v,
+                                "bytes": list(t.encode()),
+                                "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in top.items()],
+                            }
                             for t, v, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])
-                        ]  # fmt: skip
+                        ]
                     body = {
                         "id": "chat-1",
                         "object": "chat.completion",

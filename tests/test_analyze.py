@@ -130,10 +130,7 @@ def test_paired_entropy_over_the_same_items(runs, tmp_path):
     arrays = [RunArrays.load(p) for p in (first, second)]
     top = [a.slot_probs[:, 0].max(axis=1) / a.slot_probs[:, 0].sum(axis=1) for a in arrays]
     assert row["slot1_top_label"]["difference"] == pytest.approx(np.mean(top[1] - top[0]), abs=1e-4)
-    rho = [
-        np.array([scipy.stats.spearmanr(p, t).statistic for p, t in zip(a.slot_probs[:, 0], a.targets)])
-        for a in arrays
-    ]
+    rho = [np.array([scipy.stats.spearmanr(p, t).statistic for p, t in zip(a.slot_probs[:, 0], a.targets)]) for a in arrays]
     diff = rho[1] - rho[0]
     cell = row["slot1_spearman"]
     assert cell["n"] == np.isfinite(diff).sum() and cell["n"] > 0

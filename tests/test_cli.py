@@ -49,8 +49,21 @@ def test_bad_inputs_give_one_line(tmp_path, capsys):
 
 def test_impossible_prompt_settings_give_one_line(capsys):
     # 2 demonstrations cannot cover 7 labels
-    argv = ["prompt", "show", "goemotions", "--data-dir", GO, "--grouping", "paper-7", "--sampler", "covering",
-            "--shots", "2", "--demonstrations", "per-item"]
+    argv = [
+        "prompt",
+        "show",
+        "goemotions",
+        "--data-dir",
+        GO,
+        "--grouping",
+        "paper-7",
+        "--sampler",
+        "covering",
+        "--shots",
+        "2",
+        "--demonstrations",
+        "per-item",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -60,15 +73,41 @@ def test_describe_json_keys(capsys):
     assert main(["data", "describe", "goemotions", "--data-dir", GO, "--split", "dev", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["items"] == 6 and summary["annotators"] == 4
-    for key in ("dataset", "split", "items", "labels", "annotators", "votes_per_item", "multilabel_share",
-                "disagreement_share", "label_frequency"):
+    for key in (
+        "dataset",
+        "split",
+        "items",
+        "labels",
+        "annotators",
+        "votes_per_item",
+        "multilabel_share",
+        "disagreement_share",
+        "label_frequency",
+    ):
         assert key in summary
 
 
 def test_prompt_show_prints_exact_prompt(capsys):
     def argv(seed):
-        return ["prompt", "show", "goemotions", "--data-dir", GO, "--split", "dev", "--grouping", "paper-7",
-                "--shots", "3", "--seed", str(seed), "--limit", "1", "--form", "plain"]
+        return [
+            "prompt",
+            "show",
+            "goemotions",
+            "--data-dir",
+            GO,
+            "--split",
+            "dev",
+            "--grouping",
+            "paper-7",
+            "--shots",
+            "3",
+            "--seed",
+            str(seed),
+            "--limit",
+            "1",
+            "--form",
+            "plain",
+        ]
 
     assert main(argv(0)) == 0
     first = capsys.readouterr().out

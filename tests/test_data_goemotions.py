@@ -177,8 +177,10 @@ def test_describe_counts_on_fixture():
 
 def test_shared_goemotions_dev_counts(capsys):
     data_dir = shared("goemotions")
-    assert main(["data", "describe", "goemotions", "--data-dir", str(data_dir), "--split", "dev",
-                 "--grouping", "paper-7", "--json"]) == 0
+    assert (
+        main(["data", "describe", "goemotions", "--data-dir", str(data_dir), "--split", "dev", "--grouping", "paper-7", "--json"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["items"] == 5426 and len(summary["labels"]) == 7
     assert main(["data", "describe", "goemotions", "--data-dir", str(data_dir), "--split", "dev", "--json"]) == 0
@@ -186,10 +188,24 @@ def test_shared_goemotions_dev_counts(capsys):
     assert summary["items"] == 5426 and len(summary["labels"]) == 27
     # 878 dev rows carry 2+ labels, but some pair an emotion with neutral
     assert summary["multilabel_share"] == pytest.approx(
-        sum(1 for line in (data_dir / "dev.tsv").read_text().splitlines()
-            if len(set(line.split("\t")[1].split(",")) - {"27"}) >= 2) / 5426)
-    assert {"dataset", "split", "items", "labels", "annotators", "votes_per_item", "multilabel_share",
-            "disagreement_share", "label_frequency"} <= set(summary)
+        sum(
+            1
+            for line in (data_dir / "dev.tsv").read_text().splitlines()
+            if len(set(line.split("\t")[1].split(",")) - {"27"}) >= 2
+        )
+        / 5426
+    )
+    assert {
+        "dataset",
+        "split",
+        "items",
+        "labels",
+        "annotators",
+        "votes_per_item",
+        "multilabel_share",
+        "disagreement_share",
+        "label_frequency",
+    } <= set(summary)
 
 
 def test_shared_goemotions_raw_sample_votes():

@@ -21,7 +21,10 @@ OFFICIAL = FIXTURES / "official"
 SHARED = Path(os.environ.get("LABELDIST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 REAL = SHARED / "hatexplain"
 TEST_IDS = [
-    "1000000000000000001_twitter", "1000000000000000002_twitter", "2000001_gab", "2000002_gab",
+    "1000000000000000001_twitter",
+    "1000000000000000002_twitter",
+    "2000001_gab",
+    "2000002_gab",
     "1000000000000000003_twitter",
 ]
 

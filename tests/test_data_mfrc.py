@@ -35,7 +35,9 @@ def test_dev_split():
     assert by_id["102"].text == "Honestly the mods here are doing a great job.\n\nKeep it up, folks!"
     assert by_id["103"].text == 'He sold out his own team, and for what? A "promotion".'
     assert votes(by_id["101"]) == {
-        "annotator00": {"Equality", "Care"}, "annotator01": {"Equality"}, "annotator02": set(),
+        "annotator00": {"Equality", "Care"},
+        "annotator01": {"Equality"},
+        "annotator02": set(),
         "annotator03": {"Proportionality"},
     }
     # Non-Moral and Thin Morality alone are empty votes; the repeated annotator02 row is ignored

@@ -226,8 +226,11 @@ def test_tweet_sensitivity_groups_by_tweet_and_counts_drops():
     assert data.labels == ("hate speech", "offensive language") and data.ids == ["5", "6", "7", "8"]
     items = by_id(data)
     assert votes(items["6"]) == {"101": {"offensive language"}, "105": {"offensive language"}}
-    assert votes(items["8"]) == {"104": {"hate speech", "offensive language"}, "105": {"hate speech", "offensive language"},
-                                 "106": {"hate speech"}}  # fmt: skip
+    assert votes(items["8"]) == {
+        "104": {"hate speech", "offensive language"},
+        "105": {"hate speech", "offensive language"},
+        "106": {"hate speech"},
+    }
     assert data.info["repairs"] == {
         "missing_hate.speech": 1,
         "repeated_ratings": 1,
@@ -351,8 +354,13 @@ def test_real_told_br():
     assert len(data) == 21000 and describe(data)["annotators"] == 42
     assert label_set_sizes(data) == {0: 47821, 1: 12594, 2: 2321, 3: 252, 4: 10, 5: 2}
     assert describe(data)["label_vote_frequency"] == {
-        "homophobia": 594, "obscene": 9667, "insult": 6771, "racism": 177, "misogyny": 625, "xenophobia": 208,
-    }  # fmt: skip
+        "homophobia": 594,
+        "obscene": 9667,
+        "insult": 6771,
+        "racism": 177,
+        "misogyny": 625,
+        "xenophobia": 208,
+    }
     assert sum(any(item.votes.values()) for item in data) == 9255
     assert data.info["repairs"]["repeated_texts"] == 21000 - 20813
     per_annotator = Counter(a for item in data for a in item.votes)

@@ -44,7 +44,7 @@ def test_train_crlf_with_quotes():
     texts = [item.text for item in data]
     # quotes are literal text: at the start, inside, and unbalanced
     assert texts[0] == '"Never stop dreaming" - my gran, every single morning #motivation'
-    assert texts[2] == 'He said "trust me" and then left with my umbrella \U0001F602'
+    assert texts[2] == 'He said "trust me" and then left with my umbrella \U0001f602'
     assert texts[4] == '"half a quote and nothing to close it @someone'
     assert not any("\r" in t or "\n" in t for t in texts)
     assert data[0].gold == {"anticipation", "joy", "optimism"}

@@ -43,8 +43,11 @@ def test_items_with_label_columns():
 
 def test_label_column_renaming_and_order():
     data = load_table(
-        FIXTURES / "items.csv", "dev", label_columns={"joy": "happy", "anger": "angry", "fear": "scared"},
-        labels=["scared", "happy", "angry"], dataset_name="toy",
+        FIXTURES / "items.csv",
+        "dev",
+        label_columns={"joy": "happy", "anger": "angry", "fear": "scared"},
+        labels=["scared", "happy", "angry"],
+        dataset_name="toy",
     )
     assert data.name == "toy"
     assert data.labels == ("scared", "happy", "angry")
@@ -71,8 +74,9 @@ def test_label_list_jsonl_with_split_column():
 
 
 def test_ratings_layout():
-    data = load_dataset("table", FIXTURES / "ratings.csv", "test", id_column="item", annotator_column="rater",
-                        label_columns=["joy", "anger"])
+    data = load_dataset(
+        "table", FIXTURES / "ratings.csv", "test", id_column="item", annotator_column="rater", label_columns=["joy", "anger"]
+    )
     assert data.ids == ["t1", "t2", "t3"]
     assert votes(data[0]) == {"r1": {"joy"}, "r2": {"joy", "anger"}, "r3": set()}
     assert votes(data[1]) == {"r1": {"anger"}, "r2": set()}  # r2's second rating ignored
@@ -83,15 +87,31 @@ def test_ratings_layout():
         "1 repeated (item, annotator) rows: kept the first",
         "gold = labels chosen by at least 0.5 of an item's annotators",
     ]
-    stricter = load_table(FIXTURES / "ratings.csv", "test", id_column="item", annotator_column="rater",
-                          label_columns=["joy", "anger"], gold_threshold=0.6)
+    stricter = load_table(
+        FIXTURES / "ratings.csv",
+        "test",
+        id_column="item",
+        annotator_column="rater",
+        label_columns=["joy", "anger"],
+        gold_threshold=0.6,
+    )
     assert [set(item.gold) for item in stricter] == [{"joy"}, set(), set()]
     # options as a command line passes them
-    from_strings = load_table(FIXTURES / "ratings.csv", "test", id_column="item", annotator_column="rater",
-                              label_columns="joy,anger", gold_threshold="0.6")
+    from_strings = load_table(
+        FIXTURES / "ratings.csv",
+        "test",
+        id_column="item",
+        annotator_column="rater",
+        label_columns="joy,anger",
+        gold_threshold="0.6",
+    )
     assert from_strings.items == stricter.items and from_strings.labels == ("joy", "anger")
-    assert load_dataset("generic", FIXTURES / "ratings.csv", "x", id_column="item", annotator_column="rater",
-                        label_columns=["joy", "anger"]).split == "x"
+    assert (
+        load_dataset(
+            "generic", FIXTURES / "ratings.csv", "x", id_column="item", annotator_column="rater", label_columns=["joy", "anger"]
+        ).split
+        == "x"
+    )
 
 
 def test_directory_of_split_files_with_separator():
@@ -111,14 +131,16 @@ def test_directory_of_split_files_with_separator():
 
 
 def test_parquet_ratings_with_native_lists_and_bools(tmp_path):
-    frame = pd.DataFrame({
-        "id": [7, 7, 8],
-        "text": ["seven", "seven", "eight"],
-        "annotator": [1, 2, 1],
-        "labels": [["joy"], ["joy", "fear"], []],
-        "joy": [True, True, False],
-        "fear": [False, True, False],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": [7, 7, 8],
+            "text": ["seven", "seven", "eight"],
+            "annotator": [1, 2, 1],
+            "labels": [["joy"], ["joy", "fear"], []],
+            "joy": [True, True, False],
+            "fear": [False, True, False],
+        }
+    )
     frame.to_parquet(tmp_path / "test.parquet")
     from_lists = load_table(tmp_path, "test", annotator_column="annotator", label_list_column="labels")
     assert from_lists.ids == ["7", "8"]
@@ -240,9 +262,15 @@ def test_option_errors(tmp_path):
 @pytest.mark.skipif(not REAL_SENSITIVITY.is_file(), reason=f"real annotation sensitivity file not at {REAL_SENSITIVITY}")
 def test_real_per_annotator_table():
     data = load_dataset(
-        "table", REAL_SENSITIVITY, "test", id_column="tweet.id", text_column="tweet_hashed", annotator_column="id",
+        "table",
+        REAL_SENSITIVITY,
+        "test",
+        id_column="tweet.id",
+        text_column="tweet_hashed",
+        annotator_column="id",
         label_columns={"hate.speech": "hate speech", "offensive.language": "offensive language"},
-        missing_labels="drop", dataset_name="tweet_annotation_sensitivity",
+        missing_labels="drop",
+        dataset_name="tweet_annotation_sensitivity",
     )
     summary = describe(data)
     assert summary["items"] == 750
@@ -251,4 +279,3 @@ def test_real_per_annotator_table():
     # 80 ratings lack hate.speech and 6 lack offensive.language (SOURCES.md)
     assert data.notes[0] == "86 rows with a missing label value were dropped (missing_labels='drop')"
     assert data.vote_source == "annotators"
-

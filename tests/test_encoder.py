@@ -26,17 +26,54 @@ def setup(tmp_path_factory):
     data = root / "data"
     data.mkdir()
     write_vote_tables(data, trained.labels, (("train", 96, 41), ("dev", 24, 42), ("test", 24, 43)))
-    options = ["--option", "label_list_column=labels", "--option", f"labels=[{', '.join(trained.labels)}]",
-               "--option", "annotator_column=annotator"]  # fmt: skip
+    options = [
+        "--option",
+        "label_list_column=labels",
+        "--option",
+        f"labels=[{', '.join(trained.labels)}]",
+        "--option",
+        "annotator_column=annotator",
+    ]
     model = root / "models" / "minilm"
-    argv = ["encoder", "train", "--dataset", "table", "--data-dir", str(data), "--split", "train", "--val-split", "dev",
-            *options, "--epochs", "4", "--batch-size", "16", "--lr", "1e-4", "--out", str(model)]  # fmt: skip
+    argv = [
+        "encoder",
+        "train",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(data),
+        "--split",
+        "train",
+        "--val-split",
+        "dev",
+        *options,
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-4",
+        "--out",
+        str(model),
+    ]
     assert main(argv) == 0
     run = root / "run-test"
     assert main([*tiny_run_argv(trained, data, "test", root), "--option", "annotator_column=annotator", "--out", str(run)]) == 0
     train_run = root / "run-train"
-    assert main([*tiny_run_argv(trained, data, "train", root), "--option", "annotator_column=annotator", "--limit", "8",
-                 "--out", str(train_run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *tiny_run_argv(trained, data, "train", root),
+                "--option",
+                "annotator_column=annotator",
+                "--limit",
+                "8",
+                "--out",
+                str(train_run),
+            ]
+        )
+        == 0
+    )
     return {"root": root, "data": data, "options": options, "model": model, "run": run, "train_run": train_run}
 
 
@@ -54,8 +91,16 @@ def test_training_record_and_kept_epoch(setup):
 
 def test_encoder_evaluates_like_any_estimator(setup, capsys):
     spec = f"encoder[model={setup['model']}]"
-    argv = ["evaluate", str(setup["run"]), "--calibrate-on", str(setup["train_run"]), "--estimators", f"max,{spec}",
-            "--resamples", "100"]  # fmt: skip
+    argv = [
+        "evaluate",
+        str(setup["run"]),
+        "--calibrate-on",
+        str(setup["train_run"]),
+        "--estimators",
+        f"max,{spec}",
+        "--resamples",
+        "100",
+    ]
     assert main(argv) == 0
     result = json.loads((setup["run"] / "evaluation.json").read_text())
     row = result["estimators"][spec]
@@ -71,14 +116,28 @@ def test_encoder_evaluates_like_any_estimator(setup, capsys):
 
 def test_predict_matches_the_estimator_and_says_about_training_items(setup, capsys, tmp_path):
     out = tmp_path / "predictions.csv"
-    argv = ["encoder", "predict", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "test",
-            *setup["options"], "--model", str(setup["model"]), "--out", str(out)]  # fmt: skip
+    argv = [
+        "encoder",
+        "predict",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(setup["data"]),
+        "--split",
+        "test",
+        *setup["options"],
+        "--model",
+        str(setup["model"]),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     frame = pd.read_csv(out)
     assert list(frame.columns)[0] == "id" and len(frame) == 24
     model, _ = load_encoder(setup["model"])
-    dataset = load_dataset("table", setup["data"], "test", label_list_column="labels",
-                           labels=list(frame.columns[1:]), annotator_column="annotator")  # fmt: skip
+    dataset = load_dataset(
+        "table", setup["data"], "test", label_list_column="labels", labels=list(frame.columns[1:]), annotator_column="annotator"
+    )
     direct = model.predict([item.text for item in dataset.items])
     assert np.allclose(frame.iloc[:, 1:].to_numpy(), direct, atol=1e-6)
     capsys.readouterr()
@@ -91,8 +150,21 @@ def test_no_training_item_is_evaluated(setup, capsys):
     spec = f"encoder[model={setup['model']}]"
     assert main(["evaluate", str(setup["train_run"]), "--estimators", spec]) == 2
     assert "was trained on 8 items" in capsys.readouterr().err
-    argv = ["encoder", "train", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train",
-            "--val-split", "train", *setup["options"], "--out", str(setup["root"] / "bad")]  # fmt: skip
+    argv = [
+        "encoder",
+        "train",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(setup["data"]),
+        "--split",
+        "train",
+        "--val-split",
+        "train",
+        *setup["options"],
+        "--out",
+        str(setup["root"] / "bad"),
+    ]
     assert main(argv) == 2
     assert "shares items with the training split" in capsys.readouterr().err
     assert main(["evaluate", str(setup["run"]), "--estimators", "encoder"]) == 2
@@ -109,8 +181,24 @@ def test_label_names_input_reads_each_label_from_its_own_tokens(setup):
         assert model.tokenizer.decode(ids[start:end]).strip() == label
     logits = model.logits(["what a lovely day", "a storm"])
     assert tuple(logits.shape) == (2, 4)
-    argv = ["encoder", "train", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train", "--limit", "16",
-            *setup["options"], "--label-names", "--epochs", "1", "--out", str(setup["root"] / "demux")]  # fmt: skip
+    argv = [
+        "encoder",
+        "train",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(setup["data"]),
+        "--split",
+        "train",
+        "--limit",
+        "16",
+        *setup["options"],
+        "--label-names",
+        "--epochs",
+        "1",
+        "--out",
+        str(setup["root"] / "demux"),
+    ]
     assert main(argv) == 0
     manifest = json.loads((setup["root"] / "demux" / "encoder.json").read_text())
     assert manifest["label_names"] is True and manifest["training_items"] == 16 and manifest["kept_epoch"] == 1

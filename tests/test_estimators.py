@@ -28,11 +28,19 @@ def run_arrays() -> RunArrays:
         ]
     )
     return RunArrays(
-        path="mem", ids=["a", "b", "c"], labels=("x", "y", "z"), slot_probs=exact, first_token=first_token,
-        stop=np.array([[0.1, 0.2, 0.55], [0.7, NAN, NAN], [NAN, NAN, NAN]]), n_slots=np.array([3, 1, 0]),
-        generated=np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]], dtype=float), gold=np.zeros((3, 3)),
-        targets=np.zeros((3, 3)), votes_available=np.zeros(3, bool), parsed=np.array([True, True, False]),
-    )  # fmt: skip
+        path="mem",
+        ids=["a", "b", "c"],
+        labels=("x", "y", "z"),
+        slot_probs=exact,
+        first_token=first_token,
+        stop=np.array([[0.1, 0.2, 0.55], [0.7, NAN, NAN], [NAN, NAN, NAN]]),
+        n_slots=np.array([3, 1, 0]),
+        generated=np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]], dtype=float),
+        gold=np.zeros((3, 3)),
+        targets=np.zeros((3, 3)),
+        votes_available=np.zeros(3, bool),
+        parsed=np.array([True, True, False]),
+    )
 
 
 def test_exact_estimators_hand_computed():
@@ -77,11 +85,19 @@ def synthetic_calibration(n=4000, k=3, slope=1.7, intercept=-0.4, seed=0, hard=F
     fractions = 1 / (1 + np.exp(-(slope * x + intercept)))
     targets = (rng.random((n, k)) < fractions).astype(float) if hard else fractions
     return RunArrays(
-        path=f"synthetic{seed}", ids=[f"s{seed}-{i}" for i in range(n)], labels=tuple("xyz"[:k]),
-        slot_probs=labels_p[:, None, :], first_token=labels_p[:, None, :], stop=stop[:, None],
-        n_slots=np.ones(n, int), generated=np.zeros((n, k)), gold=(targets >= 0.5).astype(float), targets=targets,
-        votes_available=np.ones(n, bool), parsed=np.ones(n, bool),
-    )  # fmt: skip
+        path=f"synthetic{seed}",
+        ids=[f"s{seed}-{i}" for i in range(n)],
+        labels=tuple("xyz"[:k]),
+        slot_probs=labels_p[:, None, :],
+        first_token=labels_p[:, None, :],
+        stop=stop[:, None],
+        n_slots=np.ones(n, int),
+        generated=np.zeros((n, k)),
+        gold=(targets >= 0.5).astype(float),
+        targets=targets,
+        votes_available=np.ones(n, bool),
+        parsed=np.ones(n, bool),
+    )
 
 
 def test_platt_recovers_a_known_sigmoid_from_soft_targets():
@@ -144,7 +160,10 @@ def test_estimator_specs():
     assert parse_estimator("max@first-token") == ("max", {}, "first-token")
     assert parse_estimator("platt[base=first, ridge=3]@first-token") == ("platt", {"base": "first", "ridge": 3.0}, "first-token")
     assert split_specs("first,platt[base=first,scope=shared]@first-token, max") == [
-        "first", "platt[base=first,scope=shared]@first-token", "max"]  # fmt: skip
+        "first",
+        "platt[base=first,scope=shared]@first-token",
+        "max",
+    ]
     assert make_estimator("platt-shared").scope == "shared"
     assert make_estimator("platt", "first-token", base="mean").base == "mean"
     for bad, message in (("max@logits", "source must be"), ("platt[base]", "key=value"), ("max[", "NAME")):

@@ -96,8 +96,16 @@ def test_evaluate_errors(runs, capsys):
 
 def test_platt_rows_and_compare(runs, capsys):
     spec = "platt[base=first,feature=logit,scope=shared]@first-token"
-    argv = ["evaluate", str(runs["dev"]), "--calibrate-on", str(runs["train"]), "--resamples", "100",
-            "--estimators", f"max,platt,platt-shared,{spec}"]  # fmt: skip
+    argv = [
+        "evaluate",
+        str(runs["dev"]),
+        "--calibrate-on",
+        str(runs["train"]),
+        "--resamples",
+        "100",
+        "--estimators",
+        f"max,platt,platt-shared,{spec}",
+    ]
     assert main(argv) == 0
     result = json.loads((runs["dev"] / "evaluation.json").read_text())
     rows = result["estimators"]
@@ -141,8 +149,23 @@ def test_cross_fitting_predicts_each_fold_from_the_others(runs, tmp_path, capsys
     from labeldist.evaluation import _folds
     from labeldist.metrics.alignment import bce_per_item
 
-    assert main(["evaluate", str(runs["dev"]), "--cross-fit", "4", "--estimators", "max,platt",
-                 "--threshold", "tuned", "--resamples", "50"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(runs["dev"]),
+                "--cross-fit",
+                "4",
+                "--estimators",
+                "max,platt",
+                "--threshold",
+                "tuned",
+                "--resamples",
+                "50",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     result = json.loads((runs["dev"] / "evaluation.json").read_text())
     assert result["cross_fit"] == {"folds": 4, "seed": 0} and result["calibration_run"] is None
@@ -210,8 +233,10 @@ def test_platt_takes_an_estimator_object(runs):
     from labeldist.estimators.slots import First, Max
 
     dev, train = RunArrays.load(runs["dev"]), RunArrays.load(runs["train"])
-    for named, given in ((Platt(base="first"), Platt(base=First())),
-                         (Platt(base="max", source="first-token"), Platt(base=Max(source="first-token")))):  # fmt: skip
+    for named, given in (
+        (Platt(base="first"), Platt(base=First())),
+        (Platt(base="max", source="first-token"), Platt(base=Max(source="first-token"))),
+    ):
         np.testing.assert_array_equal(named.fit(train).predict_proba(dev), given.fit(train).predict_proba(dev))
         assert named.fitted() == given.fitted()
     assert Platt(base=Max(source="first-token")).fit(train).fitted()["feature"] == "logp"

@@ -30,15 +30,21 @@ def setup(tmp_path_factory):
                 labels = set(example.labels)
                 if annotator == "a2" and rng.random() < 0.3:
                     labels ^= {rng.choice(SYNTHETIC_LABELS)}
-                rows.append({"id": f"{split}{i:03d}", "text": example.text, "annotator": annotator,
-                             "labels": ",".join(sorted(labels))})  # fmt: skip
+                rows.append(
+                    {"id": f"{split}{i:03d}", "text": example.text, "annotator": annotator, "labels": ",".join(sorted(labels))}
+                )
         pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
 
-    run_argv = [*tiny_run_argv(trained, data, "test", root), "--option", "annotator_column=annotator", "--answer-format",
-                "comma"]  # fmt: skip
+    run_argv = [*tiny_run_argv(trained, data, "test", root), "--option", "annotator_column=annotator", "--answer-format", "comma"]
     template = run_argv[run_argv.index("--template") + 1]
-    options = ["--option", "label_list_column=labels", "--option", f"labels=[{', '.join(SYNTHETIC_LABELS)}]",
-               "--option", "annotator_column=annotator"]  # fmt: skip
+    options = [
+        "--option",
+        "label_list_column=labels",
+        "--option",
+        f"labels=[{', '.join(SYNTHETIC_LABELS)}]",
+        "--option",
+        "annotator_column=annotator",
+    ]
     return {"root": root, "base": base, "data": data, "run_argv": run_argv, "template": template, "options": options}
 
 
@@ -46,9 +52,31 @@ def test_finetuning_moves_outputs_to_the_training_format(setup):
     before = setup["root"] / "run-before"
     assert main([*setup["run_argv"], "--out", str(before)]) == 0
     tuned = setup["root"] / "models" / "tuned"
-    argv = ["finetune", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train", *setup["options"],
-            "--model", str(setup["base"]), "--template", setup["template"], "--no-chat", "--answer-format", "comma",
-            "--epochs", "3", "--batch-size", "8", "--lr", "1e-2", "--out", str(tuned)]  # fmt: skip
+    argv = [
+        "finetune",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(setup["data"]),
+        "--split",
+        "train",
+        *setup["options"],
+        "--model",
+        str(setup["base"]),
+        "--template",
+        setup["template"],
+        "--no-chat",
+        "--answer-format",
+        "comma",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-2",
+        "--out",
+        str(tuned),
+    ]
     assert main(argv) == 0
     manifest = json.loads((tuned / "finetune.json").read_text())
     assert manifest["examples"] == 160 and manifest["trainable_parameters"] > 0
@@ -75,9 +103,29 @@ def test_finetuning_moves_outputs_to_the_training_format(setup):
 
 def test_annotator_answers_make_one_example_per_vote(setup):
     tuned = setup["root"] / "models" / "annotators"
-    argv = ["finetune", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train", *setup["options"],
-            "--model", str(setup["base"]), "--template", setup["template"], "--no-chat", "--epochs", "1",
-            "--limit", "10", "--answers", "annotators", "--out", str(tuned)]  # fmt: skip
+    argv = [
+        "finetune",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(setup["data"]),
+        "--split",
+        "train",
+        *setup["options"],
+        "--model",
+        str(setup["base"]),
+        "--template",
+        setup["template"],
+        "--no-chat",
+        "--epochs",
+        "1",
+        "--limit",
+        "10",
+        "--answers",
+        "annotators",
+        "--out",
+        str(tuned),
+    ]
     assert main(argv) == 0
     manifest = json.loads((tuned / "finetune.json").read_text())
     assert manifest["examples"] == 20 and len(manifest["training_ids"]) == 10
@@ -85,11 +133,41 @@ def test_annotator_answers_make_one_example_per_vote(setup):
 
 
 def test_finetune_errors(setup, capsys):
-    argv = ["finetune", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train", *setup["options"],
-            "--model", str(setup["base"]), "--template", setup["template"], "--no-chat", "--limit", "4",
-            "--max-length", "16", "--out", str(setup["root"] / "bad")]  # fmt: skip
+    argv = [
+        "finetune",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(setup["data"]),
+        "--split",
+        "train",
+        *setup["options"],
+        "--model",
+        str(setup["base"]),
+        "--template",
+        setup["template"],
+        "--no-chat",
+        "--limit",
+        "4",
+        "--max-length",
+        "16",
+        "--out",
+        str(setup["root"] / "bad"),
+    ]
     assert main(argv) == 2
     assert "over --max-length 16" in capsys.readouterr().err
-    argv = ["finetune", "--dataset", "table", "--data-dir", str(setup["data"]), "--split", "train", *setup["options"],
-            "--model", str(setup["root"] / "nowhere"), "--out", str(setup["root"] / "bad")]  # fmt: skip
+    argv = [
+        "finetune",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(setup["data"]),
+        "--split",
+        "train",
+        *setup["options"],
+        "--model",
+        str(setup["root"] / "nowhere"),
+        "--out",
+        str(setup["root"] / "bad"),
+    ]
     assert main(argv) == 2

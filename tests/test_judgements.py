@@ -39,17 +39,27 @@ def tiny_data():
     def item(i, text, gold, split):
         return Item(f"{split}{i}", text, gold=frozenset(gold))
 
-    pool = Dataset("tiny", LABELS, "train", [
-        item(0, "I am so happy today", {"joy"}, "t"),
-        item(1, "that movie was scary and he lied to me", {"fear", "anger"}, "t"),
-        item(2, "nothing much happened", set(), "t"),
-        item(3, "you make me furious", {"anger"}, "t"),
-    ])  # fmt: skip
-    dev = Dataset("tiny", LABELS, "dev", [
-        item(0, "what a lovely surprise", {"joy"}, "d"),
-        item(1, "the dark street scared me", {"fear"}, "d"),
-        item(2, "a plain note", set(), "d"),
-    ])  # fmt: skip
+    pool = Dataset(
+        "tiny",
+        LABELS,
+        "train",
+        [
+            item(0, "I am so happy today", {"joy"}, "t"),
+            item(1, "that movie was scary and he lied to me", {"fear", "anger"}, "t"),
+            item(2, "nothing much happened", set(), "t"),
+            item(3, "you make me furious", {"anger"}, "t"),
+        ],
+    )
+    dev = Dataset(
+        "tiny",
+        LABELS,
+        "dev",
+        [
+            item(0, "what a lovely surprise", {"joy"}, "d"),
+            item(1, "the dark street scared me", {"fear"}, "d"),
+            item(2, "a plain note", set(), "d"),
+        ],
+    )
     return dev, pool
 
 
@@ -97,14 +107,32 @@ def test_pairwise_prompts_ask_both_orders_with_the_right_answer_in_both_position
 
 def test_judgement_templates_validate_and_load_from_yaml(tmp_path):
     with pytest.raises(TemplateError, match="must end with"):
-        JudgementTemplate(method="unary", system="", instruction="{labels} {none}", query="{candidate} {text}",
-                          candidate="{label}", answers=("yes", "no"))  # fmt: skip
+        JudgementTemplate(
+            method="unary",
+            system="",
+            instruction="{labels} {none}",
+            query="{candidate} {text}",
+            candidate="{label}",
+            answers=("yes", "no"),
+        )
     with pytest.raises(TemplateError, match="candidate"):
-        JudgementTemplate(method="pairwise", system="", instruction="{labels} {none}", query="{text} {candidate}",
-                          candidate="{label}", answers=("a", "b"))  # fmt: skip
+        JudgementTemplate(
+            method="pairwise",
+            system="",
+            instruction="{labels} {none}",
+            query="{text} {candidate}",
+            candidate="{label}",
+            answers=("a", "b"),
+        )
     with pytest.raises(TemplateError, match="two different"):
-        JudgementTemplate(method="unary", system="", instruction="{labels} {none}", query="{text} {candidate}",
-                          candidate="{label}", answers=("yes", "yes"))  # fmt: skip
+        JudgementTemplate(
+            method="unary",
+            system="",
+            instruction="{labels} {none}",
+            query="{text} {candidate}",
+            candidate="{label}",
+            answers=("yes", "yes"),
+        )
     path = tmp_path / "unary.yaml"
     path.write_text('answers: [true, false]\nanswer_lead: "Verdict:"\nnone_label: "no emotion"\n')
     with pytest.raises(TemplateError, match="answers"):
@@ -163,8 +191,9 @@ def brute_force(backend: HFBackend, prompt, fills=None) -> np.ndarray:
 def test_answer_scores_match_brute_force(tiny_backends, name, method, demonstrations):
     backend = tiny_backends[name]
     dev, pool = tiny_data()
-    prompts = build_judgement_prompts(dev, pool, JudgementTemplate.default(method), "random", 3, seed=1,
-                                      shared_demonstrations=demonstrations == "shared")  # fmt: skip
+    prompts = build_judgement_prompts(
+        dev, pool, JudgementTemplate.default(method), "random", 3, seed=1, shared_demonstrations=demonstrations == "shared"
+    )
     together = backend.score_answers(prompts)
     for prompt, table in zip(prompts, together):
         np.testing.assert_allclose(table, brute_force(backend, prompt), atol=2e-5)
@@ -246,10 +275,35 @@ def judged_runs(tmp_path_factory):
     labels = "[" + ", ".join(trained.labels) + "]"
 
     def argv(split, method, out):
-        return ["run", "--dataset", "table", "--data-dir", str(data), "--split", split, "--pool-split", "train",
-                "--option", "label_list_column=labels", "--option", f"labels={labels}",
-                "--option", "annotator_column=annotator", "--model", str(trained.path), "--shots", "2",
-                "--no-chat", "--quiet", "--batch-size", "4", "--method", method, "--out", str(out)]  # fmt: skip
+        return [
+            "run",
+            "--dataset",
+            "table",
+            "--data-dir",
+            str(data),
+            "--split",
+            split,
+            "--pool-split",
+            "train",
+            "--option",
+            "label_list_column=labels",
+            "--option",
+            f"labels={labels}",
+            "--option",
+            "annotator_column=annotator",
+            "--model",
+            str(trained.path),
+            "--shots",
+            "2",
+            "--no-chat",
+            "--quiet",
+            "--batch-size",
+            "4",
+            "--method",
+            method,
+            "--out",
+            str(out),
+        ]
 
     return {"root": root, "argv": argv, "labels": trained.labels}
 

@@ -38,9 +38,7 @@ def test_classification_matches_sklearn(random_data):
     assert micro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="micro", zero_division=1))
     assert macro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="macro", zero_division=1))
     np.testing.assert_allclose(per_label_f1(gold, pred), f1_score(gold, pred, average=None, zero_division=1))
-    assert jaccard_per_item(gold, pred).mean() == pytest.approx(
-        jaccard_score(gold, pred, average="samples", zero_division=1)
-    )
+    assert jaccard_per_item(gold, pred).mean() == pytest.approx(jaccard_score(gold, pred, average="samples", zero_division=1))
     result = evaluate_probs(pred, pred, gold, n_resamples=20)
     assert result["exact_match"]["value"] == pytest.approx(accuracy_score(gold, pred))
 
@@ -58,9 +56,7 @@ def test_hand_computed_small_case():
     targets = np.array([[1.0, 0.0, 2 / 3], [0.0, 1 / 3, 1 / 3]])
     gold = np.array([[1, 0, 1], [0, 0, 0]], dtype=float)
     # MAMD: item 1: 2*(0.1 + 0.2 + 0.2667)/3; item 2: 2*(0.1 + 0.2667 + 0.1667)/3
-    np.testing.assert_allclose(
-        mamd_per_item(probs, targets), [2 * (0.1 + 0.2 + 4 / 15) / 3, 2 * (0.1 + 4 / 15 + 1 / 6) / 3]
-    )
+    np.testing.assert_allclose(mamd_per_item(probs, targets), [2 * (0.1 + 0.2 + 4 / 15) / 3, 2 * (0.1 + 4 / 15 + 1 / 6) / 3])
     np.testing.assert_allclose(
         brier_per_item(probs, targets), [(0.01 + 0.04 + (4 / 15) ** 2) / 3, (0.01 + (4 / 15) ** 2 + (1 / 6) ** 2) / 3]
     )

@@ -378,11 +378,32 @@ def table(tmp_path):
         'demonstration: "Text: {text}\\nLabels: {label}"\nquery: "Text: {text}\\nLabels:"\n'
     )
     return [
-        "run", "--dataset", "table", "--data-dir", str(data), "--split", "dev",
-        "--option", "label_list_column=labels", "--option", f"labels=[{', '.join(LABELS)}]",
-        "--shots", "0", "--template", str(template), "--no-chat", "--quiet", "--backend", "openai",
-        "--model", "toy", "--retries", "1", "--top-logprobs", "4",
-    ]  # fmt: skip
+        "run",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(data),
+        "--split",
+        "dev",
+        "--option",
+        "label_list_column=labels",
+        "--option",
+        f"labels=[{', '.join(LABELS)}]",
+        "--shots",
+        "0",
+        "--template",
+        str(template),
+        "--no-chat",
+        "--quiet",
+        "--backend",
+        "openai",
+        "--model",
+        "toy",
+        "--retries",
+        "1",
+        "--top-logprobs",
+        "4",
+    ]
 
 
 def test_run_records_bounds_and_gaps_and_a_rerun_fills_them(table, tmp_path, capsys):

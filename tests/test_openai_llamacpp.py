@@ -81,9 +81,22 @@ class LlamaServer:
         self.starts += 1
         log = self.log_dir / f"llama-server-{self.starts}.log"
         argv = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", ALIAS,
-            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "4096", "--verbose", "False",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path()),
+            "--model_alias",
+            ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "4096",
+            "--verbose",
+            "False",
+        ]
         with open(log, "wb") as handle:
             self.process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout
@@ -127,9 +140,25 @@ def server(tmp_path_factory):
 
 def run_argv(out: Path, *, limit: int) -> list[str]:
     return [
-        "run", "--dataset", "goemotions", "--data-dir", str(SUBSET), "--split", "dev", "--grouping", "paper-7",
-        "--shots", "10", "--seed", "0", "--limit", str(limit), "--quiet", "--out", str(out),
-    ]  # fmt: skip
+        "run",
+        "--dataset",
+        "goemotions",
+        "--data-dir",
+        str(SUBSET),
+        "--split",
+        "dev",
+        "--grouping",
+        "paper-7",
+        "--shots",
+        "10",
+        "--seed",
+        "0",
+        "--limit",
+        str(limit),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def server_argv(server: LlamaServer) -> list[str]:
@@ -239,9 +268,25 @@ def test_llamacpp_unary_scores_agree_with_hf(server, tmp_path):
     # the unary method through the server: each question's two answers scored as continuations
     # of the prompt (expansions on /v1/completions), against the hf backend's exact scores
     argv = [
-        "run", "--method", "unary", "--dataset", "goemotions", "--data-dir", str(SUBSET), "--split", "dev",
-        "--grouping", "paper-7", "--shots", "4", "--seed", "0", "--limit", "1", "--quiet",
-    ]  # fmt: skip
+        "run",
+        "--method",
+        "unary",
+        "--dataset",
+        "goemotions",
+        "--data-dir",
+        str(SUBSET),
+        "--split",
+        "dev",
+        "--grouping",
+        "paper-7",
+        "--shots",
+        "4",
+        "--seed",
+        "0",
+        "--limit",
+        "1",
+        "--quiet",
+    ]
     http_run, hf_run = tmp_path / "unary-llamacpp", tmp_path / "unary-hf"
     assert main([*argv, "--out", str(http_run), *server_argv(server), "--concurrency", "2"]) == 0
     assert main([*argv, "--out", str(hf_run), "--model", "smollm2-135m-instruct"]) == 0

@@ -41,8 +41,16 @@ def runs(tmp_path_factory):
 
 
 def test_probe_evaluates_like_any_estimator(runs, capsys):
-    argv = ["evaluate", str(runs["dev"]), "--calibrate-on", str(runs["train"]), "--resamples", "100",
-            "--estimators", "probe,probe[target=gold,layer=1],max"]  # fmt: skip
+    argv = [
+        "evaluate",
+        str(runs["dev"]),
+        "--calibrate-on",
+        str(runs["train"]),
+        "--resamples",
+        "100",
+        "--estimators",
+        "probe,probe[target=gold,layer=1],max",
+    ]
     assert main(argv) == 0
     result = json.loads((runs["dev"] / "evaluation.json").read_text())
     rows = result["estimators"]

@@ -280,5 +280,14 @@ def test_shared_demonstrations_never_show_an_item_its_own_answer(train):
         if prompt.item_id in shared:
             assert prompt.demonstration_ids != shared
     with pytest.raises(ValueError, match="cannot share"):
-        build_prompts(train, train, SIMPLE, JsonFormat(), "similarity", shots=2, seed=0, shared_demonstrations=True,
-                      sampler_options={"embed": lambda texts: __import__("numpy").ones((len(texts), 2))})
+        build_prompts(
+            train,
+            train,
+            SIMPLE,
+            JsonFormat(),
+            "similarity",
+            shots=2,
+            seed=0,
+            shared_demonstrations=True,
+            sampler_options={"embed": lambda texts: __import__("numpy").ones((len(texts), 2))},
+        )

@@ -218,9 +218,7 @@ def test_multilabel_share_errors(pool):
 
 def test_make_sampler_names_and_options(pool):
     assert isinstance(make_sampler("balanced", pool, 0), BalancedSampler)
-    with pytest.raises(
-        ValueError, match="unknown sampler 'nearest'; choose from random, balanced, covering, similarity"
-    ):
+    with pytest.raises(ValueError, match="unknown sampler 'nearest'; choose from random, balanced, covering, similarity"):
         make_sampler("nearest", pool, 0)
     with pytest.raises(ValueError, match="'covering' does not take multilabel_share"):
         make_sampler("covering", pool, 0, multilabel_share=0.5)

@@ -25,8 +25,20 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    argv = ["report", str(runs["dev"]), str(runs["train"]), str(runs["sweep"]), "--out", str(out),
-            "--examples", "2", "--resamples", "100", "--title", "Tiny model report"]  # fmt: skip
+    argv = [
+        "report",
+        str(runs["dev"]),
+        str(runs["train"]),
+        str(runs["sweep"]),
+        "--out",
+        str(out),
+        "--examples",
+        "2",
+        "--resamples",
+        "100",
+        "--title",
+        "Tiny model report",
+    ]
     assert main(argv) == 0
     return out
 
@@ -55,8 +67,13 @@ def test_report_is_self_contained(report):
 
 def test_report_sections(runs, report):
     text = report.read_text(encoding="utf-8")
-    for anchor, heading in (("runs", "Runs"), ("evaluation", "Evaluation"), ("analyses", "Analyses"),
-                            ("sweep-1", "Sweep: sweep"), ("examples", "Examples")):  # fmt: skip
+    for anchor, heading in (
+        ("runs", "Runs"),
+        ("evaluation", "Evaluation"),
+        ("analyses", "Analyses"),
+        ("sweep-1", "Sweep: sweep"),
+        ("examples", "Examples"),
+    ):
         assert f"<h2 id='{anchor}'>{heading}</h2>" in text and f"<a href='#{anchor}'>{heading}</a>" in text
     # the analyses compare the runs given directly (dev and train: other items, so nothing is
     # paired item by item); the sweep's runs have their own section
@@ -95,8 +112,10 @@ def test_the_check_fails_on_broken_and_blank_figures(tmp_path):
     white = io.BytesIO()
     Image.new("RGB", (600, 300), "white").save(white, format="PNG")
     blank_page = tmp_path / "blank.html"
-    blank_page.write_text(f'<!DOCTYPE html><html><body><h1>x</h1><img alt="white" src="data:image/png;base64,'
-                          f'{base64.b64encode(white.getvalue()).decode()}"></body></html>')  # fmt: skip
+    blank_page.write_text(
+        f'<!DOCTYPE html><html><body><h1>x</h1><img alt="white" src="data:image/png;base64,'
+        f'{base64.b64encode(white.getvalue()).decode()}"></body></html>'
+    )
     with pytest.raises(BrowserError, match="blank"):
         check_report(blank_page, tmp_path / "blank.png")
     broken = tmp_path / "broken.html"
@@ -108,8 +127,10 @@ def test_the_check_fails_on_broken_and_blank_figures(tmp_path):
 def test_report_cli_screenshot_option(runs, tmp_path, capsys):
     needs_browser()
     out, shot = tmp_path / "r.html", tmp_path / "r.png"
-    assert main(["report", str(runs["dev"]), "--out", str(out), "--examples", "1", "--resamples", "50",
-                 "--screenshot", str(shot)]) == 0  # fmt: skip
+    assert (
+        main(["report", str(runs["dev"]), "--out", str(out), "--examples", "1", "--resamples", "50", "--screenshot", str(shot)])
+        == 0
+    )
     assert "4 figures, all rendered" in capsys.readouterr().err
     assert shot.exists()
 
@@ -136,8 +157,22 @@ def test_saved_evaluations_are_shown_each_once(runs, tmp_path, capsys):
     outputs = {}
     for threshold in ("0.5", "tuned"):
         capsys.readouterr()
-        assert main(["evaluate", str(run), "--calibrate-on", str(runs["train"]), "--threshold", threshold,
-                     "--resamples", "50", "--json"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(run),
+                    "--calibrate-on",
+                    str(runs["train"]),
+                    "--threshold",
+                    threshold,
+                    "--resamples",
+                    "50",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         outputs[threshold] = capsys.readouterr().out
         (run / f"evaluation-{threshold}.json").write_text(outputs[threshold])
     # evaluation.json is now the tuned one again: three files, two evaluations

@@ -231,8 +231,12 @@ def test_resume_after_kill_equals_uninterrupted_run(setup):
     argv = [*base, "--batch-size", "1"]
     assert main([*argv, "--out", str(whole)]) == 0
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    process = subprocess.Popen([sys.executable, "-m", "labeldist", *argv, "--out", str(killed)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labeldist", *argv, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         if len(list((killed / "records").glob("part-*.parquet"))) >= 5:

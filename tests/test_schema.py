@@ -12,10 +12,12 @@ def make(items, labels=("a", "b", "c")):
 
 
 def test_vote_fractions_share_of_annotators():
-    ds = make([
-        Item("1", "x", {"r1": frozenset({"a"}), "r2": frozenset({"a", "b"}), "r3": frozenset()}, frozenset({"a"})),
-        Item("2", "y", {}, frozenset({"c"})),
-    ])
+    ds = make(
+        [
+            Item("1", "x", {"r1": frozenset({"a"}), "r2": frozenset({"a", "b"}), "r3": frozenset()}, frozenset({"a"})),
+            Item("2", "y", {}, frozenset({"c"})),
+        ]
+    )
     np.testing.assert_allclose(ds.vote_fractions(), [[2 / 3, 1 / 3, 0], [0, 0, 1]])
     np.testing.assert_array_equal(ds.gold_matrix(), [[1, 0, 0], [0, 0, 1]])
     assert ds.vote_source == "mixed"

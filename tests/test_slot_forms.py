@@ -69,7 +69,7 @@ def test_forms_read_back_as_their_event(fmt_name, prefix, generated, chosen):
                         rest = "]" if fmt_name == "json" and not text.endswith("]") else ""
                     read = fmt.parse(before + text + rest, labels)
                     spans = fmt.label_spans(before + text + rest, labels)
-                    assert len(spans) >= plan.index and spans[plan.index - 1].label == label, (before + text + rest)
+                    assert len(spans) >= plan.index and spans[plan.index - 1].label == label, before + text + rest
                     assert list(read.labels[: plan.index - 1]) == earlier
         for form in plan.close_forms:
             for text in endings(form):
@@ -111,7 +111,7 @@ def test_json_forms_cover_quoting_and_spacing():
     assert {f.text for f in second.forms_of("joy")} == {', "joy', ", 'joy", ", joy", ',"joy', ",'joy", ",joy"}
     assert {f.text for f in second.close_forms} == {"]", " ]", ",]", ", ]"}
     # a label holding a single quote cannot be written in single quotes
-    assert {f.text for f in first.forms_of("don't know")} == {'"don\'t know', "don't know", ' "don\'t know', " don't know"}
+    assert {f.text for f in first.forms_of("don't know")} == {"\"don't know", "don't know", " \"don't know", " don't know"}
 
 
 def test_record_forms_say_what_was_scored():

@@ -53,6 +53,7 @@ GEMMA_WIDE = "gemma3-wide"  # the same weights with a window wider than every pr
 PUNCT = "llama-bpe-punct"
 PUNCT_TEXTS = ['Labels: ["joy"].', "Labels: [].", 'Labels: ["fear", "anger"],'] * 40
 
+
 def _model_param(name):
     marks = []
     if name.startswith("gemma3"):

@@ -36,8 +36,14 @@ def setup(tmp_path_factory):
                     labels = set(example.labels)
                     if annotator == "a3":
                         labels ^= {rng.choice(trained.labels)}
-                    rows.append({"id": f"{name}-{split}{i:02d}", "text": example.text, "annotator": annotator,
-                                 "labels": ",".join(sorted(labels))})  # fmt: skip
+                    rows.append(
+                        {
+                            "id": f"{name}-{split}{i:02d}",
+                            "text": example.text,
+                            "annotator": annotator,
+                            "labels": ",".join(sorted(labels)),
+                        }
+                    )
             pd.DataFrame(rows).to_csv(data / f"{split}.csv", index=False)
     template = root / "template.yaml"
     template.write_text(RUN_TEMPLATE)
@@ -51,12 +57,28 @@ def setup(tmp_path_factory):
         "resamples": 50,
         "run": {"shots": 0, "template": str(template), "chat": False, "max_new_tokens": 24, "batch_size": 4},
         "datasets": [
-            {"id": "alpha", "dataset": "table", "data_dir": str(root / "alpha"), "eval_split": "test",
-             "calibration_split": "dev", "eval_items": 10, "calibration_items": 8, "options": options},
-            {"id": "beta", "dataset": "table", "data_dir": str(root / "beta"), "eval_split": "test",
-             "calibration_split": "test", "eval_items": 6, "calibration_items": 6, "options": options},
+            {
+                "id": "alpha",
+                "dataset": "table",
+                "data_dir": str(root / "alpha"),
+                "eval_split": "test",
+                "calibration_split": "dev",
+                "eval_items": 10,
+                "calibration_items": 8,
+                "options": options,
+            },
+            {
+                "id": "beta",
+                "dataset": "table",
+                "data_dir": str(root / "beta"),
+                "eval_split": "test",
+                "calibration_split": "test",
+                "eval_items": 6,
+                "calibration_items": 6,
+                "options": options,
+            },
         ],
-    }  # fmt: skip
+    }
     path = root / "suite.yaml"
     path.write_text(yaml.safe_dump(config))
     out = root / "results"
@@ -166,8 +188,12 @@ def test_only_and_changed_settings(setup, tmp_path, capsys):
     ],
 )
 def test_bad_suite_files(tmp_path, change, message):
-    config = {"models": ["m"], "datasets": [{"id": "a", "dataset": "table", "data_dir": "d", "eval_split": "test",
-                                             "calibration_split": "dev", "eval_items": 3}]}  # fmt: skip
+    config = {
+        "models": ["m"],
+        "datasets": [
+            {"id": "a", "dataset": "table", "data_dir": "d", "eval_split": "test", "calibration_split": "dev", "eval_items": 3}
+        ],
+    }
     config.update(change)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))

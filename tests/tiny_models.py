@@ -447,10 +447,41 @@ SYNTHETIC_CUES: dict[str, tuple[str, ...]] = {
 SYNTHETIC_LABELS: tuple[str, ...] = tuple(SYNTHETIC_CUES)
 
 _FILLER = (
-    "i", "we", "they", "the", "a", "my", "our", "today", "was", "is", "am", "feel", "felt",
-    "about", "this", "that", "game", "movie", "dog", "trip", "work", "party", "news", "really",
-    "very", "so", "at", "after", "and", "with", "friends", "night", "weather", "school",
-)  # fmt: skip
+    "i",
+    "we",
+    "they",
+    "the",
+    "a",
+    "my",
+    "our",
+    "today",
+    "was",
+    "is",
+    "am",
+    "feel",
+    "felt",
+    "about",
+    "this",
+    "that",
+    "game",
+    "movie",
+    "dog",
+    "trip",
+    "work",
+    "party",
+    "news",
+    "really",
+    "very",
+    "so",
+    "at",
+    "after",
+    "and",
+    "with",
+    "friends",
+    "night",
+    "weather",
+    "school",
+)
 
 
 @dataclass(frozen=True)
@@ -558,9 +589,16 @@ def trained_tiny_llama(
 
     with single_thread():
         model = tiny_llama(
-            path, tokenizer, seed=seed, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
-            intermediate=4 * hidden, max_positions=256,
-        )  # fmt: skip
+            path,
+            tokenizer,
+            seed=seed,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            kv_heads=kv_heads,
+            intermediate=4 * hidden,
+            max_positions=256,
+        )
         model.train()
         torch.manual_seed(seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -731,11 +769,28 @@ def tiny_run_argv(trained: TrainedModel, data_dir: Path, split: str, template_di
     template.write_text(RUN_TEMPLATE)
     labels = "[" + ", ".join(trained.labels) + "]"
     return [
-        "run", "--dataset", "table", "--data-dir", str(data_dir), "--split", split,
-        "--option", "label_list_column=labels", "--option", f"labels={labels}",
-        "--model", str(trained.path), "--shots", "0", "--template", str(template),
-        "--max-new-tokens", "24", "--no-chat", "--quiet",
-    ]  # fmt: skip
+        "run",
+        "--dataset",
+        "table",
+        "--data-dir",
+        str(data_dir),
+        "--split",
+        split,
+        "--option",
+        "label_list_column=labels",
+        "--option",
+        f"labels={labels}",
+        "--model",
+        str(trained.path),
+        "--shots",
+        "0",
+        "--template",
+        str(template),
+        "--max-new-tokens",
+        "24",
+        "--no-chat",
+        "--quiet",
+    ]
 
 
 def write_label_tables(data_dir: Path, splits: Sequence[tuple[str, int, int]]) -> None:
@@ -769,6 +824,7 @@ def write_vote_tables(data_dir: Path, labels: Sequence[str], splits: Sequence[tu
                 chosen = set(example.labels)
                 if annotator == "a3":
                     chosen ^= {rng.choice(labels)}
-                rows.append({"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator,
-                             "labels": ",".join(sorted(chosen))})  # fmt: skip
+                rows.append(
+                    {"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator, "labels": ",".join(sorted(chosen))}
+                )
         pd.DataFrame(rows).to_csv(Path(data_dir) / f"{split}.csv", index=False)

@@ -35,9 +35,7 @@ def dataset_options(function):
     decorators = [
         click.argument("name"),
         click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP),
-        click.option(
-            "--split", default="dev", show_default=True, help="Split to load; join splits with '+' (dev+test)."
-        ),
+        click.option("--split", default="dev", show_default=True, help="Split to load; join splits with '+' (dev+test)."),
         click.option(
             "--grouping",
             default=None,
@@ -140,9 +138,7 @@ def prompt_options(function):
     """Options that decide how prompts are built (shared with `labeldist run`)."""
     decorators = [
         click.option("--pool-split", default="train", show_default=True, help="Split the demonstrations come from."),
-        click.option(
-            "--shots", default=10, show_default=True, type=click.IntRange(min=0), help="Demonstrations per prompt."
-        ),
+        click.option("--shots", default=10, show_default=True, type=click.IntRange(min=0), help="Demonstrations per prompt."),
         click.option("--seed", default=0, show_default=True, type=int, help="Seed of the demonstration sampler."),
         click.option(
             "--sampler",
@@ -303,9 +299,7 @@ def _load_config_file(ctx, param, value):
 @click.option("--chat/--no-chat", default=None, help="Use the model's chat template (default: when it has one).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... or auto.")
 @click.option("--dtype", default=None, help="Model dtype (float32, bfloat16, float16); default float32 on CPU.")
-@click.option(
-    "--quantization", default=None, type=click.Choice(["4bit", "8bit"]), help="bitsandbytes quantization (CUDA only)."
-)
+@click.option("--quantization", default=None, type=click.Choice(["4bit", "8bit"]), help="bitsandbytes quantization (CUDA only).")
 @click.option("--save-hidden", is_flag=True, help="Also store hidden states (all layers) at the first label slot.")
 @click.option(
     "--prune-tolerance",
@@ -332,14 +326,32 @@ def _load_config_file(ctx, param, value):
     help="generate: answers with per-slot label distributions; unary: 'is this label reasonable?' per label and "
     "none; pairwise: 'which label fits better, a or b?' for every pair, both orders.",
 )
-@click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it."
-)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(
-    name, data_dir, split, grouping, task, ids, options, model, limit, batch_size, max_new_tokens, chat, device,
-    dtype, quantization, save_hidden, prune_tolerance, precision_check, method, out, quiet, **settings,
-):  # fmt: skip
+    name,
+    data_dir,
+    split,
+    grouping,
+    task,
+    ids,
+    options,
+    model,
+    limit,
+    batch_size,
+    max_new_tokens,
+    chat,
+    device,
+    dtype,
+    quantization,
+    save_hidden,
+    prune_tolerance,
+    precision_check,
+    method,
+    out,
+    quiet,
+    **settings,
+):
     """Generate answers and record the label distribution at every label slot.
 
     Records go to OUT/records/*.parquet in batches; a killed run loses at most the batch in
@@ -446,9 +458,7 @@ def show_command(run_dir, limit, first_token):
                 if first_token:
                     cells += f"  ({first[r, k]:.3f})" if not np.isnan(first[r, k]) else "         "
             click.echo(f"  {label:{width}s}{cells}")
-        footer = "".join(
-            f" {'H=' + format(s['entropy'], '.2f'):>9s}" + ("         " if first_token else "") for s in slots
-        )
+        footer = "".join(f" {'H=' + format(s['entropy'], '.2f'):>9s}" + ("         " if first_token else "") for s in slots)
         click.echo(f"  {'entropy':{width}s}{footer}")
         click.echo(slot_sources(record, labels))
 
@@ -506,9 +516,7 @@ def _shown_form(entry: dict) -> str:
     "the other folds (platt, probe, tuned thresholds, the prior row).",
 )
 @click.option("--fold-seed", default=0, show_default=True, type=int, help="Seed of the --cross-fit folds.")
-@click.option(
-    "--threshold", default="0.5", show_default=True, help="A number, or 'tuned' per label on the calibration items."
-)
+@click.option("--threshold", default="0.5", show_default=True, help="A number, or 'tuned' per label on the calibration items.")
 @click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1), help="Bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
@@ -521,8 +529,14 @@ def evaluate_command(run_dir, estimators, calibrate_on, cross_fit, fold_seed, th
 
     specs = split_specs(estimators) if estimators else None
     result = evaluate_run(
-        run_dir, specs, calibrate_on=calibrate_on, threshold=threshold, n_resamples=resamples, seed=seed,
-        cross_fit=cross_fit, fold_seed=fold_seed,
+        run_dir,
+        specs,
+        calibrate_on=calibrate_on,
+        threshold=threshold,
+        n_resamples=resamples,
+        seed=seed,
+        cross_fit=cross_fit,
+        fold_seed=fold_seed,
     )
     path = write_evaluation(result, run_dir)
     if as_json:
@@ -594,8 +608,27 @@ def encoder_group():
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=8), help="Tokens per input.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True)
-def encoder_train_command(name, data_dir, grouping, task, options, split, ids, limit, val_split, val_limit, out, encoder,
-                          label_names, epochs, batch_size, learning_rate, max_length, seed, device):  # fmt: skip
+def encoder_train_command(
+    name,
+    data_dir,
+    grouping,
+    task,
+    options,
+    split,
+    ids,
+    limit,
+    val_split,
+    val_limit,
+    out,
+    encoder,
+    label_names,
+    epochs,
+    batch_size,
+    learning_rate,
+    max_length,
+    seed,
+    device,
+):
     """Fine-tune an encoder with soft binary cross-entropy on the vote fractions of one split."""
     from labeldist.estimators.encoder import train_encoder
 
@@ -607,11 +640,31 @@ def encoder_train_command(name, data_dir, grouping, task, options, split, ids, l
         validation = load_from_cli(name, data_dir, val_split, grouping, task, None, options)
         if val_limit:
             validation = validation.restrict(validation.ids[:val_limit], source=f"first {val_limit}")
-    source = {"name": name, "data_dir": str(Path(data_dir).resolve()), "split": split, "grouping": grouping, "task": task,
-              "options": parse_options(options), "ids": str(ids) if ids else None, "limit": limit}  # fmt: skip
-    manifest = train_encoder(train, out, validation=validation, encoder=encoder, label_names=label_names, epochs=epochs,
-                             batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed,
-                             device=device, progress=True, source=source)  # fmt: skip
+    source = {
+        "name": name,
+        "data_dir": str(Path(data_dir).resolve()),
+        "split": split,
+        "grouping": grouping,
+        "task": task,
+        "options": parse_options(options),
+        "ids": str(ids) if ids else None,
+        "limit": limit,
+    }
+    manifest = train_encoder(
+        train,
+        out,
+        validation=validation,
+        encoder=encoder,
+        label_names=label_names,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_length=max_length,
+        seed=seed,
+        device=device,
+        progress=True,
+        source=source,
+    )
     for row in manifest["history"]:
         shown = f", validation soft BCE {row['validation_bce']:.4f}" if "validation_bce" in row else ""
         click.echo(f"epoch {row['epoch']}: training loss {row['train_loss']:.4f}{shown}")
@@ -652,8 +705,12 @@ def encoder_predict_command(name, data_dir, grouping, task, options, split, ids,
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Results folder; rerunning resumes it.")
 @click.option("--only", multiple=True, help="Only this dataset id of the suite (repeatable).")
 @click.option("--model", "models", multiple=True, help="Run these models instead of the suite's (repeatable).")
-@click.option("--max-items", default=None, type=click.IntRange(min=1),
-              help="Cap every dataset's eval and calibration samples at N (nested: a later full pass reuses them).")  # fmt: skip
+@click.option(
+    "--max-items",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Cap every dataset's eval and calibration samples at N (nested: a later full pass reuses them).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def suite_command(config_path, out, only, models, max_items, quiet):
     """Run a (dataset, model, method) grid with evaluations; finished cells are skipped, and
@@ -680,8 +737,13 @@ def suite_command(config_path, out, only, models, max_items, quiet):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--answer-format", default="json", show_default=True, type=click.Choice(["json", "comma", "and"]))
 @click.option("--template", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML template.")
-@click.option("--answers", default="gold", show_default=True, type=click.Choice(["gold", "annotators"]),
-              help="Train on the gold labels, or on one example per annotator's labels.")  # fmt: skip
+@click.option(
+    "--answers",
+    default="gold",
+    show_default=True,
+    type=click.Choice(["gold", "annotators"]),
+    help="Train on the gold labels, or on one example per annotator's labels.",
+)
 @click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", "learning_rate", default=2e-4, show_default=True, type=float)
@@ -689,9 +751,31 @@ def suite_command(config_path, out, only, models, max_items, quiet):
 @click.option("--max-length", default=1024, show_default=True, type=click.IntRange(min=16), help="Tokens per example.")
 @click.option("--chat/--no-chat", default=None, help="Use the model's chat template (default: when it has one).")
 @click.option("--device", default=None, help="cpu, cuda or auto (default).")
-def finetune_command(name, data_dir, grouping, task, options, model, out, split, ids, limit, pool_split, shots, seed,
-                     answer_format, template, answers, epochs, batch_size, learning_rate, rank, max_length, chat,
-                     device):  # fmt: skip
+def finetune_command(
+    name,
+    data_dir,
+    grouping,
+    task,
+    options,
+    model,
+    out,
+    split,
+    ids,
+    limit,
+    pool_split,
+    shots,
+    seed,
+    answer_format,
+    template,
+    answers,
+    epochs,
+    batch_size,
+    learning_rate,
+    rank,
+    max_length,
+    chat,
+    device,
+):
     """LoRA supervised finetuning of a causal LM on the answer format; writes a merged model
     folder that `labeldist run --model OUT` uses (with the same template, format and --shots)."""
     from labeldist.models.finetune import FinetuneSettings, finetune
@@ -701,14 +785,41 @@ def finetune_command(name, data_dir, grouping, task, options, model, out, split,
     if limit:
         train = train.restrict(train.ids[:limit], source=f"first {limit}")
     pool = train if shots == 0 else load_from_cli(name, data_dir, pool_split, grouping, task, None, options)
-    settings = FinetuneSettings(shots=shots, seed=seed, answer_format=answer_format, answers=answers, epochs=epochs,
-                                batch_size=batch_size, learning_rate=learning_rate, rank=rank, alpha=2 * rank,
-                                max_length=max_length)  # fmt: skip
-    source = {"name": name, "data_dir": str(Path(data_dir).resolve()), "split": split, "grouping": grouping, "task": task,
-              "options": parse_options(options), "ids": str(ids) if ids else None, "limit": limit,
-              "template": str(template) if template else None}  # fmt: skip
-    manifest = finetune(model, train, pool, out, template=PromptTemplate.from_yaml(template) if template else None,
-                        settings=settings, chat=chat, device=device, progress=True, source=source)  # fmt: skip
+    settings = FinetuneSettings(
+        shots=shots,
+        seed=seed,
+        answer_format=answer_format,
+        answers=answers,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        rank=rank,
+        alpha=2 * rank,
+        max_length=max_length,
+    )
+    source = {
+        "name": name,
+        "data_dir": str(Path(data_dir).resolve()),
+        "split": split,
+        "grouping": grouping,
+        "task": task,
+        "options": parse_options(options),
+        "ids": str(ids) if ids else None,
+        "limit": limit,
+        "template": str(template) if template else None,
+    }
+    manifest = finetune(
+        model,
+        train,
+        pool,
+        out,
+        template=PromptTemplate.from_yaml(template) if template else None,
+        settings=settings,
+        chat=chat,
+        device=device,
+        progress=True,
+        source=source,
+    )
     for row in manifest["history"]:
         click.echo(f"epoch {row['epoch']}: answer-token loss {row['answer_token_loss']:.4f}")
     click.echo(
@@ -772,8 +883,7 @@ def analyze_command(run_dirs, out, attention, attention_items, device):
     OUT/analyses.json, figures as PNG and PDF."""
     from labeldist.report.analyze import analyze
 
-    stats, paths = analyze(run_dirs, out, attention=attention, attention_items=attention_items, device=device,
-                           progress=True)  # fmt: skip
+    stats, paths = analyze(run_dirs, out, attention=attention, attention_items=attention_items, device=device, progress=True)
     for name, run in stats["runs"].items():
         slot1 = run["entropy"]["slot1"]
         agree = run["first_vs_output"]["top_label_is_first_written"]
@@ -785,8 +895,11 @@ def analyze_command(run_dirs, out, attention, attention_items, device):
     for row in stats["paired"]:
         cells = [
             f"{what} {cell['difference']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}]"
-            for key, what in (("slot1_entropy", "entropy (nats)"), ("slot1_top_label", "top label"),
-                              ("slot1_spearman", "Spearman"))  # fmt: skip
+            for key, what in (
+                ("slot1_entropy", "entropy (nats)"),
+                ("slot1_top_label", "top label"),
+                ("slot1_spearman", "Spearman"),
+            )
             if (cell := row.get(key))
         ]
         if cells:
@@ -796,6 +909,7 @@ def analyze_command(run_dirs, out, attention, attention_items, device):
 
 def _sweep_command() -> click.Command:
     """`labeldist sweep`: `labeldist run`'s options, with --multilabel-share taking a list."""
+    from labeldist.workflows.sweep import DEFAULT_SHARES
 
     def callback(multilabel_share, out, **options):
         from labeldist.workflows.sweep import parse_shares, run_sweep
@@ -823,14 +937,18 @@ def _sweep_command() -> click.Command:
     for param in run_command.params:
         if param.name == "multilabel_share":
             param = click.Option(
-                ["--multilabel-share"], default="0,0.2,0.4,0.6,0.8,1.0", show_default=True,
+                ["--multilabel-share"],
+                default=DEFAULT_SHARES,
+                show_default=True,
                 help="Comma list of shares of multi-label demonstrations, one run each.",
-            )  # fmt: skip
+            )
         elif param.name == "out":
             param = click.Option(
-                ["--out"], required=True, type=click.Path(path_type=Path),
+                ["--out"],
+                required=True,
+                type=click.Path(path_type=Path),
                 help="Sweep folder: one run per share (share-0, share-0.2, ...) and sweep.json / sweep.png.",
-            )  # fmt: skip
+            )
         params.append(param)
     return click.Command(
         "sweep",
@@ -852,19 +970,35 @@ cli.add_command(_sweep_command())
 @click.option("--attention", is_flag=True, help="Include label attention (reloads the models; eager attention).")
 @click.option("--attention-items", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True, help="Device for --attention.")
-@click.option("--resamples", default=500, show_default=True, type=click.IntRange(min=1),
-              help="Bootstrap resamples for runs without evaluation.json.")  # fmt: skip
+@click.option(
+    "--resamples",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bootstrap resamples for runs without evaluation.json.",
+)
 @click.option("--title", default=None, help="Report title.")
-@click.option("--screenshot", type=click.Path(path_type=Path), default=None,
-              help="Also open the report in headless Chromium, save a PNG screenshot here and check every figure "
-              "rendered.")  # fmt: skip
+@click.option(
+    "--screenshot",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also open the report in headless Chromium, save a PNG screenshot here and check every figure rendered.",
+)
 def report_command(run_dirs, out, examples, attention, attention_items, device, resamples, title, screenshot):
     """One self-contained HTML file (figures embedded, no network): run configurations,
     evaluation tables, analyses and example items. A sweep folder adds its sweep."""
     from labeldist.report.html import build_report
 
-    path = build_report(run_dirs, out, examples=examples, attention=attention, attention_items=attention_items,
-                        device=device, resamples=resamples, title=title)  # fmt: skip
+    path = build_report(
+        run_dirs,
+        out,
+        examples=examples,
+        attention=attention,
+        attention_items=attention_items,
+        device=device,
+        resamples=resamples,
+        title=title,
+    )
     click.echo(f"written to {path} ({path.stat().st_size / 1e6:.1f} MB)", err=True)
     if screenshot:
         from labeldist.report.browser import check_report

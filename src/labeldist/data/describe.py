@@ -38,9 +38,7 @@ def describe(dataset: Dataset) -> dict:
         "vote_source": dataset.vote_source,
         "multilabel_share": float((gold.sum(axis=1) >= 2).mean()) if n else 0.0,
         "no_label_share": float((gold.sum(axis=1) == 0).mean()) if n else 0.0,
-        "disagreement_share": (
-            sum(disagreement(item) for item in with_several) / len(with_several) if with_several else None
-        ),
+        "disagreement_share": (sum(disagreement(item) for item in with_several) / len(with_several) if with_several else None),
         "label_frequency": {label: frequency[label] for label in dataset.labels},
         "label_vote_frequency": {label: vote_counts[label] for label in dataset.labels} if annotators else None,
         "repairs": dict(dataset.info.get("repairs") or {}),

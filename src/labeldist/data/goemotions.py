@@ -57,16 +57,12 @@ def read_split_file(path: Path, emotions: list[str]) -> list[tuple[str, str, fro
                 continue
             fields = line.split("\t")
             if len(fields) != 3:
-                raise DataError(
-                    str(path), lineno, f"expected 3 tab-separated fields (text, labels, id), found {len(fields)}"
-                )
+                raise DataError(str(path), lineno, f"expected 3 tab-separated fields (text, labels, id), found {len(fields)}")
             text, label_field, comment_id = fields
             try:
                 indices = [int(x) for x in label_field.split(",")]
             except ValueError:
-                raise DataError(
-                    str(path), lineno, f"labels must be comma-separated integers, found {label_field!r}"
-                ) from None
+                raise DataError(str(path), lineno, f"labels must be comma-separated integers, found {label_field!r}") from None
             bad = [i for i in indices if not 0 <= i < len(emotions)]
             if bad:
                 raise DataError(str(path), lineno, f"label index {bad[0]} not in 0..{len(emotions) - 1} (emotions.txt)")
@@ -104,9 +100,7 @@ def read_raw_votes(paths: list[Path], emotions: list[str], notes: list[str]) -> 
         ok = values.isin(["0", "1"])
         if not ok.all().all():
             row, col = np.argwhere(~ok.to_numpy())[0]
-            raise DataError(
-                str(path), row_label(row), f"column {emotions[col]} must be 0 or 1, found {values.iat[row, col]!r}"
-            )
+            raise DataError(str(path), row_label(row), f"column {emotions[col]} must be 0 or 1, found {values.iat[row, col]!r}")
         flags = frame["example_very_unclear"].str.lower()
         bad_flag = ~flags.isin(["true", "false"])
         if bad_flag.any():

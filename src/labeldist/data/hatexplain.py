@@ -190,9 +190,7 @@ def _read_rows(path: Path) -> list[Post]:
         first_row[post_id] = position
         annotators = plain(literal(plain(raw_annotators), path, where))
         if not isinstance(annotators, dict) or not {"label", "annotator_id", "target"} <= set(annotators):
-            raise DataError(
-                str(path), where, f"annotators must hold lists label, annotator_id, target: {annotators!r:.80}"
-            )
+            raise DataError(str(path), where, f"annotators must hold lists label, annotator_id, target: {annotators!r:.80}")
         columns = [annotators["label"], annotators["annotator_id"], annotators["target"]]
         if not all(isinstance(c, list) for c in columns):
             raise DataError(str(path), where, "annotators' label, annotator_id and target must be lists")
@@ -245,17 +243,13 @@ def _division(divisions: dict[str, list[str]], path: Path, canonical: str) -> li
     return divisions[key]
 
 
-def _check_ids(
-    posts: list[Post], division: list[str], path: Path, divisions_path: Path, key: str, notes: list[str]
-) -> None:
+def _check_ids(posts: list[Post], division: list[str], path: Path, divisions_path: Path, key: str, notes: list[str]) -> None:
     expected = set(division)
     outside = sum(post.post_id not in expected for post in posts)
     if outside == len(posts):
         raise DataError(str(path), None, f"none of its post ids are in the {key!r} list of {divisions_path}")
     if outside:
-        notes.append(
-            f"{outside} of {len(posts)} posts in {path.name} are not in the {key!r} list of {divisions_path.name}"
-        )
+        notes.append(f"{outside} of {len(posts)} posts in {path.name} are not in the {key!r} list of {divisions_path.name}")
 
 
 def _kept_targets(keep: Sequence[str] | None, fold_rare: int | None, source: Path) -> tuple[str, ...] | None:
@@ -283,9 +277,7 @@ def _target_items(posts: list[Post], kept: tuple[str, ...] | None, path: Path, n
         for annotation in post.annotations:
             unknown = [t for t in annotation.targets if t != NO_TARGET and t not in known]
             if unknown:
-                raise DataError(
-                    str(path), post.where, f"unknown target {unknown[0]!r}; known: {', '.join(TARGETS)}, {NO_TARGET}"
-                )
+                raise DataError(str(path), post.where, f"unknown target {unknown[0]!r}; known: {', '.join(TARGETS)}, {NO_TARGET}")
             if annotation.annotator in votes:
                 repeated += 1
                 continue

@@ -75,9 +75,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: Path) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(
-            str(path), None, f"missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})"
-        )
+        raise DataError(str(path), None, f"missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})")
 
 
 def literal(value: Any, path: Path, where: str | int) -> Any:

@@ -112,8 +112,11 @@ def _locate(data_dir: Path, edition: str, set_name: str | None, split: str) -> t
     if len(known) == 1:
         return known[0], data_dir
     if not known:  # the edition's root folder: one folder per set
-        known = [name for name in sets if any((data_dir / f"{name}_dataset").glob(f"{name}_*.json"))
-                 or any((data_dir / name).glob(f"{name}_*.json"))]  # fmt: skip
+        known = [
+            name
+            for name in sets
+            if any((data_dir / f"{name}_dataset").glob(f"{name}_*.json")) or any((data_dir / name).glob(f"{name}_*.json"))
+        ]
         if len(known) == 1:
             return _locate(data_dir, edition, known[0], split)
     if not known:

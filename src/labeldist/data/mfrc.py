@@ -46,9 +46,7 @@ def read_split_map(path: Path) -> dict[str, dict[str, str]]:
             raw = yaml.load(handle, Loader=loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        raise DataError(
-            str(path), mark.line + 1 if mark else None, f"invalid YAML: {getattr(err, 'problem', err)}"
-        ) from None
+        raise DataError(str(path), mark.line + 1 if mark else None, f"invalid YAML: {getattr(err, 'problem', err)}") from None
     if not isinstance(raw, dict):
         raise DataError(str(path), None, "expected a mapping from split names to {text: id} mappings")
     splits: dict[str, dict[str, str]] = {}
@@ -57,9 +55,7 @@ def read_split_map(path: Path) -> dict[str, dict[str, str]]:
             raise DataError(str(path), f"split {split}", "expected a mapping from texts to ids")
         for text, item_id in mapping.items():
             if not isinstance(text, str) or isinstance(item_id, bool) or not isinstance(item_id, (str, int)):
-                raise DataError(
-                    str(path), f"split {split}", f"expected text: id pairs, found {text!r:.60}: {item_id!r}"
-                )
+                raise DataError(str(path), f"split {split}", f"expected text: id pairs, found {text!r:.60}: {item_id!r}")
         splits[str(split)] = {text: str(item_id) for text, item_id in mapping.items()}
     return splits
 
@@ -119,9 +115,7 @@ def load_mfrc(data_dir: Path, split: str, *, splits_file: str | Path | None = No
     notes = []
     without_rows = sum(1 for text in text_to_id if text not in votes)
     if without_rows:
-        notes.append(
-            f"{without_rows} of {len(text_to_id)} {canonical} texts in {split_path.name} have no usable annotation rows"
-        )
+        notes.append(f"{without_rows} of {len(text_to_id)} {canonical} texts in {split_path.name} have no usable annotation rows")
     if contradictory:
         notes.append(f"{contradictory} rows combining Non-Moral or Thin Morality with a foundation were dropped")
     if repeated:

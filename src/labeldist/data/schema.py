@@ -139,9 +139,7 @@ class Dataset:
         missing = [i for i in ids if i not in by_id]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise DataError(
-                source, None, f"{len(missing)} of {len(ids)} ids are not in {self.name} split {self.split}: {shown}"
-            )
+            raise DataError(source, None, f"{len(missing)} of {len(ids)} ids are not in {self.name} split {self.split}: {shown}")
         seen: set[str] = set()
         chosen = []
         for i in ids:

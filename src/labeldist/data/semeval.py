@@ -99,18 +99,14 @@ def load_semeval(data_dir: Path, split: str) -> Dataset:
     candidates = [data_dir / name for name in SPLIT_FILES[canonical]]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        raise DataError(
-            str(data_dir), None, f"no file for split {canonical} (looked for {', '.join(SPLIT_FILES[canonical])})"
-        )
+        raise DataError(str(data_dir), None, f"no file for split {canonical} (looked for {', '.join(SPLIT_FILES[canonical])})")
     items = read_ec_file(path)
     notes = ["aggregate labels only: vote fractions are gold 0/1"]
     return Dataset("semeval2018", LABELS, canonical, items, notes, {"files": [str(path)]})
 
 
 register(
-    DatasetSpec(
-        "semeval2018", load_semeval, "SemEval-2018 Task 1 E-c (English tweets): 11 emotions, aggregate labels only"
-    ),
+    DatasetSpec("semeval2018", load_semeval, "SemEval-2018 Task 1 E-c (English tweets): 11 emotions, aggregate labels only"),
     "semeval",
     "semeval2018-ec",
 )

@@ -35,7 +35,6 @@ def canonical_split(split: str, source: str | Path, available: Sequence[str] = (
     if canonical in available:
         return canonical
     shown = ", ".join(
-        name if len(split_aliases(name)) == 1 else f"{name} (or {', '.join(split_aliases(name)[1:])})"
-        for name in available
+        name if len(split_aliases(name)) == 1 else f"{name} (or {', '.join(split_aliases(name)[1:])})" for name in available
     )
     raise DataError(str(source), None, f"unknown split {split!r}; available: {shown}")

@@ -171,18 +171,14 @@ def _number(value: float | str, option: str, source: Path) -> float:
         raise DataError(str(source), None, f"{option} must be a number, not {value!r}") from None
 
 
-def _label_order(
-    column_to_label: Mapping[str, str], labels: Sequence[str] | None, path: Path
-) -> tuple[str, ...] | None:
+def _label_order(column_to_label: Mapping[str, str], labels: Sequence[str] | None, path: Path) -> tuple[str, ...] | None:
     """The label set when it is known before reading rows (None: derive it from the rows)."""
     if column_to_label:
         from_columns = tuple(column_to_label.values())
         if labels is None:
             return from_columns
         if sorted(labels) != sorted(from_columns):
-            raise DataError(
-                str(path), None, f"labels {list(labels)} differ from the label columns' labels {list(from_columns)}"
-            )
+            raise DataError(str(path), None, f"labels {list(labels)} differ from the label columns' labels {list(from_columns)}")
         return tuple(labels)
     return tuple(labels) if labels is not None else None
 

@@ -100,9 +100,13 @@ class _Model:
 
         if self.label_names:
             encoded = self.tokenizer(
-                [self.names] * len(texts), list(texts), padding=True, truncation="only_second",
-                max_length=self.max_length, return_tensors="pt",
-            )  # fmt: skip
+                [self.names] * len(texts),
+                list(texts),
+                padding=True,
+                truncation="only_second",
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
         else:
             encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         encoded = {k: v.to(self.device) for k, v in encoded.items()}
@@ -247,7 +251,7 @@ def train_encoder(
             "learning_rate": learning_rate,
             "head_learning_rate": head_learning_rate,
             "seed": seed,
-        },  # fmt: skip
+        },
         "history": history,
         "kept_epoch": (min(history, key=lambda r: r["validation_bce"])["epoch"] if validation is not None else epochs),
         "training_items": len(ids),

@@ -42,9 +42,7 @@ class Platt:
 
     name = "platt"
 
-    def __init__(
-        self, base="max", feature: str | None = None, scope: str = "label", source: str = "exact", ridge: float = 10.0
-    ):
+    def __init__(self, base="max", feature: str | None = None, scope: str = "label", source: str = "exact", ridge: float = 10.0):
         self.base = base
         self.feature = feature
         self.scope = scope

@@ -52,8 +52,16 @@ class FinetuneSettings:
 def training_examples(backend, dataset: Dataset, pool: Dataset, template: PromptTemplate, settings: FinetuneSettings):
     """(prompt token ids, answer token ids, item id) for every example."""
     fmt = get_answer_format(settings.answer_format)
-    prompts = build_prompts(dataset, pool, template, fmt, settings.sampler, settings.shots, seed=settings.seed,
-                            shared_demonstrations=settings.shots > 0)  # fmt: skip
+    prompts = build_prompts(
+        dataset,
+        pool,
+        template,
+        fmt,
+        settings.sampler,
+        settings.shots,
+        seed=settings.seed,
+        shared_demonstrations=settings.shots > 0,
+    )
     # chat: the assistant turn ends with end-of-turn; plain text: demonstrations read
     # "Labels: [...]", so the answer follows the query's last word after a space
     end = (backend.tokenizer.eos_token or "") if backend.chat else ""
@@ -76,8 +84,11 @@ def training_examples(backend, dataset: Dataset, pool: Dataset, template: Prompt
                     text += fmt.closer
             answer = backend.scorer.tokenize_in_context(context, text + end)
             if len(context) + len(answer) > settings.max_length:
-                raise DataError(dataset.name, item.id, f"prompt and answer are {len(context) + len(answer)} tokens, "
-                                f"over --max-length {settings.max_length}")  # fmt: skip
+                raise DataError(
+                    dataset.name,
+                    item.id,
+                    f"prompt and answer are {len(context) + len(answer)} tokens, over --max-length {settings.max_length}",
+                )
             examples.append((context, answer, item.id))
     return examples
 
@@ -134,8 +145,9 @@ def finetune(
     base = backend.model
     base.train()
     targets = adapted_modules(base)
-    lora = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
+    lora = LoraConfig(
+        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
     peft_model = get_peft_model(base, lora)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     optimiser = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=settings.learning_rate)

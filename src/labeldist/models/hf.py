@@ -235,9 +235,7 @@ class HFBackend:
             **self._last_logits_only,
         )
 
-    def _decode(
-        self, encoded: list[list[int]], prefixes: list[str], fmt: AnswerFormat, save_hidden: bool, forced=None
-    ) -> dict:
+    def _decode(self, encoded: list[list[int]], prefixes: list[str], fmt: AnswerFormat, save_hidden: bool, forced=None) -> dict:
 
         batch = len(encoded)
         shared, cache = self._shared_prefix(encoded, save_hidden)
@@ -519,7 +517,6 @@ class HFBackend:
             tails.append(tail)
         encoded = [self.encode(h) for h in heads]
         contexts = []
-        started = time.perf_counter()
         for prompt, ids, tail in zip(prompts, encoded, tails):
             fills, answers = [], []
             answer_texts = prompt.answer_texts(self.chat)
@@ -543,7 +540,6 @@ class HFBackend:
             for i, (ids, (fills, answers)) in enumerate(zip(encoded, contexts))
         ]
         out = self.scorer.answer_logprobs(items, state["cache"], self._key_positions(state, encoded))
-        self.last_timings = {"seconds": time.perf_counter() - started}
         return out
 
     def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
@@ -610,4 +606,3 @@ def _answer_closed(fmt: AnswerFormat, answer: str) -> bool:
         return opened >= 0 and fmt.closer in answer[opened:]
     stripped = answer.lstrip()
     return "\n" in stripped
-

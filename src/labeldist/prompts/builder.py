@@ -132,9 +132,7 @@ def _resolve_sampler(
     if options:
         raise ValueError("sampler_options apply only when the sampler is given by name")
     if sampler.pool is not pool:
-        raise ValueError(
-            f"the sampler draws from pool {sampler.pool_name}, not from the pool given ({pool.name}/{pool.split})"
-        )
+        raise ValueError(f"the sampler draws from pool {sampler.pool_name}, not from the pool given ({pool.name}/{pool.split})")
     if seed is not None and seed != sampler.seed:
         raise ValueError(f"seed={seed} differs from the sampler's seed {sampler.seed}")
     return sampler

@@ -281,9 +281,7 @@ class AnswerFormat(ABC):
         read = self._read(text, label_set)
         if read is None:
             return []
-        return [
-            LabelSpan(element.start, element.end, resolved) for element, resolved in read[1] if resolved is not _NONE
-        ]
+        return [LabelSpan(element.start, element.end, resolved) for element, resolved in read[1] if resolved is not _NONE]
 
     def _read(self, text: str, label_set: Sequence[str]) -> tuple[_Scan, list[tuple[_Element, object]]] | None:
         """The scanned answer and, per element, its label, ``_NONE`` or None (always None
@@ -293,8 +291,7 @@ class AnswerFormat(ABC):
         if scan is None:
             return None
         return scan, [
-            (element, self._resolve(element.value, matcher) if element.terminated else None)
-            for element in scan.elements
+            (element, self._resolve(element.value, matcher) if element.terminated else None) for element in scan.elements
         ]
 
     def _resolve(self, value: str, matcher: LabelMatcher) -> str | object | None:

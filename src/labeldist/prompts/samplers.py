@@ -197,8 +197,7 @@ class CoveringSampler(DemonstrationSampler):
         absent = [label for j, label in enumerate(labels) if not rows[:, j].any()]
         if absent:
             raise ValueError(
-                f"covering sampler: no item of pool {self.pool_name} besides item {item.id!r} has "
-                f"label(s) {', '.join(absent)}"
+                f"covering sampler: no item of pool {self.pool_name} besides item {item.id!r} has label(s) {', '.join(absent)}"
             )
         uncovered = np.ones(len(labels), dtype=bool)
         available = np.ones(len(candidates), dtype=bool)

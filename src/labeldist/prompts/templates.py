@@ -55,7 +55,6 @@ _YAML_REQUIRED = tuple(_PLACEHOLDERS)
 Message = dict[str, str]
 
 
-
 def read_template_yaml(path: Path):
     """The parsed content of a template YAML file; a missing or unreadable file is a
     TemplateError naming it."""
@@ -65,6 +64,7 @@ def read_template_yaml(path: Path):
         raise TemplateError(f"{path}: template file does not exist") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise TemplateError(f"{path}: not a readable YAML file ({err})") from None
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -95,9 +95,7 @@ class PromptTemplate:
                 )
             missing = sorted(required - used)
             if missing:
-                raise TemplateError(
-                    f"template field {name!r} lacks placeholder(s) {', '.join('{' + p + '}' for p in missing)}"
-                )
+                raise TemplateError(f"template field {name!r} lacks placeholder(s) {', '.join('{' + p + '}' for p in missing)}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PromptTemplate:
@@ -114,9 +112,7 @@ class PromptTemplate:
         known = {f.name for f in fields(cls)}
         unknown = sorted(str(key) for key in raw if key not in known)
         if unknown:
-            raise TemplateError(
-                f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
-            )
+            raise TemplateError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
         values = {key: ("" if value is None and key == "system" else value) for key, value in raw.items()}
         try:
             return cls(**values)

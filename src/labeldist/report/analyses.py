@@ -117,8 +117,11 @@ def spikiness(view: RunView) -> dict:
         out["log10_top1_over_top2_median"] = rounded(np.median(ratio))
     first = slot1_sorted(view, "first-token")
     if len(first):
-        out["first_token"] = {"items": int(len(first)), "top1_mean": rounded(first[:, 0].mean()),
-                              "top1_above_0.9_share": rounded((first[:, 0] > 0.9).mean())}  # fmt: skip
+        out["first_token"] = {
+            "items": int(len(first)),
+            "top1_mean": rounded(first[:, 0].mean()),
+            "top1_above_0.9_share": rounded((first[:, 0] > 0.9).mean()),
+        }
     return out
 
 
@@ -236,9 +239,7 @@ def first_vs_output(view: RunView) -> dict:
         "top_label_is_first_written_first_token": _share(ft_agree, ft_n),
         "stop_more_probable_than_first_written": _share(int(stop_above), len(with_label)),
         "later_labels": len(later),
-        "later_label_rank_share": [{"rank": r + 1, **_share(int(later_hist[r]), len(later))} for r in range(k)]
-        if later
-        else [],  # fmt: skip
+        "later_label_rank_share": [{"rank": r + 1, **_share(int(later_hist[r]), len(later))} for r in range(k)] if later else [],
         "later_label_mean_rank": rounded(np.mean(later)) if later else None,
         "position_rank_counts": counts.tolist(),
     }
@@ -316,7 +317,12 @@ def paired_differences(views: Sequence[RunView], n_resamples: int = 1000, seed: 
                     continue
                 means = diff[rng.integers(0, len(diff), (n_resamples, len(diff)))].mean(axis=1)
                 low, high = np.quantile(means, [0.025, 0.975])
-                row[key] = {"difference": rounded(diff.mean()), "low": rounded(low), "high": rounded(high), "n": len(diff),
-                            "second_higher_share": rounded((diff > 0).mean())}  # fmt: skip
+                row[key] = {
+                    "difference": rounded(diff.mean()),
+                    "low": rounded(low),
+                    "high": rounded(high),
+                    "n": len(diff),
+                    "second_higher_share": rounded((diff > 0).mean()),
+                }
             out.append(row)
     return out

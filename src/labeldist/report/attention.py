@@ -77,8 +77,12 @@ def shares(weights: np.ndarray, prompt_length: int, previous: list[int]) -> dict
         "previous_labels": weights[..., previous].sum(-1) if previous else np.zeros(weights.shape[:-1]),
     }
     parts["answer_format"] = weights.sum(-1) - parts["sink"] - parts["input"] - parts["previous_labels"]
-    counts = {"sink": 1, "input": prompt_length - 1, "previous_labels": len(previous),
-              "answer_format": keys - prompt_length - len(previous)}  # fmt: skip
+    counts = {
+        "sink": 1,
+        "input": prompt_length - 1,
+        "previous_labels": len(previous),
+        "answer_format": keys - prompt_length - len(previous),
+    }
     return {
         "mass": {k: float(v.mean()) for k, v in parts.items()},
         "by_layer": {k: v.mean(axis=-1) for k, v in parts.items()},
@@ -92,8 +96,9 @@ def load_attention_backend(view: RunView, device: str | None = "cpu", model: str
     from labeldist.models.hf import HFBackend
 
     config = view.config
-    backend = HFBackend(model or config["model"], device=device, chat=config.get("chat"),
-                        max_new_tokens=config.get("max_new_tokens", 64))  # fmt: skip
+    backend = HFBackend(
+        model or config["model"], device=device, chat=config.get("chat"), max_new_tokens=config.get("max_new_tokens", 64)
+    )
     try:
         backend.model.set_attn_implementation("eager")
     except (AttributeError, ValueError):
@@ -101,8 +106,9 @@ def load_attention_backend(view: RunView, device: str | None = "cpu", model: str
     return backend
 
 
-def label_attention(view: RunView, items: int = 30, *, backend=None, device: str | None = "cpu", model: str | None = None,
-                    progress: bool = False) -> dict:  # fmt: skip
+def label_attention(
+    view: RunView, items: int = 30, *, backend=None, device: str | None = "cpu", model: str | None = None, progress: bool = False
+) -> dict:
     """Attention shares by slot over the first ``items`` answers with at least one label."""
     import torch
     from tqdm import tqdm

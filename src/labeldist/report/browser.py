@@ -25,9 +25,18 @@ import time
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--remote-debugging-pipe",
-         "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--hide-scrollbars",
-         "--disable-dev-shm-usage")  # fmt: skip
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--remote-debugging-pipe",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--disable-dev-shm-usage",
+)
 
 IMAGES_JS = """JSON.stringify({
   height: Math.ceil(document.documentElement.scrollHeight),
@@ -73,9 +82,12 @@ class _Pipe:
 
         self.process = subprocess.Popen(
             [browser, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=wire, close_fds=False,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=wire,
+            close_fds=False,
+        )
         os.close(to_child_r)
         os.close(from_child_w)
         self._buffer = b""
@@ -137,8 +149,9 @@ class _Pipe:
                 pass
 
 
-def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, browser: str | None = None,
-               timeout: float = 90) -> dict:  # fmt: skip
+def screenshot(
+    html_path: str | Path, png_path: str | Path, width: int = 1280, browser: str | None = None, timeout: float = 90
+) -> dict:
     """Load ``html_path``, save a full-page PNG to ``png_path``; returns the page's size, its
     images' boxes and decode state, and the URLs it requested."""
     browser = browser or find_browser()
@@ -152,18 +165,26 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, b
             session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             pipe.send("Page.enable", session=session)
             pipe.send("Network.enable", session=session)
-            pipe.send("Emulation.setDeviceMetricsOverride",
-                      {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)  # fmt: skip
+            pipe.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                session,
+            )
             pipe.send("Page.navigate", {"url": url}, session)
             pipe.wait_for("Page.loadEventFired", timeout)
-            page = json.loads(pipe.send("Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True},
-                                        session)["result"]["value"])  # fmt: skip
+            page = json.loads(
+                pipe.send("Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True}, session)["result"]["value"]
+            )
             shot = pipe.send(
                 "Page.captureScreenshot",
-                {"format": "png", "captureBeyondViewport": True,
-                 "clip": {"x": 0, "y": 0, "width": max(width, page["width"]), "height": page["height"], "scale": 1}},
-                session, timeout,
-            )  # fmt: skip
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": max(width, page["width"]), "height": page["height"], "scale": 1},
+                },
+                session,
+                timeout,
+            )
             requests = [e["params"]["request"]["url"] for e in pipe.events if e.get("method") == "Network.requestWillBeSent"]
         finally:
             pipe.close()

@@ -112,16 +112,24 @@ def spikiness_figure(views: Sequence[RunView]):
             ax.scatter(x, q[:, r], s=5, color=colour(i), alpha=0.35, linewidths=0)
         has = view.arrays.n_slots > 0
         mass = float(np.nanmean(view.arrays.slot_probs[has, 0, :].sum(axis=1))) if has.any() else float("nan")
-        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=(*colour(i), 0.35), edgecolor=colour(i),
-                                     label=f"{_legend_name(view, len(q))}: {mass:.0%}"))  # fmt: skip
+        handles.append(
+            plt.Rectangle(
+                (0, 0), 1, 1, facecolor=(*colour(i), 0.35), edgecolor=colour(i), label=f"{_legend_name(view, len(q))}: {mass:.0%}"
+            )
+        )
     ax.set_xticks(range(1, k + 1))
     ax.set_xticklabels([f"{r}" for r in range(1, k + 1)])
     ax.set_xlabel("label rank at slot 1 (1 = most probable)")
     ax.set_ylabel("probability (renormalised over the labels)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Spikiness: slot-1 label probabilities, sorted per item")
-    ax.legend(handles=handles, loc="upper right", fontsize=8,
-              title="run (items): slot-1 mass on labels (the rest: stop, other text)", title_fontsize=8)  # fmt: skip
+    ax.legend(
+        handles=handles,
+        loc="upper right",
+        fontsize=8,
+        title="run (items): slot-1 mass on labels (the rest: stop, other text)",
+        title_fontsize=8,
+    )
     return fig
 
 
@@ -146,35 +154,54 @@ def entropy_figure(views: Sequence[RunView], stats: dict):
             mean = np.array([r[key]["mean"] for r in rows], dtype=float)
             low = np.array([r[key]["low"] if r[key]["low"] is not None else r[key]["mean"] for r in rows], dtype=float)
             high = np.array([r[key]["high"] if r[key]["high"] is not None else r[key]["mean"] for r in rows], dtype=float)
-            left.errorbar(x, mean, yerr=[mean - low, high - mean], marker="o", linestyle=style, capsize=3,
-                          color=colour(i), markerfacecolor=face or colour(i), markersize=6)  # fmt: skip
+            left.errorbar(
+                x,
+                mean,
+                yerr=[mean - low, high - mean],
+                marker="o",
+                linestyle=style,
+                capsize=3,
+                color=colour(i),
+                markerfacecolor=face or colour(i),
+                markersize=6,
+            )
             for xs, m, r in zip(x, mean, rows):
                 # how many answers a point averages, where not all of the run's: above label
                 # points, below closing ones, so that points at one slot do not share a spot
                 if r[key]["n"] < len(view.arrays):
                     closing = key == "closing_slots"
-                    left.annotate(f"n={r[key]['n']}", (xs, m), textcoords="offset points",
-                                  ha="left" if closing else "center", va="center" if closing else "bottom",
-                                  xytext=(6, 0) if closing else (0, 7), fontsize=7, color=colour(i))  # fmt: skip
+                    left.annotate(
+                        f"n={r[key]['n']}",
+                        (xs, m),
+                        textcoords="offset points",
+                        ha="left" if closing else "center",
+                        va="center" if closing else "bottom",
+                        xytext=(6, 0) if closing else (0, 7),
+                        fontsize=7,
+                        color=colour(i),
+                    )
             longest = max(longest, int(max(r["slot"] for r in rows)))
     ceilings = sorted({len(v.labels) for v in views})
     for k in ceilings:
         left.axhline(np.log(k + 1), color="#888888", linestyle="--", linewidth=0.8)
-        left.text(0.65, np.log(k + 1), f"maximum: uniform over {k} labels + stop", fontsize=7, va="bottom",
-                  ha="left", color="#666666")  # fmt: skip
+        left.text(
+            0.65, np.log(k + 1), f"maximum: uniform over {k} labels + stop", fontsize=7, va="bottom", ha="left", color="#666666"
+        )
     left.set_xticks(range(1, longest + 1))
     left.set_xticklabels([f"slot {k}" for k in range(1, longest + 1)])
     left.set_xlim(0.6, longest + 0.5)
     left.set_ylim(0, np.log(max(ceilings) + 1) * 1.1)
     left.set_ylabel("entropy (nats), mean and 95% CI")
     left.set_title("Entropy by slot (labels + stop)")
-    handles = [plt.Line2D([], [], color=colour(i), marker="o", linestyle="-", label=_legend_name(view))
-               for i, view in enumerate(views)]  # fmt: skip
+    handles = [
+        plt.Line2D([], [], color=colour(i), marker="o", linestyle="-", label=_legend_name(view)) for i, view in enumerate(views)
+    ]
     handles += [
         plt.Line2D([], [], color="#555555", marker="o", linestyle="-", label="a label was written at this slot"),
-        plt.Line2D([], [], color="#555555", marker="o", markerfacecolor="white", linestyle="none",
-                   label="the answer closed at this slot"),
-    ]  # fmt: skip
+        plt.Line2D(
+            [], [], color="#555555", marker="o", markerfacecolor="white", linestyle="none", label="the answer closed at this slot"
+        ),
+    ]
     left.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, ncol=2)
 
     data = [view.entropy()[:, 0] for view in views]
@@ -185,8 +212,16 @@ def entropy_figure(views: Sequence[RunView], stats: dict):
         body.set_facecolor(colour(i))
         body.set_alpha(0.35)
     right.boxplot(data, positions=positions, widths=0.15, showfliers=False, medianprops={"color": "black"})
-    right.scatter(positions, [d.mean() if len(d) else np.nan for d in data], marker="D", color="white",
-                  edgecolor="black", zorder=3, s=18, label="mean")  # fmt: skip
+    right.scatter(
+        positions,
+        [d.mean() if len(d) else np.nan for d in data],
+        marker="D",
+        color="white",
+        edgecolor="black",
+        zorder=3,
+        s=18,
+        label="mean",
+    )
     right.set_xticks(positions)
     right.set_xticklabels(
         [v.name for v in views], rotation=20 if len(views) > 2 else 0, ha="right" if len(views) > 2 else "center"
@@ -216,8 +251,16 @@ def label_order_figure(views: Sequence[RunView], stats: dict):
         value = np.array([r["value"] for r in rows])
         err = [value - np.array([r["low"] for r in rows]), np.array([r["high"] for r in rows]) - value]
         n_answers = stats[view.name]["label_order"]["answers_with_2plus"]
-        ax.bar(x, value, width * 0.9, color=colour(i), alpha=0.8, yerr=err, capsize=3,
-               label=f"{view.name} ({n_answers} answers with 2+ labels)")  # fmt: skip
+        ax.bar(
+            x,
+            value,
+            width * 0.9,
+            color=colour(i),
+            alpha=0.8,
+            yerr=err,
+            capsize=3,
+            label=f"{view.name} ({n_answers} answers with 2+ labels)",
+        )
         for xs, r in zip(x, rows):
             ax.text(xs, r["high"] + 0.02, f"n={r['n']}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(1, longest + 1))
@@ -229,9 +272,13 @@ def label_order_figure(views: Sequence[RunView], stats: dict):
     ax.set_title("Label-order accuracy: is the k-th written label correct?")
     handles = ax.get_legend_handles_labels()[0]
     # runs without such answers are named too, so a missing bar is not read as a zero
-    handles += [plt.Rectangle((0, 0), 1, 1, facecolor="none", edgecolor=colour(i), linestyle=":",
-                              label=f"{v.name}: no answers with 2+ labels")
-                for i, v in enumerate(views) if not stats[v.name]["label_order"]["by_position"]]  # fmt: skip
+    handles += [
+        plt.Rectangle(
+            (0, 0), 1, 1, facecolor="none", edgecolor=colour(i), linestyle=":", label=f"{v.name}: no answers with 2+ labels"
+        )
+        for i, v in enumerate(views)
+        if not stats[v.name]["label_order"]["by_position"]
+    ]
     # beside the axes: a legend inside would sit on the bars and their counts
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
@@ -252,9 +299,12 @@ def first_vs_output_figure(views: Sequence[RunView], stats: dict):
     lines = -(-len(views) // most)
     columns = -(-len(views) // lines)  # balanced: 4 runs are 2 x 2, not 3 + 1
     fig, axes = plt.subplots(
-        lines, columns, figsize=((0.42 * k_max + 1.9) * columns + 1.0, (0.55 * used + 1.3) * lines + 0.5),
-        squeeze=False, layout="constrained",
-    )  # fmt: skip
+        lines,
+        columns,
+        figsize=((0.42 * k_max + 1.9) * columns + 1.0, (0.55 * used + 1.3) * lines + 0.5),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat[len(views) :]:
         ax.set_visible(False)
     image = None
@@ -270,14 +320,23 @@ def first_vs_output_figure(views: Sequence[RunView], stats: dict):
                 continue
             for c in range(k):
                 if count[r, c]:
-                    ax.text(c, r, _percent(share[r, c]), ha="center", va="center", fontsize=7,
-                            color="white" if share[r, c] > 0.6 else "black")  # fmt: skip
+                    ax.text(
+                        c,
+                        r,
+                        _percent(share[r, c]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if share[r, c] > 0.6 else "black",
+                    )
         ax.set_xticks(range(k))
         ax.set_xticklabels([str(c + 1) for c in range(k)], fontsize=8)
         ax.set_yticks(range(used))
         # every panel says how many labels each row has; only the first of a line names the rows
-        ax.set_yticklabels([f"{name}  n={int(totals[r, 0])}" if n % columns == 0 else f"n={int(totals[r, 0])}"
-                            for r, name in enumerate(names)], fontsize=8)  # fmt: skip
+        ax.set_yticklabels(
+            [f"{name}  n={int(totals[r, 0])}" if n % columns == 0 else f"n={int(totals[r, 0])}" for r, name in enumerate(names)],
+            fontsize=8,
+        )
         ax.set_xlabel("rank at slot 1 (1 = most probable)", fontsize=8)
         agree = stats[view.name]["first_vs_output"]["top_label_is_first_written"]
         if agree["n"]:
@@ -300,9 +359,12 @@ def attention_figure(views: Sequence[RunView], attention: dict):
     names = [v.name for v in views if v.name in attention]
     bars = sum(len(attention[n]["by_slot"]) for n in names)
     fig, (ax, right) = plt.subplots(
-        1, 2, figsize=(max(6.0, 1.1 * bars + 2.0) + max(4.0, 0.8 * bars + 1.5), 4.6),
-        gridspec_kw={"width_ratios": [max(6.0, 1.1 * bars + 2.0), max(4.0, 0.8 * bars + 1.5)]}, layout="constrained",
-    )  # fmt: skip
+        1,
+        2,
+        figsize=(max(6.0, 1.1 * bars + 2.0) + max(4.0, 0.8 * bars + 1.5), 4.6),
+        gridspec_kw={"width_ratios": [max(6.0, 1.1 * bars + 2.0), max(4.0, 0.8 * bars + 1.5)]},
+        layout="constrained",
+    )
     x, ticks, tick_labels = 0.0, [], []
     for name in names:
         for row in attention[name]["by_slot"]:
@@ -311,8 +373,15 @@ def attention_figure(views: Sequence[RunView], attention: dict):
                 value = row["mass"][key]
                 ax.bar(x, value, 0.7, bottom=bottom, color=col, edgecolor="white", linewidth=0.5)
                 if value >= 0.03:
-                    ax.text(x, bottom + value / 2, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if key in ("input", "previous_labels") else "black")  # fmt: skip
+                    ax.text(
+                        x,
+                        bottom + value / 2,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if key in ("input", "previous_labels") else "black",
+                    )
                 bottom += value
             ticks.append(x)
             tick_labels.append(f"slot {row['slot']}\n(n={row['n']})")
@@ -404,8 +473,9 @@ def sweep_figure(summary: dict, title: str = ""):
     axes[0].set_ylabel("distinct labels per answer (mean, 95% CI)")
     axes[0].set_ylim(bottom=0)
     twin = axes[0].twinx()
-    twin.plot(x, [r["answers_with_2plus"] for r in rows], marker="s", linestyle="--", color=colour(1),
-              label="answers with 2+ labels")  # fmt: skip
+    twin.plot(
+        x, [r["answers_with_2plus"] for r in rows], marker="s", linestyle="--", color=colour(1), label="answers with 2+ labels"
+    )
     twin.set_ylim(0, 1.05)
     twin.set_ylabel("share of answers with 2+ labels", color=colour(1))
     twin.spines["right"].set_visible(True)
@@ -420,8 +490,14 @@ def sweep_figure(summary: dict, title: str = ""):
 
     styles = {"output": ("written labels (output)", colour(3), "-"), "max": ("max over slots ≥ 0.5", colour(4), "--")}
     for name, (label, col, style) in styles.items():
-        cells = [{"mean": r["f1"][name]["micro"]["value"], "low": r["f1"][name]["micro"]["low"],
-                  "high": r["f1"][name]["micro"]["high"]} for r in rows]  # fmt: skip
+        cells = [
+            {
+                "mean": r["f1"][name]["micro"]["value"],
+                "low": r["f1"][name]["micro"]["low"],
+                "high": r["f1"][name]["micro"]["high"],
+            }
+            for r in rows
+        ]
         interval(axes[2], cells, label, col, linestyle=style)
     axes[2].set_ylabel("micro-F1 against gold (95% CI)")
     axes[2].set_ylim(0, 1)
@@ -432,6 +508,9 @@ def sweep_figure(summary: dict, title: str = ""):
         ax.set_xticks(x)
         ax.set_xticklabels([f"{v:g}" for v in x])
     items = rows[0]["items"] if rows else 0
-    fig.suptitle(f"Multi-label demonstrations sweep: {title} (n={items} items per share)" if title else
-                 f"Multi-label demonstrations sweep (n={items} items per share)")  # fmt: skip
+    fig.suptitle(
+        f"Multi-label demonstrations sweep: {title} (n={items} items per share)"
+        if title
+        else f"Multi-label demonstrations sweep (n={items} items per share)"
+    )
     return fig

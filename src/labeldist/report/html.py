@@ -27,8 +27,23 @@ from labeldist.runs.view import RunView, load_views
 from labeldist.slots.locate import STOP
 
 EVALUATION_COLUMNS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
-CONFIG_KEYS = ("model", "dataset", "split", "grouping", "task", "ids", "shots", "sampler", "multilabel_share",
-               "demonstrations", "answer_format", "chat", "seed", "pool_split", "method")  # fmt: skip
+CONFIG_KEYS = (
+    "model",
+    "dataset",
+    "split",
+    "grouping",
+    "task",
+    "ids",
+    "shots",
+    "sampler",
+    "multilabel_share",
+    "demonstrations",
+    "answer_format",
+    "chat",
+    "seed",
+    "pool_split",
+    "method",
+)
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1180px;
@@ -149,16 +164,23 @@ def config_section(views: Sequence[RunView]) -> str:
 def evaluation_section(views: Sequence[RunView], resamples: int) -> str:
     from labeldist.evaluation import evaluate_run
 
-    parts = ["<h2 id='evaluation'>Evaluation</h2>", '<p class="muted">Each cell: value [95% bootstrap interval over items]. '
-             "Classification columns against gold; MAMD, BCE, Brier, Spearman and ECE against the annotators' "
-             "vote fractions (gold 0/1 where a dataset has no votes).</p>"]  # fmt: skip
+    parts = [
+        "<h2 id='evaluation'>Evaluation</h2>",
+        '<p class="muted">Each cell: value [95% bootstrap interval over items]. '
+        "Classification columns against gold; MAMD, BCE, Brier, Spearman and ECE against the annotators' "
+        "vote fractions (gold 0/1 where a dataset has no votes).</p>",
+    ]
     for view in views:
         found = evaluation_files(view.path)
         if found:
             tables = [(result, f"from <code>{_e(path)}</code>") for path, result in found]
         else:
-            tables = [(evaluate_run(view.path, None, n_resamples=resamples),
-                       f"computed for this report ({resamples} resamples; no evaluation.json in the run)")]  # fmt: skip
+            tables = [
+                (
+                    evaluate_run(view.path, None, n_resamples=resamples),
+                    f"computed for this report ({resamples} resamples; no evaluation.json in the run)",
+                )
+            ]
         for result, source in tables:
             parts.append(_evaluation_table(view, result, source))
     return "".join(parts)
@@ -220,32 +242,38 @@ def key_numbers(views: Sequence[RunView], stats: dict) -> str:
         row("slot-1 top label > 0.9 (share of items)", lambda s: s["spikiness"]["top1_above_0.9_share"]),
         row("slot-1 mass on labels (rest: stop, other text)", lambda s: s["spikiness"]["label_mass_mean"]),
         row("slot-1 top label is written first", lambda s: s["first_vs_output"]["top_label_is_first_written"]["value"]),
-        row("stop more probable than the first written label",
-            lambda s: s["first_vs_output"]["stop_more_probable_than_first_written"]["value"]),
+        row(
+            "stop more probable than the first written label",
+            lambda s: s["first_vs_output"]["stop_more_probable_than_first_written"]["value"],
+        ),
         row("later labels: mean rank at slot 1", lambda s: s["first_vs_output"]["later_label_mean_rank"]),
         row("1st label is gold (answers with 2+)", lambda s: s["label_order"]["by_position"][0]["value"]),
         row("2nd label is gold (answers with 2+)", lambda s: s["label_order"]["by_position"][1]["value"]),
-    ]  # fmt: skip
+    ]
     head = "<tr><th></th>" + "".join(f"<th>{_e(v.name)}</th>" for v in views) + "</tr>"
     table = f"<div class='wide'><table>{head}{''.join(rows)}</table></div>"
     paired = [r for r in stats.get("paired", []) if r.get("slot1_entropy")]
     if paired:
-        head = ("<tr><th>second run</th><th>first run</th><th>items</th><th>slot-1 entropy, second &minus; first (nats)</th>"
-                "<th>labels only</th><th>top label</th><th>Spearman with the votes</th>"
-                "<th>items where the second's entropy is higher</th></tr>")  # fmt: skip
+        head = (
+            "<tr><th>second run</th><th>first run</th><th>items</th><th>slot-1 entropy, second &minus; first (nats)</th>"
+            "<th>labels only</th><th>top label</th><th>Spearman with the votes</th>"
+            "<th>items where the second's entropy is higher</th></tr>"
+        )
         body = "".join(
             f"<tr><td>{_e(r['second'])}</td><td>{_e(r['first'])}</td><td class='num'>{r['items']}</td>"
             + "".join(
                 f"<td class='num'>{c['difference']:+.3f} <small>[{c['low']:+.3f}, {c['high']:+.3f}]</small></td>"
-                if c else "<td class='num'>n/a</td>"
-                for c in (r["slot1_entropy"], r.get("slot1_labels_only"), r.get("slot1_top_label"),
-                          r.get("slot1_spearman"))
+                if c
+                else "<td class='num'>n/a</td>"
+                for c in (r["slot1_entropy"], r.get("slot1_labels_only"), r.get("slot1_top_label"), r.get("slot1_spearman"))
             )
             + f"<td class='num'>{_fmt(r['slot1_entropy']['second_higher_share'])}</td></tr>"
             for r in paired
-        )  # fmt: skip
-        table += ("<p class='muted'>Runs over the same items, item by item: mean difference [95% bootstrap "
-                  f"interval over items].</p><div class='wide'><table>{head}{body}</table></div>")  # fmt: skip
+        )
+        table += (
+            "<p class='muted'>Runs over the same items, item by item: mean difference [95% bootstrap "
+            f"interval over items].</p><div class='wide'><table>{head}{body}</table></div>"
+        )
     return table
 
 
@@ -256,8 +284,10 @@ def analyses_section(views: Sequence[RunView], stats: dict, attention: dict | No
     for name, fig in analysis_figures(views, stats, attention).items():
         parts.append(f"<figure>{_img(png_bytes(fig), name)}<figcaption>{_e(CAPTIONS.get(name, ''))}</figcaption></figure>")
     if attention is None:
-        parts.append("<p class='muted'>Label attention is not in this report: it needs a second pass of the model "
-                     "with eager attention (<code>labeldist report ... --attention</code>).</p>")  # fmt: skip
+        parts.append(
+            "<p class='muted'>Label attention is not in this report: it needs a second pass of the model "
+            "with eager attention (<code>labeldist report ... --attention</code>).</p>"
+        )
     return "".join(parts)
 
 
@@ -280,9 +310,11 @@ def sweep_section(sweeps: Sequence[Path]) -> str:
             + "</tr>"
             for r in summary["by_share"]
         )
-        head = ("<tr><th>share</th><th>run</th><th>items</th><th>multi-label demos (mean)</th><th>labels per answer</th>"
-                "<th>answers with 2+</th><th>slot-1 entropy</th><th>micro-F1, written labels</th>"
-                "<th>micro-F1, max over slots &ge; 0.5</th></tr>")  # fmt: skip
+        head = (
+            "<tr><th>share</th><th>run</th><th>items</th><th>multi-label demos (mean)</th><th>labels per answer</th>"
+            "<th>answers with 2+</th><th>slot-1 entropy</th><th>micro-F1, written labels</th>"
+            "<th>micro-F1, max over slots &ge; 0.5</th></tr>"
+        )
         parts.append(
             f"<h2 id='sweep-{n}'>Sweep: {_e(folder.name)}</h2><p class='muted'>Every run shares all settings but the share of "
             f"multi-label demonstrations; same items in every run: {'yes' if summary.get('same_items') else 'no'}.</p>"
@@ -297,8 +329,14 @@ def _item_texts(view: RunView, ids: Sequence[str]) -> dict[str, str]:
 
     config = view.config
     try:
-        dataset = load_dataset(config["dataset"], config["data_dir"], config["split"], grouping=config.get("grouping"),
-                               task=config.get("task"), **(config.get("options") or {}))  # fmt: skip
+        dataset = load_dataset(
+            config["dataset"],
+            config["data_dir"],
+            config["split"],
+            grouping=config.get("grouping"),
+            task=config.get("task"),
+            **(config.get("options") or {}),
+        )
     except Exception:  # noqa: BLE001 - the text is a courtesy; the prompt's end is shown instead
         return {}
     wanted = set(ids)
@@ -347,9 +385,11 @@ def examples_section(views: Sequence[RunView], count: int) -> str:
     picked = pick_examples(views, count)
     if not picked:
         return ""
-    parts = ["<h2 id='examples'>Examples</h2><p class='muted'>Each slot's exact distribution over the labels and stopping "
-             "(the label written there in orange), beside the annotators' vote fractions (green), for every run "
-             "that labelled the item.</p>"]  # fmt: skip
+    parts = [
+        "<h2 id='examples'>Examples</h2><p class='muted'>Each slot's exact distribution over the labels and stopping "
+        "(the label written there in orange), beside the annotators' vote fractions (green), for every run "
+        "that labelled the item.</p>"
+    ]
     texts: dict[str, dict[str, str]] = {}
     for item_id, runs in picked:
         lead = runs[0]
@@ -362,8 +402,11 @@ def examples_section(views: Sequence[RunView], count: int) -> str:
             prompt = RunStore(lead.path).read_table(["id", "prompt"]).to_pandas().set_index("id").loc[item_id, "prompt"]
             text = "… " + prompt[-300:]
         parts.append('<div class="example">')
-        parts.append(f"<div><b>{_e(item_id)}</b> &nbsp; gold: " + " ".join(f"<span class='gold'>{_e(g)}</span>" for g in gold)
-                     + f"</div><div class='text'>{_e(text)}</div>")  # fmt: skip
+        parts.append(
+            f"<div><b>{_e(item_id)}</b> &nbsp; gold: "
+            + " ".join(f"<span class='gold'>{_e(g)}</span>" for g in gold)
+            + f"</div><div class='text'>{_e(text)}</div>"
+        )
         for view in runs:
             i = view.arrays.ids.index(item_id)
             labels = list(view.labels)

@@ -197,8 +197,9 @@ def execute_run(
     sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
     todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
     if judging:
-        return _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options,
-                      batch_size, progress, started)  # fmt: skip
+        return _judge(
+            config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options, batch_size, progress, started
+        )
     prompts = build_prompts(
         todo_set,
         pool,
@@ -304,10 +305,7 @@ def precision_warning(manifest: dict) -> str | None:
     dtypes = precision.get("dtypes") or []
     if not dtypes or precision.get("exact_dtype"):
         return None
-    line = (
-        f"warning: records made in {', '.join(dtypes)}; label probabilities are exact only in float32 "
-        "(--dtype float32)"
-    )
+    line = f"warning: records made in {', '.join(dtypes)}; label probabilities are exact only in float32 (--dtype float32)"
     check = precision.get("check") or {}
     if check.get("items"):
         line += (
@@ -334,9 +332,15 @@ def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sam
     else:
         template = JudgementTemplate.default(config.method)
     prompts = build_judgement_prompts(
-        todo_set, pool, template, config.sampler, config.shots, seed=config.seed, sampler_options=sampler_options,
+        todo_set,
+        pool,
+        template,
+        config.sampler,
+        config.shots,
+        seed=config.seed,
+        sampler_options=sampler_options,
         shared_demonstrations=config.demonstrations == "shared",
-    )  # fmt: skip
+    )
     manifest["questions"] = {
         "method": config.method,
         "candidates": template.candidates(dataset.labels),
@@ -464,11 +468,7 @@ def _explicitly_empty(records) -> np.ndarray:
 def slot_table(record, labels) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Rows (labels then <stop>) x slots of exact and first-token probabilities."""
     slots = record["slots"]
-    exact = (
-        np.array([[*s["label_probs"], s["stop_prob"]] for s in slots]).T
-        if len(slots)
-        else np.zeros((len(labels) + 1, 0))
-    )
+    exact = np.array([[*s["label_probs"], s["stop_prob"]] for s in slots]).T if len(slots) else np.zeros((len(labels) + 1, 0))
     first = (
         # null values (closing slots) read as NaN
         np.array([[*s["first_token_probs"], np.nan] for s in slots], dtype=float).T

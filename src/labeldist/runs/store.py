@@ -134,9 +134,7 @@ class RunStore:
             differing = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
             if differing:
                 shown = "; ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in differing)
-                raise DataError(
-                    str(self.path), None, f"exists with a different config ({shown}); use another --out or delete it"
-                )
+                raise DataError(str(self.path), None, f"exists with a different config ({shown}); use another --out or delete it")
             return existing
         manifest = dict(manifest, config=config, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.write_manifest(manifest)

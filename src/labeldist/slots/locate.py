@@ -72,11 +72,7 @@ class LabelForm:
             return True
         if self.quote:
             return self.quote not in label and "\\" not in label and "\n" not in label
-        return (
-            not any(t in label for t in _JSON_BARE_TERMINATORS)
-            and label == label.strip()
-            and not label.startswith(_QUOTES)
-        )
+        return not any(t in label for t in _JSON_BARE_TERMINATORS) and label == label.strip() and not label.startswith(_QUOTES)
 
     def continuation(self, label: str) -> Continuation:
         return Continuation(self.before + label, self.terminators, self.end)
@@ -139,9 +135,7 @@ def _with(forms: list, realized) -> tuple:
 
 def _label_slot(answer: str, k: int, decision: int, span, label_forms, close_forms) -> SlotPlan:
     """Slot ``k``, where the generated element ``span`` was written."""
-    return SlotPlan(
-        k, decision, span.start, span.label, answer[span.start : span.end], tuple(label_forms), tuple(close_forms)
-    )
+    return SlotPlan(k, decision, span.start, span.label, answer[span.start : span.end], tuple(label_forms), tuple(close_forms))
 
 
 def _json_label_forms(lead: str, spacings: tuple[str, ...]) -> list[LabelForm]:

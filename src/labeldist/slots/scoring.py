@@ -282,11 +282,18 @@ class ContinuationScorer:
                 layers.close()
         gather = _Reads(items, nodes)
         read_ids = [
-            [[[gather.token(b, -1 if node < 0 else 0, 0 if node < 0 else node, token) for token, node in zip(answer, before)]
-              for answer, before in zip(answers, per_answer)]
-             for answers, per_answer in zip(item.answers, read)]
+            [
+                [
+                    [
+                        gather.token(b, -1 if node < 0 else 0, 0 if node < 0 else node, token)
+                        for token, node in zip(answer, before)
+                    ]
+                    for answer, before in zip(answers, per_answer)
+                ]
+                for answers, per_answer in zip(item.answers, read)
+            ]
             for b, (item, read) in enumerate(zip(items, reads))
-        ]  # fmt: skip
+        ]
         values = gather.resolve()
         out = []
         for item, per_fill in zip(items, read_ids):

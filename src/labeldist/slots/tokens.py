@@ -25,9 +25,7 @@ METASPACE = "\u2581"  # "▁"
 def _byte_level_decoder() -> dict[str, int]:
     """The inverse of GPT-2's bytes -> printable unicode table (a fact of the format: printable
     Latin-1 bytes map to themselves, the other 68 bytes to U+0100 onward, in byte order)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     table = {chr(b): b for b in printable}
     shift = 0
     for b in range(256):

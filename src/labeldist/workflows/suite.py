@@ -30,23 +30,64 @@ from pathlib import Path
 from labeldist.errors import ConfigError
 
 TABLE_METRICS = ("mamd", "bce", "brier", "spearman", "macro_f1")
-RUN_SETTINGS = ("shots", "seed", "sampler", "multilabel_share", "demonstrations", "answer_format", "template", "chat",
-                "max_new_tokens", "save_hidden")  # fmt: skip
+RUN_SETTINGS = (
+    "shots",
+    "seed",
+    "sampler",
+    "multilabel_share",
+    "demonstrations",
+    "answer_format",
+    "template",
+    "chat",
+    "max_new_tokens",
+    "save_hidden",
+)
 BACKEND_SETTINGS = ("batch_size", "device", "dtype")
 DEFAULT_ESTIMATORS = {
     "generate": ["first", "max", "max@first-token", "mean", "noisy-or", "output", "platt", "platt-shared"],
     "unary": ["unary", "platt[base=unary]"],
     "pairwise": ["pairwise", "platt[base=pairwise]"],
 }
-DATASET_KEYS = ("id", "dataset", "data_dir", "eval_split", "calibration_split", "pool_split", "eval_items",
-                "calibration_items", "options", "grouping", "task", "run")  # fmt: skip
-SUITE_KEYS = ("name", "models", "methods", "estimators", "threshold", "resamples", "bootstrap_seed", "sample_seed", "run",
-              "encoder", "datasets")  # fmt: skip
+DATASET_KEYS = (
+    "id",
+    "dataset",
+    "data_dir",
+    "eval_split",
+    "calibration_split",
+    "pool_split",
+    "eval_items",
+    "calibration_items",
+    "options",
+    "grouping",
+    "task",
+    "run",
+)
+SUITE_KEYS = (
+    "name",
+    "models",
+    "methods",
+    "estimators",
+    "threshold",
+    "resamples",
+    "bootstrap_seed",
+    "sample_seed",
+    "run",
+    "encoder",
+    "datasets",
+)
 # the bare estimator `encoder` in a suite: one encoder per dataset, trained by the suite on the
 # dataset's pool split (never on a sampled evaluation or calibration item), validated on the
 # calibration sample; the same for every model of the grid
-ENCODER_SETTINGS = {"train_items": 1000, "epochs": 3, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128,
-                    "label_names": False, "seed": 0, "base": None}  # fmt: skip
+ENCODER_SETTINGS = {
+    "train_items": 1000,
+    "epochs": 3,
+    "batch_size": 16,
+    "learning_rate": 5e-5,
+    "max_length": 128,
+    "label_names": False,
+    "seed": 0,
+    "base": None,
+}
 
 
 @dataclass
@@ -259,11 +300,15 @@ def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None, splits: Spli
         if (ds.eval_items or len(eval_all)) + (ds.calibration_items or len(eval_all)) > len(eval_all):
             raise ConfigError(suite.source, f"dataset {ds.id}", "eval_items + calibration_items exceed the split")
         seed = f"{suite.sample_seed}:{ds.id}:{ds.eval_split}"
-        return (sample_ids(eval_all, cap(ds.eval_items), seed),
-                sample_ids(eval_all, cap(ds.calibration_items), seed, from_end=True))  # fmt: skip
+        return (
+            sample_ids(eval_all, cap(ds.eval_items), seed),
+            sample_ids(eval_all, cap(ds.calibration_items), seed, from_end=True),
+        )
     cal_all = splits(ds, ds.calibration_split).ids
-    return (sample_ids(eval_all, cap(ds.eval_items), f"{suite.sample_seed}:{ds.id}:eval"),
-            sample_ids(cal_all, cap(ds.calibration_items), f"{suite.sample_seed}:{ds.id}:calibration"))  # fmt: skip
+    return (
+        sample_ids(eval_all, cap(ds.eval_items), f"{suite.sample_seed}:{ds.id}:eval"),
+        sample_ids(cal_all, cap(ds.calibration_items), f"{suite.sample_seed}:{ds.id}:calibration"),
+    )
 
 
 def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None, splits: SplitLoader) -> tuple[Path, Path]:
@@ -280,8 +325,9 @@ def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None, 
     return paths[0], paths[1]
 
 
-def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable[[str], None] = print,
-                        splits: SplitLoader | None = None) -> Path:  # fmt: skip
+def train_suite_encoder(
+    suite: Suite, ds: SuiteDataset, out: Path, log: Callable[[str], None] = print, splits: SplitLoader | None = None
+) -> Path:
     """The dataset's encoder folder, trained now unless an earlier call trained it with the same
     items and settings. Training items: a seeded sample of ``pool_split`` without any item of
     the configured (uncapped) eval and calibration samples, so a quick ``--max-items`` pass and
@@ -293,14 +339,22 @@ def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable
     held_out = set(eval_ids) | set(cal_ids)
     settings = suite.encoder
     pool = splits(ds, ds.pool_split)
-    train_ids = sample_ids([i for i in pool.ids if i not in held_out], settings["train_items"],
-                           f"{suite.sample_seed}:{ds.id}:encoder")  # fmt: skip
+    train_ids = sample_ids(
+        [i for i in pool.ids if i not in held_out], settings["train_items"], f"{suite.sample_seed}:{ds.id}:encoder"
+    )
     if not train_ids:
         problem = f"pool split {ds.pool_split} has no item left to train the encoder on"
         raise ConfigError(suite.source, f"dataset {ds.id}", problem)
     folder = out / "encoders" / ds.id
-    identity = {"train_ids": train_ids, "validation_ids": cal_ids, "settings": settings, "dataset": ds.dataset,
-                "data_dir": str(ds.data_dir), "pool_split": ds.pool_split, "common": ds.loader_options}  # fmt: skip
+    identity = {
+        "train_ids": train_ids,
+        "validation_ids": cal_ids,
+        "settings": settings,
+        "dataset": ds.dataset,
+        "data_dir": str(ds.data_dir),
+        "pool_split": ds.pool_split,
+        "common": ds.loader_options,
+    }
     digest = _digest(identity)
     stamp = folder / "suite-encoder.json"
     if stamp.is_file() and (folder / MANIFEST).is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("sha") == digest:
@@ -309,14 +363,21 @@ def train_suite_encoder(suite: Suite, ds: SuiteDataset, out: Path, log: Callable
     validation = splits(ds, ds.calibration_split).restrict(cal_ids, source=f"{ds.id} calibration sample")
     log(f"{ds.id}: training the encoder on {len(train)} {ds.pool_split} items (validation: {len(validation)})")
     manifest = train_encoder(
-        train, folder, validation=validation, encoder=settings["base"], label_names=bool(settings["label_names"]),
-        epochs=settings["epochs"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-        max_length=settings["max_length"], seed=settings["seed"], device=_encoder_device(suite.run.get("device")),
+        train,
+        folder,
+        validation=validation,
+        encoder=settings["base"],
+        label_names=bool(settings["label_names"]),
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        max_length=settings["max_length"],
+        seed=settings["seed"],
+        device=_encoder_device(suite.run.get("device")),
         source={"name": ds.dataset, "data_dir": str(ds.data_dir), "split": ds.pool_split, "suite": suite.source},
-    )  # fmt: skip
+    )
     log(f"{ds.id}: encoder trained in {manifest['seconds']:.0f} s, kept epoch {manifest['kept_epoch']}")
-    stamp.write_text(json.dumps({"sha": digest, "training_sha256": manifest["training_ids_sha256"]}) + "\n",
-                     encoding="utf-8")  # fmt: skip
+    stamp.write_text(json.dumps({"sha": digest, "training_sha256": manifest["training_ids_sha256"]}) + "\n", encoding="utf-8")
     return folder
 
 
@@ -412,8 +473,13 @@ def run_suite(
         key = (config.model, config.chat, config.max_new_tokens)
         if key not in backends:
             backends.clear()  # one model in memory at a time
-            backends[key] = HFBackend(config.model, device=settings.get("device", "auto"), dtype=settings.get("dtype"),
-                                      chat=config.chat, max_new_tokens=config.max_new_tokens)  # fmt: skip
+            backends[key] = HFBackend(
+                config.model,
+                device=settings.get("device", "auto"),
+                dtype=settings.get("dtype"),
+                chat=config.chat,
+                max_new_tokens=config.max_new_tokens,
+            )
         return backends[key]
 
     factory = backend_factory or default_backend
@@ -466,8 +532,14 @@ def run_suite(
             manifest = execute_run(config, folder, factory, batch_size=batch_size, progress=progress)
             if manifest.get("gaps"):
                 raise RuntimeError(f"{folder}: {len(manifest['gaps'])} items not labelled; rerun the suite to retry")
-        result = evaluate_run(eval_dir, estimators, calibrate_on=cal_dir, threshold=suite.threshold,
-                              n_resamples=suite.resamples, seed=suite.bootstrap_seed)  # fmt: skip
+        result = evaluate_run(
+            eval_dir,
+            estimators,
+            calibrate_on=cal_dir,
+            threshold=suite.threshold,
+            n_resamples=suite.resamples,
+            seed=suite.bootstrap_seed,
+        )
         write_evaluation(result, eval_dir)
         seconds = round(time.perf_counter() - started, 1)
         run_seconds = {
@@ -516,17 +588,32 @@ def table_rows(suite: Suite, out: Path) -> tuple[list[dict], list[dict]]:
             continue
         record = json.loads(path.read_text(encoding="utf-8"))
         result = record["evaluation"]
-        summaries.append({"cell": cell.key, "finished": True, "seconds": record["seconds"],
-                          "items": result["items"], "run_seconds_total": record.get("run_seconds_total")})  # fmt: skip
+        summaries.append(
+            {
+                "cell": cell.key,
+                "finished": True,
+                "seconds": record["seconds"],
+                "items": result["items"],
+                "run_seconds_total": record.get("run_seconds_total"),
+            }
+        )
         for name, row in result["estimators"].items():
             if name.startswith("encoder[model=") and Path(name[len("encoder[model=") : -1]).parent.name == "encoders":
                 name = "encoder"  # the suite's own per-dataset encoder
             # Spearman is undefined on an item whose votes (or probabilities) are all equal, so the
             # mean runs over fewer items than the other columns; the table says over how many
             spearman_items = result["items"] - int(row.get("spearman_skipped") or 0)
-            rows.append({"dataset": cell.dataset.id, "model": cell.model, "method": cell.method, "estimator": name,
-                         "items": result["items"], "spearman_items": spearman_items,
-                         **{m: row.get(m) for m in TABLE_METRICS}})  # fmt: skip
+            rows.append(
+                {
+                    "dataset": cell.dataset.id,
+                    "model": cell.model,
+                    "method": cell.method,
+                    "estimator": name,
+                    "items": result["items"],
+                    "spearman_items": spearman_items,
+                    **{m: row.get(m) for m in TABLE_METRICS},
+                }
+            )
     return rows, summaries
 
 
@@ -545,25 +632,29 @@ def write_tables(suite: Suite, out: str | Path) -> dict:
         f"Suite `{suite.name}` ({suite.source}): {finished} of {len(summaries)} cells finished. "
         f"Threshold {suite.threshold}; 95% bootstrap intervals over items ({suite.resamples} resamples).",
         "",
-        format_rows(rows, ("dataset", "model", "method", "estimator", "items", "spearman_items"), TABLE_METRICS,
-                    style="markdown")
+        format_rows(rows, ("dataset", "model", "method", "estimator", "items", "spearman_items"), TABLE_METRICS, style="markdown")
         if rows
         else "(no finished cells)",
         "",
         "`spearman_items`: the items where per-item Spearman is defined (neither the probabilities nor the vote "
         "fractions all equal); n/a where no item has two labels that differ (binary sets).",
-    ]  # fmt: skip
+    ]
     timed = [s for s in summaries if s["finished"]]
     if timed:
         lines += ["", "| cell | evaluated items | calibration run s | evaluated run s | cell s |", "|---|---|---|---|---|"]
         for s in timed:
             run_seconds = s.get("run_seconds_total") or {}
-            lines.append(f"| {s['cell']} | {s['items']} | {_seconds(run_seconds.get('calibration'))} | "
-                         f"{_seconds(run_seconds.get('eval'))} | {_seconds(s['seconds'])} |")  # fmt: skip
+            lines.append(
+                f"| {s['cell']} | {s['items']} | {_seconds(run_seconds.get('calibration'))} | "
+                f"{_seconds(run_seconds.get('eval'))} | {_seconds(s['seconds'])} |"
+            )
         total = sum(s["seconds"] or 0 for s in timed)
-        lines += ["", f"Cell time in total: {total / 60:.1f} min. Run columns add up every attempt at that run "
-                      "(an earlier quick pass included); the cell column is the suite call that finished the "
-                      "cell, evaluation included."]  # fmt: skip
+        lines += [
+            "",
+            f"Cell time in total: {total / 60:.1f} min. Run columns add up every attempt at that run "
+            "(an earlier quick pass included); the cell column is the suite call that finished the "
+            "cell, evaluation included.",
+        ]
     unfinished = [s["cell"] for s in summaries if not s["finished"]]
     if unfinished:
         lines += ["", "Not finished: " + ", ".join(unfinished)]

@@ -114,7 +114,7 @@ def summarize_sweep(out: str | Path, n_resamples: int = 500) -> dict:
                 "f1": {
                     name: {"micro": result["estimators"][name]["micro_f1"], "macro": result["estimators"][name]["macro_f1"]}
                     for name in F1_ESTIMATORS
-                },  # fmt: skip
+                },
             }
         )
     shared = {k: v for k, v in configs[0].items() if k != "multilabel_share"}
