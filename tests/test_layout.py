@@ -147,3 +147,34 @@ def test_the_checker_sees_violations(tmp_path):
         "labeldist.data.other -> labeldist.report",
         "labeldist.data.other -> labeldist.report.analyses",
     ]
+
+
+def test_backends_are_the_interface_runs_call():
+    """The abstract Backend's methods are what the run loop calls (no hasattr probing): both
+    backends implement all of them, a backend missing one cannot be made, and runs/ calls
+    nothing on a backend that the interface does not declare."""
+    import pytest
+
+    from labeldist.models.base import Backend
+    from labeldist.models.hf import HFBackend
+    from labeldist.models.openai import OpenAIBackend
+
+    interface = {name for name in dir(Backend) if not name.startswith("_")}
+    assert {"describe", "render", "generate", "score_answers", "score", "precision_check"} <= interface
+    for cls in (HFBackend, OpenAIBackend):
+        assert issubclass(cls, Backend) and not cls.__abstractmethods__
+
+    class Partial(Backend):
+        def describe(self):
+            return {}
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial()
+    called = set()
+    for path in (ROOT / "runs").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "backend":
+                called.add(node.attr)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hasattr":
+                assert not (node.args and getattr(node.args[0], "id", None) == "backend"), f"hasattr(backend, ...) in {path}"
+    assert called and called <= interface, f"runs call {sorted(called - interface)} outside the interface"

@@ -10,13 +10,14 @@ Two calls, after lm-evaluation-harness's ``generate_until`` / ``loglikelihood``:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from labeldist.prompts import AnswerFormat, ParsedAnswer, Prompt
+from labeldist.prompts.judgements import JudgementPrompt
 
 
 @dataclass
@@ -97,9 +98,23 @@ class Generation:
     error: str | None = None
 
 
-class Backend(Protocol):
-    name: str
+class Backend(ABC):
+    """What a run calls on a model, and nothing else (as lm-evaluation-harness's LM): a backend
+    renders prompts, generates answers with their label slots, scores the answers of unary and
+    pairwise questions, and describes itself for run.json. ``precision_check`` is optional: a
+    backend that cannot rescore in float32 says so."""
 
+    name: str = "backend"
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """The model, tokenizer, dtype and settings, as recorded in run.json."""
+
+    @abstractmethod
+    def render(self, prompt: Prompt) -> str:
+        """Exactly the text the model reads for ``prompt`` (chat template applied)."""
+
+    @abstractmethod
     def generate(
         self,
         prompts: Sequence[Prompt],
@@ -107,8 +122,17 @@ class Backend(Protocol):
         answer_format: AnswerFormat,
         *,
         save_hidden: bool = False,
-    ) -> list[Generation]: ...
+    ) -> list[Generation]:
+        """Each prompt's answer, its parse and the label distribution at every slot."""
 
-    def score(self, prefix: str, continuations: Sequence[str]) -> list[float]: ...
+    @abstractmethod
+    def score_answers(self, prompts: Sequence[JudgementPrompt]) -> list[np.ndarray]:
+        """For each unary/pairwise prompt: fills x answers log-probabilities of every answer."""
 
-    def describe(self) -> dict: ...
+    @abstractmethod
+    def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | prefix) for each continuation."""
+
+    def precision_check(self, prompts: Sequence[Prompt], labels: Sequence[str], fmt: AnswerFormat, answers) -> dict:
+        """The largest differences between these slots as run and in float32 (hf only)."""
+        return {"items": 0, "skipped": "this backend cannot rescore in float32"}

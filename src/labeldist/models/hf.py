@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Generation, SlotDistribution
+from labeldist.models.base import Backend, Generation, SlotDistribution
 from labeldist.models.resolve import ResolvedModel, resolve_model
 from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
 from labeldist.prompts.judgements import FILL, JudgementPrompt
@@ -58,7 +58,7 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-class HFBackend:
+class HFBackend(Backend):
     """A causal LM from transformers, greedy, batched with left padding.
 
     ``chat``: use the tokenizer's chat template (None: when it has one). ``quantization``:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Generation, SlotDistribution
+from labeldist.models.base import Backend, Generation, SlotDistribution
 from labeldist.models.hf import _answer_closed
 from labeldist.models.http import RequestFailed, ServerClient, ServerUnavailable
 from labeldist.models.topk import (
@@ -110,7 +110,7 @@ class _Item:
     failed: set[str] = field(default_factory=set)
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """Greedy generation and continuation scoring through an OpenAI-compatible server."""
 
     def __init__(

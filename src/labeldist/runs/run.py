@@ -273,9 +273,6 @@ def _record_dtype(manifest: dict) -> None:
 
 
 def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> None:
-    if not hasattr(backend, "precision_check"):
-        manifest["precision"]["check"] = {"items": 0, "skipped": "this backend cannot rescore in float32"}
-        return
     results = []
     for start in range(0, len(to_check), batch_size):
         chunk = to_check[start : start + batch_size]
@@ -324,9 +321,6 @@ def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sam
 
     from labeldist.prompts.judgements import FILL, JudgementTemplate, build_judgement_prompts
 
-    if not hasattr(backend, "score_answers"):
-        name = backend.describe().get("backend", "chosen")
-        raise ValueError(f"the {name} backend cannot score answers: no {config.method} method")
     if config.template:
         template = JudgementTemplate.from_yaml(config.template, config.method)
     else:
@@ -360,7 +354,7 @@ def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sam
             tables = backend.score_answers(batch_prompts)
             records = []
             for item, prompt, table in zip(batch_items, batch_prompts, tables):
-                rendered = backend.render(prompt.prompt) if hasattr(backend, "render") else prompt.prompt.text
+                rendered = backend.render(prompt.prompt)
                 records.append(
                     {
                         "id": item.id,
