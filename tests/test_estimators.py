@@ -50,9 +50,7 @@ def test_exact_estimators_hand_computed():
     np.testing.assert_allclose(Mean().predict_proba(run), [[0.25, 0.8 / 3, 0.2], [0.1, 0.2, 0.0], [0, 0, 0]])
     expected_or = [1 - 0.4 * 0.9 * 0.95, 1 - 0.8 * 0.5 * 0.9, 1 - 0.9 * 0.8 * 0.7]
     np.testing.assert_allclose(NoisyOr().predict_proba(run)[0], expected_or)
-    estimator = Max()
-    estimator.predict_proba(run)
-    assert estimator.unscored_ == 1
+    assert Max().unscored(run) == 1
 
 
 def test_first_token_source_skips_closing_slots():
@@ -62,7 +60,7 @@ def test_first_token_source_skips_closing_slots():
     # an empty answer has no first-token numbers at all: scored as no label
     estimator = First(source="first-token")
     np.testing.assert_allclose(estimator.predict_proba(run)[1], [0, 0, 0])
-    assert estimator.unscored_ == 2
+    assert estimator.unscored(run) == 2
 
 
 def test_output_and_orderings():
@@ -173,3 +171,20 @@ def test_estimator_specs():
         make_estimator("max", colour="red")
     with pytest.raises(ValueError, match="no first-token"):
         make_estimator("output", "first-token")
+
+
+def test_predict_proba_changes_no_state():
+    """scikit-learn's contract: predicting leaves a (fitted) estimator exactly as it was."""
+    import copy
+    import pickle
+
+    from labeldist.estimators.base import Estimator
+
+    run = run_arrays()
+    run.targets = np.array([[0.7, 0.3, 0.0], [0.0, 0.6, 0.1], [0.2, 0.0, 0.0]])
+    for estimator in (First(), Max(), Mean(), NoisyOr(), Output(), Max(source="first-token"), Platt(base="first").fit(run)):
+        assert isinstance(estimator, Estimator)
+        before = pickle.dumps(copy.deepcopy(vars(estimator)))
+        estimator.predict_proba(run)
+        estimator.unscored(run)
+        assert pickle.dumps(vars(estimator)) == before, estimator.name

@@ -85,12 +85,12 @@ def evaluate_run(
         for train, test, where in folds:
             estimator = make_estimator(name, source, **params)
             estimator.fit(train)
-            if hasattr(estimator, "fitted"):
-                fits.append(estimator.fitted())
+            if (learnt := estimator.fitted()) is not None:
+                fits.append(learnt)
             probs[where] = estimator.predict_proba(test)
             cuts.append(_threshold(threshold, estimator, train))
-            if getattr(estimator, "unscored_", 0):
-                unscored[spec] = unscored.get(spec, 0) + estimator.unscored_
+            if missing := estimator.unscored(test):
+                unscored[spec] = unscored.get(spec, 0) + missing
         if fits:
             fitted[spec] = fits[0] if cross_fit is None else fits
         predictions[spec] = (probs, cuts[0] if cross_fit is None else _per_item(cuts, folds, run.targets.shape))

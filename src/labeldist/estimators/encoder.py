@@ -34,6 +34,7 @@ import numpy as np
 
 from labeldist.data.schema import Dataset
 from labeldist.errors import DataError, ModelError
+from labeldist.estimators.base import Estimator
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 
@@ -300,7 +301,7 @@ def run_texts(run: RunArrays) -> list[str]:
     return [text[item_id] for item_id in run.ids]
 
 
-class Encoder:
+class Encoder(Estimator):
     """Estimator ``encoder[model=models/NAME]``: the fine-tuned encoder's probabilities.
 
     It is trained beforehand (``labeldist encoder train``), so ``fit`` only loads it and checks

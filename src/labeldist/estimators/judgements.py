@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from labeldist.estimators.base import Estimator
 from labeldist.estimators.bradley_terry import bradley_terry
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.run import answer_probabilities
@@ -21,15 +22,12 @@ def _check(run: RunArrays, method: str) -> None:
         raise ValueError(f"run {run.path} is a {run.method} run: the {method} estimator needs a `--method {method}` run")
 
 
-class Unary:
+class Unary(Estimator):
     name = "unary"
 
     def __init__(self, source: str = "exact", normalize: bool = True):
         self.source = source
         self.normalize = normalize
-
-    def fit(self, run: RunArrays | None = None) -> Unary:
-        return self
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
         _check(run, "unary")
@@ -39,16 +37,13 @@ class Unary:
         return positive[:, :k] if self.normalize else np.exp(run.answer_logprobs[:, :k, 0])
 
 
-class Pairwise:
+class Pairwise(Estimator):
     name = "pairwise"
 
     def __init__(self, source: str = "exact", ridge: float = 1e-2, score: str = "vs-none"):
         self.source = source
         self.ridge = ridge
         self.score = score
-
-    def fit(self, run: RunArrays | None = None) -> Pairwise:
-        return self
 
     def outcomes(self, run: RunArrays) -> np.ndarray:
         """items x m x m soft outcomes: [i, j] = P(i is the better label), both orders averaged."""

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
+from labeldist.estimators.base import Estimator
 from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.slots import SLOT_ESTIMATORS
 from labeldist.runs.arrays import RunArrays
@@ -33,7 +34,7 @@ SCOPES = ("label", "shared")
 _FLOOR = 1e-12  # probabilities below this are this (log 0 would be -inf)
 
 
-class Platt:
+class Platt(Estimator):
     """``fit(calibration_run)`` then ``predict_proba(run)``; fitted ``slope_``, ``intercept_`` per label.
 
     ``base`` is a slot estimator's name (``max``, ``first``, ..., ``unary``, ``pairwise``, read

@@ -28,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from labeldist.errors import DataError
+from labeldist.estimators.base import Estimator
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 
@@ -47,7 +48,7 @@ def hidden_states(run: RunArrays, layer: int) -> np.ndarray:
     return states[[row[item_id] for item_id in run.ids], layer].astype(np.float64)
 
 
-class Probe:
+class Probe(Estimator):
     """``fit(training_run)`` then ``predict_proba(run)``; one logistic regression per label."""
 
     name = "probe"

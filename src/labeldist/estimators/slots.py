@@ -12,28 +12,26 @@ Each turns the slots of an item into one probability per label:
 ``source="exact"`` reads the exact label probabilities; ``source="first-token"`` the original
 method's first-token approximation, so the two can be compared (closing slots carry no
 first-token numbers and are skipped there). An item whose answer could not be parsed has no
-slots: it gets 0 for every label (the model named none), counted in ``unscored_``.
+slots: it gets 0 for every label (the model named none), counted by ``unscored(run)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from labeldist.estimators.base import Estimator
 from labeldist.runs.arrays import RunArrays
 
 SOURCES = ("exact", "first-token")
 
 
-class SlotEstimator:
+class SlotEstimator(Estimator):
     """scikit-learn-like: ``fit(run)`` (nothing to learn here) and ``predict_proba(run)``."""
 
     name = "slots"
 
     def __init__(self, source: str = "exact"):
         self.source = source
-
-    def fit(self, run: RunArrays | None = None) -> SlotEstimator:
-        return self
 
     def _slots(self, run: RunArrays) -> np.ndarray:
         if run.method != "generate":
@@ -45,11 +43,14 @@ class SlotEstimator:
     def predict_proba(self, run: RunArrays) -> np.ndarray:
         slots = self._slots(run)
         scored = ~np.all(np.isnan(slots), axis=(1, 2))
-        self.unscored_ = int((~scored).sum())
         out = np.zeros((len(run), len(run.labels)))
         if scored.any():
             out[scored] = self._combine(slots[scored])
         return np.clip(out, 0.0, 1.0)
+
+    def unscored(self, run: RunArrays) -> int:
+        """Items without label slots (unparseable answers): they get 0 for every label."""
+        return int(np.all(np.isnan(self._slots(run)), axis=(1, 2)).sum())
 
     def _combine(self, slots: np.ndarray) -> np.ndarray:  # (items, slots, labels) -> (items, labels)
         raise NotImplementedError
@@ -87,16 +88,13 @@ class NoisyOr(SlotEstimator):
         return 1.0 - np.nanprod(1.0 - slots, axis=1)
 
 
-class Output:
+class Output(Estimator):
     """1 for the labels the model wrote, ``epsilon`` for the others."""
 
     name = "output"
 
     def __init__(self, epsilon: float = 1e-3):
         self.epsilon = epsilon
-
-    def fit(self, run: RunArrays | None = None) -> Output:
-        return self
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
         if run.method != "generate":

@@ -1,0 +1,39 @@
+"""The estimator contract, as scikit-learn's: learn in ``fit``, predict in ``predict_proba``.
+
+``fit(run)`` learns from a calibration or training run (``None`` where nothing is learnt) and
+returns the estimator; ``predict_proba(run)`` gives items x labels probabilities in [0, 1] and
+changes nothing on the estimator, so one fitted estimator predicts any number of runs.
+``fitted()`` says what was learnt (for evaluation.json; None if nothing); ``unscored(run)``
+counts the items it can give no probability (an answer without label slots), which evaluation
+reports beside the row.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from labeldist.runs.arrays import RunArrays
+
+
+class Estimator(ABC):
+    """Per-label probabilities from a run; see the module docstring for the contract."""
+
+    name: str = "estimator"
+
+    def fit(self, run: RunArrays | None = None) -> Estimator:
+        """Learn from ``run`` (nothing by default) and return self."""
+        return self
+
+    @abstractmethod
+    def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """Items x labels probabilities; no state changes."""
+
+    def fitted(self) -> dict | None:
+        """What ``fit`` learnt, as JSON-ready values (None: nothing)."""
+        return None
+
+    def unscored(self, run: RunArrays) -> int:
+        """Items of ``run`` this estimator gives no probability (0 by default)."""
+        return 0
