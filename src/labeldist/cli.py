@@ -357,7 +357,7 @@ def run_command(
     Records go to OUT/records/*.parquet in batches; a killed run loses at most the batch in
     flight, and rerunning the same command continues where it stopped.
     """
-    from labeldist.models.hf import HFBackend
+    from labeldist.models.registry import BackendSettings, make_backend
     from labeldist.runs import RunConfig, execute_run
     from labeldist.runs.run import precision_warning
 
@@ -380,20 +380,17 @@ def run_command(
         **{k: v for k, v in settings.items() if k != "template"},
     )
 
-    def backend(cfg):
-        if server is not None:
-            from labeldist.models.openai import OpenAIBackend
+    backend_settings = BackendSettings(
+        device=device,
+        dtype=dtype,
+        quantization=quantization,
+        prune_tolerance=prune_tolerance,
+        server=server,
+        progress=not quiet,
+    )
 
-            return OpenAIBackend(server, chat=cfg.chat, max_new_tokens=cfg.max_new_tokens, progress=not quiet)
-        return HFBackend(
-            cfg.model,
-            device=device,
-            dtype=dtype,
-            chat=cfg.chat,
-            max_new_tokens=cfg.max_new_tokens,
-            quantization=quantization,
-            prune_tolerance=prune_tolerance,
-        )
+    def backend(cfg):
+        return make_backend(cfg, backend_settings)
 
     manifest = execute_run(
         config, out, backend, batch_size=batch_size, limit=limit, progress=not quiet, precision_check=precision_check

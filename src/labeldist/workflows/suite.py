@@ -467,19 +467,13 @@ def run_suite(
     backends: dict = {}
 
     def default_backend(config):
-        from labeldist.models.hf import HFBackend
+        from labeldist.models.registry import BackendSettings, make_backend
 
-        settings = {**suite.run}
         key = (config.model, config.chat, config.max_new_tokens)
         if key not in backends:
             backends.clear()  # one model in memory at a time
-            backends[key] = HFBackend(
-                config.model,
-                device=settings.get("device", "auto"),
-                dtype=settings.get("dtype"),
-                chat=config.chat,
-                max_new_tokens=config.max_new_tokens,
-            )
+            settings = BackendSettings(device=suite.run.get("device", "auto"), dtype=suite.run.get("dtype"))
+            backends[key] = make_backend(config, settings)
         return backends[key]
 
     factory = backend_factory or default_backend
