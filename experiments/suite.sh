@@ -9,6 +9,6 @@ export HF_HUB_OFFLINE=1
 LD=${LD:-.venv/bin/labeldist}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-results/real}
-$LD suite --config suites/real.yaml --out "$OUT"
+$LD suite --config suites/real.yaml --out "$OUT" --model smollm2-135m-instruct
 $LD suite --config suites/real.yaml --out "$OUT" --model gemma3-270m
 $PY experiments/suite_datasets.py --config suites/real.yaml --out "$OUT" > "$OUT/datasets.md"

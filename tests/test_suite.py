@@ -185,6 +185,11 @@ def test_only_and_changed_settings(setup, tmp_path, capsys):
         ({"methods": ["guess"]}, "key 'methods'"),
         ({"datasets": [{"id": "x"}]}, "datasets[0]: missing dataset, data_dir, eval_split, calibration_split"),
         ({"run": {"shots": 1, "speed": 2}}, "run key 'speed': unknown run setting"),
+        ({"models": ["m", {"name": "n", "max_items": 0}]}, "models[1] key 'max_items': must be a positive integer"),
+        ({"models": [{"max_items": 5}]}, "models[0]: missing name"),
+        ({"models": [{"name": "n", "cap": 5}]}, "models[0] key 'cap': unknown setting"),
+        ({"models": ["m", {"name": "m"}]}, "model 'm' is listed twice"),
+        ({"models": [["m"]]}, "models[0]: must be a model name or a mapping"),
     ],
 )
 def test_bad_suite_files(tmp_path, change, message):
@@ -230,6 +235,33 @@ def test_max_items_pass_is_extended_by_the_full_pass(setup, tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--max-items", "2"]) == 2
     assert "items outside the current sample" in capsys.readouterr().err
+
+
+def test_a_model_with_its_own_cap_labels_the_first_items_of_the_sample(setup, tmp_path):
+    """models: [A, {name: B, max_items: 3}]: B's cells run on the first 3 items of the same nested
+    samples (their own id files), A's on the configured caps; the table lists both."""
+    import shutil
+
+    small = tmp_path / "tiny-copy"
+    shutil.copytree(setup["trained"].path, small)
+    config = yaml.safe_load(setup["config"].read_text())
+    config["models"] = [str(setup["trained"].path), {"name": str(small), "max_items": 3}]
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(config))
+    suite = load_suite(path)
+    assert suite.models == [str(setup["trained"].path), str(small)] and suite.model_caps == {str(small): 3}
+    out = tmp_path / "out"
+    assert main(["suite", "--config", str(path), "--out", str(out), "--only", "alpha", "--quiet"]) == 0
+    full = (out / "ids" / "alpha-eval.txt").read_text().split()
+    capped = (out / "ids" / "alpha-eval-max3.txt").read_text().split()
+    assert len(full) == 10 and len(capped) == 3 and set(capped) <= set(full)  # nested samples
+    assert RunStore(out / "cells" / "alpha" / small.name / "generate" / "eval").read()["id"].tolist() == capped
+    assert len(RunStore(cell(out, "alpha", setup["trained"]) / "eval").read()) == 10
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert {(r["model"].rsplit("/", 1)[-1], r["items"]) for r in rows if r["estimator"] == "max"} == {
+        (setup["trained"].path.name, 10),
+        (small.name, 3),
+    }
 
 
 def test_suite_trains_one_encoder_per_dataset_on_held_out_pool_items(setup, tmp_path, capsys):
@@ -298,7 +330,9 @@ def test_shipped_suite_files_load_and_share_their_datasets():
     caps, the unary method): same datasets, splits, prompts and estimators for generation."""
     root = Path(__file__).resolve().parents[1] / "suites"
     cpu, gpu = load_suite(root / "real.yaml"), load_suite(root / "real-gpu.yaml")
-    assert cpu.models == ["smollm2-135m-instruct"] and cpu.trains_encoder and gpu.trains_encoder
+    assert cpu.models == ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"]
+    assert cpu.model_caps == {"qwen2.5-coder-0.5b-instruct": 50, "qwen2.5-coder-1.5b-instruct": 20}
+    assert cpu.trains_encoder and gpu.trains_encoder
     assert gpu.methods == ["generate", "unary"] and gpu.run["device"] == "cuda"
     assert gpu.estimators["generate"] == cpu.estimators["generate"]
     fields = ("id", "dataset", "data_dir", "eval_split", "calibration_split", "pool_split", "options")

@@ -140,10 +140,41 @@ class Suite:
     run: dict = field(default_factory=dict)
     encoder: dict = field(default_factory=lambda: dict(ENCODER_SETTINGS))
     source: str = ""
+    # models listed as {name: ..., max_items: N}: their samples capped at N per dataset (a large
+    # model on a small machine); the samples are nested, so a capped model's items are the
+    # first N of every other model's
+    model_caps: dict[str, int] = field(default_factory=dict)
 
     @property
     def trains_encoder(self) -> bool:
         return any(spec == "encoder" for specs in self.estimators.values() for spec in specs)
+
+
+def _models(entries: list, path: Path) -> tuple[list[str], dict[str, int]]:
+    """``models``: names, or mappings ``{name: NAME, max_items: N}`` capping that model's samples."""
+    names, caps = [], {}
+    for position, entry in enumerate(entries):
+        where = f"models[{position}]"
+        if isinstance(entry, dict):
+            unknown = [k for k in entry if k not in ("name", "max_items")]
+            if unknown:
+                raise ConfigError(str(path), f"{where} key {unknown[0]!r}", "unknown setting; known: name, max_items")
+            if not entry.get("name"):
+                raise ConfigError(str(path), where, "missing name")
+            cap = entry.get("max_items")
+            if cap is not None:
+                if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                    raise ConfigError(str(path), f"{where} key 'max_items'", f"must be a positive integer, not {cap!r}")
+                caps[str(entry["name"])] = cap
+            names.append(str(entry["name"]))
+        elif isinstance(entry, str | int | float) and not isinstance(entry, bool) and str(entry).strip():
+            names.append(str(entry))
+        else:
+            raise ConfigError(str(path), where, f"must be a model name or a mapping with name and max_items, not {entry!r}")
+    repeated = [name for name in names if names.count(name) > 1]
+    if repeated:
+        raise ConfigError(str(path), "key 'models'", f"model {repeated[0]!r} is listed twice")
+    return names, caps
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -211,9 +242,11 @@ def load_suite(path: str | Path) -> Suite:
                 raise ConfigError(str(path), f"{where} key {key!r}", f"must be a positive integer, not {value!r}")
         _check_run_settings(entry.get("run") or {}, path, f"{where} run")
         datasets.append(SuiteDataset(**{k: entry[k] for k in DATASET_KEYS if k in entry and entry[k] is not None}))
+    models, model_caps = _models(raw["models"], path)
     return Suite(
         name=str(raw.get("name", path.stem)),
-        models=[str(m) for m in raw["models"]],
+        models=models,
+        model_caps=model_caps,
         methods=list(methods),
         estimators=estimators,
         datasets=datasets,
@@ -311,13 +344,16 @@ def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None, splits: Spli
     )
 
 
-def _id_files(suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None, splits: SplitLoader) -> tuple[Path, Path]:
-    """Write the sampled eval and calibration ids of a dataset (rewritten only when they change)."""
+def _id_files(
+    suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None, splits: SplitLoader, suffix: str = ""
+) -> tuple[Path, Path]:
+    """Write the sampled eval and calibration ids of a dataset (rewritten only when they change);
+    ``suffix`` names the files of a model's own cap."""
     folder = out / "ids"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for role, ids in zip(("eval", "calibration"), _samples(suite, ds, max_items, splits)):
-        path = folder / f"{ds.id}-{role}.txt"
+        path = folder / f"{ds.id}-{role}{suffix}.txt"
         text = "\n".join(ids) + "\n"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
@@ -478,14 +514,17 @@ def run_suite(
 
     factory = backend_factory or default_backend
     statuses = []
-    id_files: dict[str, tuple[Path, Path]] = {}
+    id_files: dict[tuple[str, str], tuple[Path, Path]] = {}
     encoders: dict[str, Path] = {}
     splits = SplitLoader()
     for cell in cells(suite, out, only, models):
         ds = cell.dataset
-        if ds.id not in id_files:
-            id_files[ds.id] = _id_files(suite, ds, out, max_items, splits)
-        eval_ids, cal_ids = id_files[ds.id]
+        model_cap = suite.model_caps.get(cell.model)
+        cap = model_cap if max_items is None else min(max_items, model_cap or max_items)
+        suffix = f"-max{cap}" if model_cap is not None and cap != max_items else ""
+        if (ds.id, suffix) not in id_files:
+            id_files[ds.id, suffix] = _id_files(suite, ds, out, cap, splits, suffix)
+        eval_ids, cal_ids = id_files[ds.id, suffix]
         n_eval = len(eval_ids.read_text(encoding="utf-8").split())
         n_cal = len(cal_ids.read_text(encoding="utf-8").split())
         eval_config = _run_config(suite, cell, ds.eval_split, eval_ids)
