@@ -13,6 +13,7 @@ import numpy as np
 from labeldist.data import dataset_names, describe, load_dataset
 from labeldist.errors import DataError, LabeldistError, ModelError
 from labeldist.models.server_cli import pop_server_settings, server_options
+from labeldist.prompts.methods import RunMethod
 
 DATA_DIR_HELP = "Folder (or file, for generic tables) holding the dataset in its official layout."
 
@@ -320,9 +321,9 @@ def _load_config_file(ctx, param, value):
 )
 @click.option(
     "--method",
-    default="generate",
+    default=RunMethod.GENERATE.value,
     show_default=True,
-    type=click.Choice(["generate", "unary", "pairwise"]),
+    type=click.Choice([method.value for method in RunMethod]),
     help="generate: answers with per-slot label distributions; unary: 'is this label reasonable?' per label and "
     "none; pairwise: 'which label fits better, a or b?' for every pair, both orders.",
 )
@@ -398,7 +399,7 @@ def run_command(
     counts = manifest["counts"]
     last = manifest["attempts"][-1]
     speed = f", {last['items_per_second']:.3f} items/s" if last.get("items_per_second") else ""
-    if method == "generate":
+    if method == RunMethod.GENERATE:
         detail = (
             f"unparseable {counts['unparseable_answers']}, with unknown labels {counts['answers_with_unknown_labels']}, "
             f"cut off {counts['unfinished_answers']}"

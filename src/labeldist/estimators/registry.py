@@ -23,6 +23,7 @@ from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
 from labeldist.estimators.probe import Probe
 from labeldist.estimators.slots import SLOT_ESTIMATORS, SOURCES, Output
+from labeldist.prompts.methods import RunMethod
 
 ESTIMATORS = {
     **{name: cls for name, cls in SLOT_ESTIMATORS.items()},
@@ -36,9 +37,15 @@ ESTIMATORS = {
 }
 # what `labeldist evaluate` reports when no estimators are named, by the run's method
 DEFAULT_ESTIMATORS = {
-    "generate": ("first", "max", "mean", "noisy-or", "output"),
-    "unary": ("unary", "platt[base=unary]"),
-    "pairwise": ("pairwise", "platt[base=pairwise]"),
+    RunMethod.GENERATE: ("first", "max", "mean", "noisy-or", "output"),
+    RunMethod.UNARY: ("unary", "platt[base=unary]"),
+    RunMethod.PAIRWISE: ("pairwise", "platt[base=pairwise]"),
+}
+# what the suite evaluates when its file names no estimators (it always has a calibration run)
+SUITE_ESTIMATORS = {
+    RunMethod.GENERATE: ("first", "max", "max@first-token", "mean", "noisy-or", "output", "platt", "platt-shared"),
+    RunMethod.UNARY: ("unary", "platt[base=unary]"),
+    RunMethod.PAIRWISE: ("pairwise", "platt[base=pairwise]"),
 }
 SPEC = re.compile(r"^\s*(?P<name>[\w-]+)\s*(?:\[(?P<params>[^\]]*)\])?\s*(?:@\s*(?P<source>[\w-]+))?\s*$")
 

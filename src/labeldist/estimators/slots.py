@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from labeldist.estimators.base import Estimator
+from labeldist.prompts.methods import RunMethod
 from labeldist.runs.arrays import RunArrays
 
 SOURCES = ("exact", "first-token")
@@ -34,7 +35,7 @@ class SlotEstimator(Estimator):
         self.source = source
 
     def _slots(self, run: RunArrays) -> np.ndarray:
-        if run.method != "generate":
+        if run.method != RunMethod.GENERATE:
             raise ValueError(f"run {run.path} is a {run.method} run (no generation slots): use the {run.method} estimator")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {self.source!r}")
@@ -97,7 +98,7 @@ class Output(Estimator):
         self.epsilon = epsilon
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
-        if run.method != "generate":
+        if run.method != RunMethod.GENERATE:
             raise ValueError(f"run {run.path} is a {run.method} run (no generated answer): use the {run.method} estimator")
         return np.where(run.generated > 0, 1.0, self.epsilon)
 

@@ -27,11 +27,11 @@ from pathlib import Path
 from labeldist.data.schema import Dataset, Item
 from labeldist.errors import TemplateError
 from labeldist.prompts.builder import Prompt, _resolve_sampler, choose_demonstrations
+from labeldist.prompts.methods import JUDGEMENT_METHODS, RunMethod
 from labeldist.prompts.samplers import DemonstrationSampler, item_rng
 from labeldist.prompts.templates import read_template_yaml
 
 FILL = "\ue000"  # a private-use character: where each candidate's text goes
-METHODS = ("unary", "pairwise")
 
 _UNARY = dict(
     system=(
@@ -87,14 +87,14 @@ class JudgementTemplate:
     label_separator: str = ", "
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise TemplateError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.method not in JUDGEMENT_METHODS:
+            raise TemplateError(f"method must be one of {', '.join(JUDGEMENT_METHODS)}, not {self.method!r}")
         object.__setattr__(self, "answers", tuple(self.answers))
         if len(self.answers) != 2 or not all(isinstance(a, str) and a.strip() for a in self.answers):
             raise TemplateError("template field 'answers' must be two non-empty words (positive, negative)")
         if self.answers[0] == self.answers[1]:
             raise TemplateError("template field 'answers' must be two different words")
-        wanted = {"candidate": frozenset({"label"}) if self.method == "unary" else frozenset({"first", "second"})}
+        wanted = {"candidate": frozenset({"label"}) if self.method == RunMethod.UNARY else frozenset({"first", "second"})}
         for name, required in {**_PLACEHOLDERS, **wanted}.items():
             used = _placeholders(name, getattr(self, name))
             if used != required:
@@ -105,11 +105,11 @@ class JudgementTemplate:
 
     @classmethod
     def default(cls, method: str) -> JudgementTemplate:
-        if method == "unary":
-            return cls(method="unary", **_UNARY)
-        if method == "pairwise":
-            return cls(method="pairwise", **_PAIRWISE)
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        if method == RunMethod.UNARY:
+            return cls(method=RunMethod.UNARY, **_UNARY)
+        if method == RunMethod.PAIRWISE:
+            return cls(method=RunMethod.PAIRWISE, **_PAIRWISE)
+        raise ValueError(f"method must be one of {', '.join(JUDGEMENT_METHODS)}, not {method!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, method: str) -> JudgementTemplate:
@@ -141,7 +141,7 @@ class JudgementTemplate:
         return [(i, j) for i in range(m) for j in range(m) if i != j]
 
     def candidate_text(self, candidates: Sequence[str], question: int | tuple[int, int]) -> str:
-        if self.method == "unary":
+        if self.method == RunMethod.UNARY:
             return self.candidate.format_map({"label": candidates[question]})
         first, second = question
         return self.candidate.format_map({"first": candidates[first], "second": candidates[second]})
@@ -185,7 +185,7 @@ def build_judgement_prompts(
         )
     labels = dataset.labels
     candidates = template.candidates(labels)
-    questions = list(range(len(candidates))) if template.method == "unary" else template.pairs(labels)
+    questions = list(range(len(candidates))) if template.method == RunMethod.UNARY else template.pairs(labels)
     instruction = template.instruction.format_map(
         {"labels": template.label_separator.join(candidates), "none": template.none_label}
     )
@@ -221,7 +221,7 @@ def _solved(demo: Item, position: int, template, candidates, labels, seed: int) 
     wrong = [i for i in range(len(candidates)) if i not in applies]
     right, other = int(rng.choice(applies)), int(rng.choice(wrong))
     positive = position % 2 == 0
-    if template.method == "unary":
+    if template.method == RunMethod.UNARY:
         question, answer = (right, template.answers[0]) if positive else (other, template.answers[1])
     else:
         question, answer = ((right, other), template.answers[0]) if positive else ((other, right), template.answers[1])

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.errors import DataError
+from labeldist.prompts.methods import RunMethod
 from labeldist.report.analyses import analyze_runs
 from labeldist.runs.store import RunStore
 from labeldist.runs.view import RunView, load_views
@@ -144,7 +145,7 @@ def config_section(views: Sequence[RunView]) -> str:
     rows = []
     for key in CONFIG_KEYS:
         # runs made before the method setting existed were generation runs
-        values = [v.config.get(key, "generate" if key == "method" else None) for v in views]
+        values = [v.config.get(key, RunMethod.GENERATE.value if key == "method" else None) for v in views]
         if all(v is None for v in values):
             continue
         rows.append(f"<tr><th>{_e(key)}</th>" + "".join(f"<td>{_e(v)}</td>" for v in values) + "</tr>")

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from labeldist.errors import DataError
-from labeldist.runs.store import RunStore
+from labeldist.prompts.methods import RunMethod
+from labeldist.runs.store import RunStore, manifest_method
 
 
 @dataclass
@@ -35,7 +36,7 @@ class RunArrays:
     targets: np.ndarray
     votes_available: np.ndarray
     parsed: np.ndarray
-    method: str = "generate"
+    method: str = RunMethod.GENERATE
     # unary / pairwise runs: items x questions x (positive, negative) answer log-probabilities
     answer_logprobs: np.ndarray | None = None
     questions: dict | None = None
@@ -58,8 +59,8 @@ class RunArrays:
         store = RunStore(run_dir)
         manifest = store.read_manifest()
         labels = tuple(manifest["labels"])
-        method = manifest.get("config", {}).get("method", "generate")
-        table = store.read_table(COLUMNS + (("answer_logprobs",) if method != "generate" else ()))
+        method = manifest_method(manifest)
+        table = store.read_table(COLUMNS + (("answer_logprobs",) if method.judges else ()))
         n, k = table.num_rows, len(labels)
 
         slots = table.column("slots").combine_chunks()
@@ -78,9 +79,9 @@ class RunArrays:
 
         targets = _vectors(table.column("vote_fractions").combine_chunks(), k, str(run_dir), "vote_fractions")
         answers = None
-        if method != "generate":
+        if method.judges:
             questions = manifest.get("questions") or {}
-            count = len(questions.get("pairs") or []) if method == "pairwise" else len(questions.get("candidates") or [])
+            count = len(questions.get("pairs") or []) if method == RunMethod.PAIRWISE else len(questions.get("candidates") or [])
             column = table.column("answer_logprobs").combine_chunks()
             answers = _vectors(column, 2 * count, str(run_dir), "answer_logprobs").reshape(n, count, 2)
         return cls(

@@ -18,7 +18,8 @@ from labeldist.data import Dataset, load_dataset
 from labeldist.errors import DataError
 from labeldist.models.base import Backend, Generation
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
-from labeldist.runs.store import RECORD_FORMAT, RunStore
+from labeldist.prompts.methods import RunMethod, run_method
+from labeldist.runs.store import RECORD_FORMAT, RunStore, manifest_method
 
 
 @dataclass
@@ -45,7 +46,7 @@ class RunConfig:
     chat: bool | None = None
     max_new_tokens: int = 64
     save_hidden: bool = False
-    method: str = "generate"  # or "unary", "pairwise"
+    method: str = RunMethod.GENERATE  # a RunMethod value
     server: dict | None = None  # an HTTP server backend's settings that decide records (None: hf)
 
     def identity(self) -> dict:
@@ -61,8 +62,7 @@ class RunConfig:
 
 
 # settings added after the first runs were made, with the value those runs had
-LEGACY_CONFIG = {"method": "generate", "server": None}
-METHODS = ("generate", "unary", "pairwise")
+LEGACY_CONFIG = {"method": RunMethod.GENERATE.value, "server": None}
 
 
 def package_versions() -> dict[str, str]:
@@ -163,9 +163,7 @@ def execute_run(
         "versions": package_versions(),
         "record_format": RECORD_FORMAT,
     }
-    if config.method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {config.method!r}")
-    judging = config.method != "generate"
+    judging = run_method(config.method).judges
     if judging and config.save_hidden:
         raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
     manifest = store.open(config.identity(), manifest_base, legacy=LEGACY_CONFIG)
@@ -173,7 +171,7 @@ def execute_run(
     done = store.done_ids()
     todo = [item for item in items if item.id not in done]
     recorded_format = manifest.get("record_format", 1)
-    if todo and done and config.method == "generate" and recorded_format != RECORD_FORMAT:
+    if todo and done and config.method == RunMethod.GENERATE and recorded_format != RECORD_FORMAT:
         # slot probabilities were defined otherwise then: finishing it would mix two definitions
         raise DataError(
             str(out),
@@ -338,7 +336,7 @@ def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sam
     manifest["questions"] = {
         "method": config.method,
         "candidates": template.candidates(dataset.labels),
-        "pairs": template.pairs(dataset.labels) if config.method == "pairwise" else None,
+        "pairs": template.pairs(dataset.labels) if config.method == RunMethod.PAIRWISE else None,
         "answers": list(template.answers),
     }
     store.write_manifest(manifest)
@@ -401,7 +399,7 @@ def _judgement_counts(store: RunStore, manifest: dict) -> dict:
         return {}
     positive, mass = answer_probabilities(np.stack(rows))
     out = {"answer_mass_mean": round(float(mass.mean()), 4)}
-    if questions.get("method") == "pairwise":
+    if questions.get("method") == RunMethod.PAIRWISE:
         # how often "a" (the first-named label) wins, whatever the pair: 0.5 without position bias
         out["position_bias_a"] = round(float(positive.mean()), 4)
         out["position_bias_a_hard"] = round(float((positive > 0.5).mean()), 4)
@@ -414,7 +412,7 @@ def _finish(
     store: RunStore, manifest: dict, dataset: Dataset, seconds: float, labelled: int, model_seconds, breakdown=None
 ) -> dict:
     records = store.read()
-    if manifest.get("config", {}).get("method", "generate") == "generate":
+    if manifest_method(manifest) == RunMethod.GENERATE:
         counts = {
             "items_recorded": int(len(records)),
             "items_in_split": len(dataset),
@@ -429,7 +427,7 @@ def _finish(
         }
     else:
         counts = {"items_recorded": int(len(records)), "items_in_split": len(dataset)}
-    if manifest.get("config", {}).get("method", "generate") != "generate" and len(records):
+    if manifest_method(manifest).judges and len(records):
         counts.update(_judgement_counts(store, manifest))
     attempts = manifest.setdefault("attempts", [])
     attempt = {"items_labelled": labelled, "seconds": round(seconds, 3)}

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labeldist.errors import DataError
+from labeldist.prompts.methods import RunMethod
 
 PART = re.compile(r"^part-(\d{5})\.parquet$")
 
@@ -86,6 +87,11 @@ RECORD_SCHEMA = pa.schema(
 # 3: a slot's probabilities sum over every surface form of a label (quoted, bare, spacing,
 # separators), not only the one the model wrote there
 RECORD_FORMAT = 3
+
+
+def manifest_method(manifest: dict) -> RunMethod:
+    """The method a run was made with (runs from before methods existed are generation runs)."""
+    return RunMethod(manifest.get("config", {}).get("method", RunMethod.GENERATE))
 
 
 class RunStore:

@@ -11,7 +11,7 @@ import numpy as np
 
 from labeldist.errors import DataError
 from labeldist.runs.arrays import RunArrays
-from labeldist.runs.store import RunStore
+from labeldist.runs.store import RunStore, manifest_method
 from labeldist.slots.locate import STOP
 
 
@@ -63,8 +63,8 @@ def load_view(path: str | Path, name: str | None = None) -> RunView:
     path = Path(path)
     store = RunStore(path)
     manifest = store.read_manifest()  # names the folder when it is not a run
-    method = manifest.get("config", {}).get("method", "generate")
-    if method != "generate":
+    method = manifest_method(manifest)
+    if method.judges:
         raise DataError(str(path), None, f"is a {method} run: the analyses read the label slots of generated answers")
     arrays = RunArrays.load(path)
     if len(arrays) == 0:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labeldist.errors import ConfigError
+from labeldist.estimators.registry import SUITE_ESTIMATORS
+from labeldist.prompts.methods import RunMethod
 
 TABLE_METRICS = ("mamd", "bce", "brier", "spearman", "macro_f1")
 RUN_SETTINGS = (
@@ -43,11 +45,6 @@ RUN_SETTINGS = (
     "save_hidden",
 )
 BACKEND_SETTINGS = ("batch_size", "device", "dtype")
-DEFAULT_ESTIMATORS = {
-    "generate": ["first", "max", "max@first-token", "mean", "noisy-or", "output", "platt", "platt-shared"],
-    "unary": ["unary", "platt[base=unary]"],
-    "pairwise": ["pairwise", "platt[base=pairwise]"],
-}
 DATASET_KEYS = (
     "id",
     "dataset",
@@ -197,16 +194,19 @@ def load_suite(path: str | Path) -> Suite:
     for key in ("models", "datasets"):
         if not isinstance(raw.get(key), list) or not raw[key]:
             raise ConfigError(str(path), f"key {key!r}", "must be a non-empty list")
-    methods = raw.get("methods", ["generate"])
-    if not isinstance(methods, list) or not methods or any(m not in DEFAULT_ESTIMATORS for m in methods):
-        raise ConfigError(str(path), "key 'methods'", f"must be a list of {', '.join(DEFAULT_ESTIMATORS)}")
+    methods = raw.get("methods", [RunMethod.GENERATE.value])
+    if not isinstance(methods, list) or not methods or any(m not in SUITE_ESTIMATORS for m in methods):
+        raise ConfigError(str(path), "key 'methods'", f"must be a list of {', '.join(SUITE_ESTIMATORS)}")
     estimators = raw.get("estimators")
     if estimators is None:
-        estimators = {m: DEFAULT_ESTIMATORS[m] for m in methods}
+        estimators = {m: SUITE_ESTIMATORS[m] for m in methods}
     elif isinstance(estimators, list):
-        estimators = {"generate": [str(e) for e in estimators], **{m: DEFAULT_ESTIMATORS[m] for m in methods if m != "generate"}}
+        estimators = {
+            RunMethod.GENERATE: [str(e) for e in estimators],
+            **{m: SUITE_ESTIMATORS[m] for m in methods if m != RunMethod.GENERATE},
+        }
     elif isinstance(estimators, dict):
-        estimators = {m: [str(e) for e in estimators.get(m, DEFAULT_ESTIMATORS[m])] for m in methods}
+        estimators = {m: [str(e) for e in estimators.get(m, SUITE_ESTIMATORS[m])] for m in methods}
     else:
         raise ConfigError(str(path), "key 'estimators'", "must be a list (generation runs) or a mapping method -> list")
     run = raw.get("run") or {}
