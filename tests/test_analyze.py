@@ -154,6 +154,22 @@ def test_paired_differences_match_items_by_id(runs, tmp_path):
     assert len(direct) == len(reordered) == 1
     for key in ("slot1_entropy", "slot1_labels_only", "slot1_top_label", "slot1_spearman"):
         assert direct[0][key] == reordered[0][key], key
+    # a run that holds only part of the items (still running) is compared on the shared ones
+    import pyarrow as pa
+
+    everything = pa.concat_tables([pq.read_table(part) for part in parts])
+    pq.write_table(everything.slice(0, 9), parts[0])  # 9 of the 12 items
+    for other in parts[1:]:
+        other.unlink()
+    held = RunArrays.load(shuffled).ids
+    assert len(held) == 9 and len(RunArrays.load(second).ids) == 12
+    partial = paired_differences([load_view(first), load_view(shuffled)])
+    assert partial[0]["items"] == len(held) and partial[0]["slot1_entropy"]["n"] == len(held)
+    h_first = load_view(first).entropy()[:, 0]
+    h_part = load_view(shuffled).entropy()[:, 0]
+    where = {item_id: i for i, item_id in enumerate(RunArrays.load(first).ids)}
+    expected = np.mean([h_part[j] - h_first[where[item_id]] for j, item_id in enumerate(held)])
+    assert partial[0]["slot1_entropy"]["difference"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_ranks_share_ties():

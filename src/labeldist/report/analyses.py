@@ -293,24 +293,28 @@ PAIRED = (
 
 
 def paired_differences(views: Sequence[RunView], n_resamples: int = 1000, seed: int = 0) -> list[dict]:
-    """For every two runs over the same items (the same ids in any record order; e.g. two model
-    sizes on one prompt): the mean per-item difference, second run minus first, with a 95%
-    percentile bootstrap interval over items, of slot 1's entropy (label + stop distribution, and
-    labels alone), its top label's renormalised probability (spikiness) and its per-item Spearman
-    correlation with the vote fractions. Items are matched by id, in the first run's order, so
-    the numbers do not depend on how either run's records happen to be ordered."""
+    """For every two runs over the same items (e.g. two model sizes on one prompt): the mean
+    per-item difference, second run minus first, with a 95% percentile bootstrap interval over
+    items, of slot 1's entropy (label + stop distribution, and labels alone), its top label's
+    renormalised probability (spikiness) and its per-item Spearman correlation with the vote
+    fractions. Items are matched by id, in the first run's order, so the numbers do not depend
+    on how either run's records happen to be ordered. Runs that share only part of their items
+    (one still running) are compared on the shared ones when those are at least half of the
+    smaller run (``items`` says how many); runs over other items are not compared."""
     out = []
     for a in range(len(views)):
         for b in range(a + 1, len(views)):
             first, second = views[a], views[b]
-            if sorted(first.arrays.ids) != sorted(second.arrays.ids) or first.labels != second.labels:
-                continue
             position = {item_id: i for i, item_id in enumerate(second.arrays.ids)}
-            align = np.array([position[item_id] for item_id in first.arrays.ids], dtype=int)
-            row = {"first": first.name, "second": second.name, "items": len(first.arrays)}
+            mine = [i for i, item_id in enumerate(first.arrays.ids) if item_id in position]
+            if first.labels != second.labels or not mine or 2 * len(mine) < min(len(first.arrays), len(second.arrays)):
+                continue
+            mine = np.array(mine, dtype=int)
+            theirs = np.array([position[first.arrays.ids[i]] for i in mine], dtype=int)
+            row = {"first": first.name, "second": second.name, "items": len(mine)}
             rng = np.random.default_rng(seed)
             for key, get in PAIRED:
-                diff = get(second)[align] - get(first)
+                diff = get(second)[theirs] - get(first)[mine]
                 diff = diff[np.isfinite(diff)]
                 if not len(diff):
                     row[key] = None
