@@ -1,0 +1,148 @@
+"""Options and helpers shared by the commands: dataset options, loader options, the run config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from labeldist.data import dataset_names, load_dataset
+
+DATA_DIR_HELP = "Folder (or file, for generic tables) holding the dataset in its official layout."
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict:
+    """``--option key=value`` pairs; values are read as YAML scalars/lists (``keep=[a, b]``)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--option")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
+    return options
+
+
+def dataset_options(function):
+    """The options every command that loads a dataset shares."""
+    decorators = [
+        click.argument("name"),
+        click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP),
+        click.option("--split", default="dev", show_default=True, help="Split to load; join splits with '+' (dev+test)."),
+        click.option(
+            "--grouping",
+            default=None,
+            help="Label grouping: a built-in name (goemotions: paper-7, ekman, sentiment) or a JSON file.",
+        ),
+        click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target)."),
+        click.option(
+            "--ids",
+            default=None,
+            type=click.Path(path_type=Path),
+            help="Keep only the ids listed in this file (one per line).",
+        ),
+        click.option(
+            "--option",
+            "options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Loader option, repeatable (e.g. raw_dir=..., fold_rare=20).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def load_from_cli(name, data_dir, split, grouping, task, ids, options):
+    return load_dataset(name, data_dir, split, grouping=grouping, task=task, ids=ids, **parse_options(options))
+
+
+def prompt_options(function):
+    """Options that decide how prompts are built (shared with `labeldist run`)."""
+    decorators = [
+        click.option("--pool-split", default="train", show_default=True, help="Split the demonstrations come from."),
+        click.option("--shots", default=10, show_default=True, type=click.IntRange(min=0), help="Demonstrations per prompt."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed of the demonstration sampler."),
+        click.option(
+            "--sampler",
+            default="random",
+            show_default=True,
+            type=click.Choice(["random", "balanced", "covering", "similarity"]),
+            help="How demonstrations are chosen.",
+        ),
+        click.option(
+            "--multilabel-share",
+            default=None,
+            type=click.FloatRange(0, 1),
+            help="Share of demonstrations with 2+ labels (random and balanced samplers).",
+        ),
+        click.option(
+            "--demonstrations",
+            default="shared",
+            show_default=True,
+            type=click.Choice(["shared", "per-item"]),
+            help="The same demonstrations for every item (the original protocol; the run computes them once) or a draw per item.",
+        ),
+        click.option(
+            "--answer-format",
+            "answer_format",
+            default="json",
+            show_default=True,
+            type=click.Choice(["json", "comma", "and"]),
+            help="How the model writes its labels.",
+        ),
+        click.option(
+            "--template",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="YAML template with system, instruction, demonstration and query (--method unary/pairwise: any of "
+            "system, instruction, query, candidate, answers, answer_lead, none_label; see docs).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def _load_config_file(ctx, param, value):
+    """``--config run.yaml``: option values from a YAML mapping (keys as the long option
+    names, with - or _); options given on the command line win."""
+    if not value:
+        return value
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(value).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise click.BadParameter(f"{value}: invalid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise click.BadParameter(f"{value}: expected a mapping of option names to values")
+    known = {p.name for p in ctx.command.params}
+    defaults = {}
+    for key, setting in loaded.items():
+        name = str(key).replace("-", "_")
+        if name == "dataset":
+            name = "name"
+        if name not in known or name == "config":
+            raise click.BadParameter(f"{value}: unknown setting {key!r}")
+        if name == "options" and isinstance(setting, dict):
+            setting = [f"{k}={v}" for k, v in setting.items()]
+        defaults[name] = setting
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def encoder_data_options(function):
+    """Where `labeldist encoder` reads its items (as `labeldist run` does)."""
+    decorators = [
+        click.option("--dataset", "name", required=True, help=f"Dataset loader: {', '.join(dataset_names())}."),
+        click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP),
+        click.option("--grouping", default=None, help="Label grouping (goemotions: paper-7, ekman, sentiment) or a JSON file."),
+        click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target)."),
+        click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Loader option, repeatable."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function

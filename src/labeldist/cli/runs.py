@@ -1,0 +1,319 @@
+"""``labeldist run``, ``show`` and ``sweep``: label a dataset, look at a run's slots, and run one run per
+share of multi-label demonstrations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from labeldist.cli.main import cli
+from labeldist.cli.options import (
+    DATA_DIR_HELP,
+    _load_config_file,
+    parse_options,
+    prompt_options,
+)
+from labeldist.errors import ModelError
+from labeldist.models.server_cli import pop_server_settings, server_options
+from labeldist.prompts.methods import RunMethod
+
+
+def run_and_report(
+    name,
+    data_dir,
+    split,
+    grouping,
+    task,
+    ids,
+    options,
+    model,
+    limit,
+    batch_size,
+    max_new_tokens,
+    chat,
+    device,
+    dtype,
+    quantization,
+    save_hidden,
+    prune_tolerance,
+    precision_check,
+    method,
+    out,
+    quiet,
+    **settings,
+):
+    """What `labeldist run` does (also called by `labeldist sweep`, once per share): build the run
+    config, run it and print the summary line; the docstring of `run` follows.
+
+    Generate answers and record the label distribution at every label slot.
+
+    Records go to OUT/records/*.parquet in batches; a killed run loses at most the batch in
+    flight, and rerunning the same command continues where it stopped.
+    """
+    from labeldist.models.registry import BackendSettings, make_backend
+    from labeldist.runs import RunConfig, execute_run
+    from labeldist.runs.run import precision_warning
+
+    server = pop_server_settings(settings, model)
+    config = RunConfig(
+        dataset=name,
+        data_dir=str(data_dir),
+        split=split,
+        model=model,
+        grouping=grouping,
+        task=task,
+        ids=str(ids) if ids else None,
+        options=parse_options(options),
+        template=str(settings.pop("template")) if settings["template"] else None,
+        chat=chat,
+        max_new_tokens=max_new_tokens,
+        save_hidden=save_hidden,
+        method=method,
+        server=server.identity() if server else None,
+        **{k: v for k, v in settings.items() if k != "template"},
+    )
+
+    backend_settings = BackendSettings(
+        device=device,
+        dtype=dtype,
+        quantization=quantization,
+        prune_tolerance=prune_tolerance,
+        server=server,
+        progress=not quiet,
+    )
+
+    def backend(cfg):
+        return make_backend(cfg, backend_settings)
+
+    manifest = execute_run(
+        config, out, backend, batch_size=batch_size, limit=limit, progress=not quiet, precision_check=precision_check
+    )
+    counts = manifest["counts"]
+    last = manifest["attempts"][-1]
+    speed = f", {last['items_per_second']:.3f} items/s" if last.get("items_per_second") else ""
+    if method == RunMethod.GENERATE:
+        detail = (
+            f"unparseable {counts['unparseable_answers']}, with unknown labels {counts['answers_with_unknown_labels']}, "
+            f"cut off {counts['unfinished_answers']}"
+        )
+    else:
+        detail = f"mean probability of the two answers {counts.get('answer_mass_mean', float('nan')):.3f}"
+        if "position_bias_a" in counts:
+            detail += f"; 'a' wins {counts['position_bias_a']:.3f} of the time (0.5: no position bias)"
+        if server is not None:
+            detail += f"; answers scored through the server: {manifest['model'].get('scoring')}"
+    click.echo(f"{out}: {counts['items_recorded']} items recorded ({last['items_labelled']} now{speed}); {detail}", err=True)
+    warning = precision_warning(manifest)
+    if warning:
+        click.echo(warning, err=True)
+    if manifest.get("gaps"):
+        first_id, first_error = next(iter(manifest["gaps"].items()))
+        raise ModelError(
+            f"{len(manifest['gaps'])} items not labelled (listed under gaps in {out}/run.json; first, {first_id}: "
+            f"{first_error}); rerun the same command to retry them"
+        )
+
+
+@cli.command("run")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    callback=_load_config_file,
+    is_eager=True,
+    expose_value=False,
+    help="YAML file with any of these options (command-line values win).",
+)
+@click.option("--dataset", "name", required=True, help="Dataset name (labeldist data list).")
+@click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP)
+@click.option("--split", default="dev", show_default=True, help="Split to label; join splits with '+'.")
+@click.option("--grouping", default=None, help="Label grouping (goemotions: paper-7, ekman, sentiment) or a JSON file.")
+@click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target).")
+@click.option("--ids", default=None, type=click.Path(path_type=Path), help="Only the ids listed in this file.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Loader option, repeatable.")
+@prompt_options
+@server_options
+@click.option(
+    "--model",
+    required=True,
+    help="Offline alias (smollm2-135m-instruct, gemma3-270m), a model folder, or a hub id; with --backend openai, "
+    "the served model's name.",
+)
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Label only the first N items.")
+@click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Prompts per forward pass (and per flushed part).",
+)
+@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1), help="Longest answer.")
+@click.option("--chat/--no-chat", default=None, help="Use the model's chat template (default: when it has one).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... or auto.")
+@click.option("--dtype", default=None, help="Model dtype (float32, bfloat16, float16); default float32 on CPU.")
+@click.option("--quantization", default=None, type=click.Choice(["4bit", "8bit"]), help="bitsandbytes quantization (CUDA only).")
+@click.option("--save-hidden", is_flag=True, help="Also store hidden states (all layers) at the first label slot.")
+@click.option(
+    "--prune-tolerance",
+    default=1e-6,
+    show_default=True,
+    type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+    help="hf backend: tokenisation prefixes less likely than this are not extended; what they could add is "
+    "recorded as each slot's bounds. Larger is faster (1e-4: about 60%% fewer tree tokens on SmolLM2).",
+)
+@click.option(
+    "--precision-check",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --dtype bfloat16/float16: score the first N items labelled again in float32 and record the largest "
+    "difference in run.json (precision.check).",
+)
+@click.option(
+    "--method",
+    default=RunMethod.GENERATE.value,
+    show_default=True,
+    type=click.Choice([method.value for method in RunMethod]),
+    help="generate: answers with per-slot label distributions; unary: 'is this label reasonable?' per label and "
+    "none; pairwise: 'which label fits better, a or b?' for every pair, both orders.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run_command(**options):
+    """Generate answers and record the label distribution at every label slot.
+
+    Records go to OUT/records/*.parquet in batches; a killed run loses at most the batch in
+    flight, and rerunning the same command continues where it stopped.
+    """
+    run_and_report(**options)
+
+
+@cli.command("show")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--limit", default=3, show_default=True, type=click.IntRange(min=1), help="How many items.")
+@click.option("--first-token", is_flag=True, help="Also show the first-token approximation beside each slot.")
+def show_command(run_dir, limit, first_token):
+    """Per item: the answer and a table of its per-slot label distributions."""
+    from labeldist.runs import RunStore
+    from labeldist.runs.run import slot_table
+
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    labels = manifest["labels"]
+    records = store.read()
+    if records.empty:
+        click.echo(f"{run_dir}: no records yet", err=True)
+        return
+    width = max(len(label) for label in [*labels, "<stop>"])
+    for _, record in records.head(limit).iterrows():
+        click.secho(f"=== {record['id']}  answer: {record['answer']!r}  gold: {list(record['gold'])}", bold=True)
+        rows, exact, first = slot_table(record, labels)
+        if exact.shape[1] == 0:
+            click.echo("  (no label slots: the answer could not be parsed)")
+            continue
+        slots = record["slots"]
+        header = "".join(f" {'slot ' + str(s['index']):>9s}" + ("  (first)" if first_token else "") for s in slots)
+        click.echo(f"  {'':{width}s}{header}")
+        for r, label in enumerate(rows):
+            cells = ""
+            for k, slot in enumerate(slots):
+                mark = "*" if (slot["chosen"] == label or (label == "<stop>" and slot["chosen"] == "<stop>")) else " "
+                cells += f" {exact[r, k]:8.4f}{mark}"
+                if first_token:
+                    cells += f"  ({first[r, k]:.3f})" if not np.isnan(first[r, k]) else "         "
+            click.echo(f"  {label:{width}s}{cells}")
+        footer = "".join(f" {'H=' + format(s['entropy'], '.2f'):>9s}" + ("         " if first_token else "") for s in slots)
+        click.echo(f"  {'entropy':{width}s}{footer}")
+        click.echo(slot_sources(record, labels))
+
+
+def slot_sources(record, labels) -> str:
+    """Where each slot was decided and the forms scored there (record format 2 or later)."""
+    decisions, forms = record.get("slot_decisions"), record.get("slot_forms")
+    if decisions is None or forms is None:
+        return "  (decision positions and scored forms: not recorded, a run made before record format 2)"
+    lines = []
+    for slot, decision, scored in zip(record["slots"], decisions, forms):
+        scored = list(scored)
+        if scored and scored[0].startswith("{"):  # format 3: every surface form, as JSON
+            entries = [json.loads(entry) for entry in scored]
+            label_forms = [_shown_form(e) for e in entries if "label" in e]
+            close_forms = [_shown_form(e) for e in entries if "close" in e]
+        else:  # format 2: one string per label, then the close
+            label_forms, close_forms = [repr(f) for f in scored[:-1]], [repr(f) for f in scored[-1:]]
+        lines.append(
+            f"  slot {slot['index']}: decided after generated token {decision}; "
+            f"labels <L> scored as {' | '.join(label_forms)}; close as {' | '.join(close_forms)}"
+        )
+    return "\n".join(lines)
+
+
+def _shown_form(entry: dict) -> str:
+    """One stored form, readably: its text with <L> for the label, then in braces what must
+    follow it ("end": the end of the answer); "..." when anything may follow (a close)."""
+
+    def visible(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+    text = visible(entry["label"]) + "<L>" if "label" in entry else visible(entry["close"])
+    follows = [visible(t) for t in entry["then"]] + (["end"] if entry["end"] else [])
+    return text + ("{" + "|".join(follows) + "}" if follows else "...")
+
+
+def _sweep_command() -> click.Command:
+    """`labeldist sweep`: `labeldist run`'s options, with --multilabel-share taking a list."""
+    from labeldist.workflows.sweep import DEFAULT_SHARES
+
+    def callback(multilabel_share, out, **options):
+        from labeldist.workflows.sweep import parse_shares, run_sweep
+
+        shares = parse_shares(multilabel_share)
+
+        def run_one(share, folder):
+            click.echo(f"== multilabel share {share:g} -> {folder}", err=True)
+            run_and_report(multilabel_share=share, out=folder, **options)
+
+        summary = run_sweep(shares, out, run_one)
+        from labeldist.report.figures import save, sweep_figure
+        from labeldist.workflows.sweep import sweep_title
+
+        save(sweep_figure(summary, title=sweep_title(summary["shared_config"])), out, "sweep")
+        for row in summary["by_share"]:
+            f1 = row["f1"]["output"]["micro"]["value"]
+            click.echo(
+                f"share {row['share']:g}: {row['labels_per_answer']['mean']} labels per answer, "
+                f"slot-1 entropy {row['slot1_entropy']['mean']}, micro-F1 (written labels) {f1:.3f}"
+            )
+        click.echo(f"written to {out}/sweep.json and {out}/sweep.png", err=True)
+
+    params = []
+    for param in run_command.params:
+        if param.name == "multilabel_share":
+            param = click.Option(
+                ["--multilabel-share"],
+                default=DEFAULT_SHARES,
+                show_default=True,
+                help="Comma list of shares of multi-label demonstrations, one run each.",
+            )
+        elif param.name == "out":
+            param = click.Option(
+                ["--out"],
+                required=True,
+                type=click.Path(path_type=Path),
+                help="Sweep folder: one run per share (share-0, share-0.2, ...) and sweep.json / sweep.png.",
+            )
+        params.append(param)
+    return click.Command(
+        "sweep",
+        callback=callback,
+        params=params,
+        help="One run per share of multi-label demonstrations (every other setting shared), then the number of "
+        "labels per answer, slot-1 entropy and F1 against the share (OUT/sweep.json, OUT/sweep.png). Takes every "
+        "option of `labeldist run`.",
+    )
+
+
+cli.add_command(_sweep_command())
