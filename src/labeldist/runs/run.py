@@ -141,7 +141,6 @@ def execute_run(
 
     ``precision_check``: with a model in half precision, score the first N items labelled now
     again in float32 and record the largest difference under ``precision`` in run.json."""
-    from tqdm import tqdm
 
     started = time.perf_counter()
     dataset, pool = load_data(config)
@@ -210,43 +209,36 @@ def execute_run(
         shared_demonstrations=config.demonstrations == "shared",
     )
     breakdown["prompt_seconds"] = time.perf_counter() - prepared - breakdown["load_seconds"]
-    labelled = 0
     gaps: dict[str, str] = {}
     to_check: list[tuple] = []  # (prompt, answer after its prefix) of the first items labelled now
     breakdown.update(decode_seconds=0.0, slot_seconds=0.0, store_seconds=0.0)
+
+    def label_batch(batch_items, batch_prompts) -> tuple[list[dict], dict | None]:
+        generations = backend.generate(batch_prompts, dataset.labels, fmt, save_hidden=config.save_hidden)
+        breakdown["decode_seconds"] += sum(g.timings.get("decode", 0.0) for g in generations)
+        breakdown["slot_seconds"] += sum(g.timings.get("slots", 0.0) for g in generations)
+        # an item the backend could not label (a server error) is a gap, not a record: it is
+        # listed in run.json and the next attempt tries it again
+        gaps.update({item.id: gen.error for item, gen in zip(batch_items, generations) if gen.error})
+        records = [
+            record_of(item, prompt, gen, dataset.labels, fractions[row_of[item.id]], has_votes[row_of[item.id]])
+            for item, prompt, gen in zip(batch_items, batch_prompts, generations)
+            if not gen.error
+        ]
+        hidden = (
+            {item.id: gen.hidden for item, gen in zip(batch_items, generations) if gen.hidden is not None}
+            if config.save_hidden
+            else None
+        )
+        for prompt, gen in zip(batch_prompts, generations):
+            if not gen.error and len(to_check) < precision_check:
+                to_check.append((prompt, gen.answer[len(prompt.answer_prefix) :]))
+        return records, hidden
+
     run_started = time.perf_counter()
-    bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
     try:
-        for start in range(0, len(todo), batch_size):
-            batch_items = todo[start : start + batch_size]
-            batch_prompts = prompts[start : start + batch_size]
-            generations = backend.generate(batch_prompts, dataset.labels, fmt, save_hidden=config.save_hidden)
-            breakdown["decode_seconds"] += sum(g.timings.get("decode", 0.0) for g in generations)
-            breakdown["slot_seconds"] += sum(g.timings.get("slots", 0.0) for g in generations)
-            stored = time.perf_counter()
-            # an item the backend could not label (a server error) is a gap, not a record: it
-            # is listed in run.json and the next attempt tries it again
-            gaps.update({item.id: gen.error for item, gen in zip(batch_items, generations) if gen.error})
-            records = [
-                record_of(item, prompt, gen, dataset.labels, fractions[row_of[item.id]], has_votes[row_of[item.id]])
-                for item, prompt, gen in zip(batch_items, batch_prompts, generations)
-                if not gen.error
-            ]
-            hidden = (
-                {item.id: gen.hidden for item, gen in zip(batch_items, generations) if gen.hidden is not None}
-                if config.save_hidden
-                else None
-            )
-            if records:
-                store.append(records, hidden)
-            breakdown["store_seconds"] += time.perf_counter() - stored
-            labelled += len(records)
-            for prompt, gen in zip(batch_prompts, generations):
-                if not gen.error and len(to_check) < precision_check:
-                    to_check.append((prompt, gen.answer[len(prompt.answer_prefix) :]))
-            bar.update(len(batch_items))
+        labelled = _label_in_batches(todo, prompts, len(items), batch_size, label_batch, store, progress, breakdown)
     finally:
-        bar.close()
         manifest["gaps"] = gaps
         manifest["model"] = backend.describe()  # with what the backend learnt while running
     model_seconds = time.perf_counter() - run_started
@@ -313,10 +305,32 @@ def precision_warning(manifest: dict) -> str | None:
     return line
 
 
-def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options, batch_size, progress, started):
-    """The unary / pairwise methods: every item's questions scored as continuations of its prompt."""
+def _label_in_batches(todo, prompts, total, batch_size, label_batch, store, progress, breakdown=None) -> int:
+    """The one batch loop of every method: ``label_batch(items, prompts) -> (records, hidden
+    states or None)`` labels a batch, its records are stored at once (a killed run loses at most
+    the batch in flight), and the progress bar moves on. Returns the number of records written."""
     from tqdm import tqdm
 
+    labelled = 0
+    bar = tqdm(total=total, initial=total - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch_items, batch_prompts = todo[start : start + batch_size], prompts[start : start + batch_size]
+            records, hidden = label_batch(batch_items, batch_prompts)
+            stored = time.perf_counter()
+            if records:
+                store.append(records, hidden)
+            if breakdown is not None:
+                breakdown["store_seconds"] += time.perf_counter() - stored
+            labelled += len(records)
+            bar.update(len(batch_items))
+    finally:
+        bar.close()
+    return labelled
+
+
+def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options, batch_size, progress, started):
+    """The unary / pairwise methods: every item's questions scored as continuations of its prompt."""
     from labeldist.prompts.judgements import FILL, JudgementTemplate, build_judgement_prompts
 
     if config.template:
@@ -343,41 +357,38 @@ def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sam
     row_of = {item.id: r for r, item in enumerate(dataset.items)}
     fractions, has_votes = dataset.vote_fractions(), dataset.votes_available()
     todo = todo_set.items
-    labelled = 0
+
+    def label_batch(batch_items, batch_prompts) -> tuple[list[dict], None]:
+        tables = backend.score_answers(batch_prompts)
+        records = []
+        for item, prompt, table in zip(batch_items, batch_prompts, tables):
+            rendered = backend.render(prompt.prompt)
+            records.append(
+                {
+                    "id": item.id,
+                    "prompt": rendered.replace(FILL, "<candidate>"),
+                    "answer": "",
+                    "generated_tokens": 0,
+                    "finished": True,
+                    "parsed": True,
+                    "complete": True,
+                    "labels": [],
+                    "unknown": [],
+                    "corrections": "{}",
+                    "gold": [label for label in dataset.labels if label in item.gold],
+                    "vote_fractions": [float(x) for x in fractions[row_of[item.id]]],
+                    "votes_available": bool(has_votes[row_of[item.id]]),
+                    "demonstration_ids": list(prompt.prompt.demonstration_ids),
+                    "slots": [],
+                    "answer_logprobs": np.asarray(table, dtype=float).ravel().tolist(),
+                }
+            )
+        return records, None
+
     run_started = time.perf_counter()
-    bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
     try:
-        for start in range(0, len(todo), batch_size):
-            batch_items, batch_prompts = todo[start : start + batch_size], prompts[start : start + batch_size]
-            tables = backend.score_answers(batch_prompts)
-            records = []
-            for item, prompt, table in zip(batch_items, batch_prompts, tables):
-                rendered = backend.render(prompt.prompt)
-                records.append(
-                    {
-                        "id": item.id,
-                        "prompt": rendered.replace(FILL, "<candidate>"),
-                        "answer": "",
-                        "generated_tokens": 0,
-                        "finished": True,
-                        "parsed": True,
-                        "complete": True,
-                        "labels": [],
-                        "unknown": [],
-                        "corrections": "{}",
-                        "gold": [label for label in dataset.labels if label in item.gold],
-                        "vote_fractions": [float(x) for x in fractions[row_of[item.id]]],
-                        "votes_available": bool(has_votes[row_of[item.id]]),
-                        "demonstration_ids": list(prompt.prompt.demonstration_ids),
-                        "slots": [],
-                        "answer_logprobs": np.asarray(table, dtype=float).ravel().tolist(),
-                    }
-                )
-            store.append(records)
-            labelled += len(records)
-            bar.update(len(records))
+        labelled = _label_in_batches(todo, prompts, len(items), batch_size, label_batch, store, progress)
     finally:
-        bar.close()
         manifest["model"] = backend.describe()  # with what the backend learnt while running
     return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
 
