@@ -178,3 +178,22 @@ def test_backends_are_the_interface_runs_call():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hasattr":
                 assert not (node.args and getattr(node.args[0], "id", None) == "backend"), f"hasattr(backend, ...) in {path}"
     assert called and called <= interface, f"runs call {sorted(called - interface)} outside the interface"
+
+
+def _undocumented(node, where: str, prefix: str = "") -> list[str]:
+    """Public functions and classes under ``node`` without a docstring, classes searched inside."""
+    out = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and not child.name.startswith("_"):
+            if not ast.get_docstring(child):
+                out.append(f"{where}:{child.lineno} {prefix}{child.name}")
+            if isinstance(child, ast.ClassDef):
+                out += _undocumented(child, where, f"{prefix}{child.name}.")
+    return out
+
+
+def test_every_public_function_and_class_has_a_docstring():
+    trees = {module: ast.parse(path.read_text(encoding="utf-8")) for module, path in _modules().items()}
+    missing = [entry for module, tree in trees.items() for entry in _undocumented(tree, module)]
+    assert not missing, "public names without a docstring:\n" + "\n".join(missing)
+    assert _undocumented(ast.parse("def f():\n    pass\nclass A:\n    def g(self): ..."), "m") == ["m:1 f", "m:3 A", "m:4 A.g"]

@@ -179,6 +179,7 @@ def _threshold(threshold: str, estimator, calibration: RunArrays | None):
 
 
 def write_evaluation(result: dict, run_dir: str | Path) -> Path:
+    """Write ``result`` as indented JSON to ``run_dir/evaluation.json`` and return that path."""
     path = Path(run_dir) / "evaluation.json"
     path.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     return path

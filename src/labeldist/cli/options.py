@@ -56,6 +56,7 @@ def dataset_options(function):
 
 
 def load_from_cli(name, data_dir, split, grouping, task, ids, options):
+    """Load the dataset a command names, passing its ``--option key=value`` pairs to the loader as keyword arguments."""
     return load_dataset(name, data_dir, split, grouping=grouping, task=task, ids=ids, **parse_options(options))
 
 

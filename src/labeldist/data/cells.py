@@ -32,6 +32,7 @@ def plain(value: Any) -> Any:
 
 
 def is_missing(value: Any, *, empty_is_missing: bool) -> bool:
+    """Whether a cell holds no value: None, NaN or a spelling such as ``NA``; blank text too when ``empty_is_missing``."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):

@@ -78,6 +78,7 @@ def _cell(value: str, path: Path, where: str, column: str, repairs: Repairs) -> 
 
 
 def load_convabuse(data_dir: Path, split: str) -> Dataset:
+    """One split of the original ConvAbuse CSVs: each annotator's abuse types per example, gold by half the annotators."""
     data_dir = Path(data_dir)
     canonical = canonical_split(split, data_dir)
     path = data_dir / FILES[canonical]

@@ -34,6 +34,7 @@ RAW_SUBDIRS = (".", "full_dataset", "raw")
 
 
 def read_emotions(data_dir: Path, notes: list[str]) -> list[str]:
+    """The emotion names of ``emotions.txt`` in file order; the official 28 (with a note) when the file is absent."""
     path = data_dir / "emotions.txt"
     if not path.is_file():
         notes.append(f"{path} not found: using the official 28 emotion names")
@@ -77,6 +78,7 @@ def read_split_file(path: Path, emotions: list[str]) -> list[tuple[str, str, fro
 
 
 def find_raw_files(data_dir: Path, raw_dir: Path | None) -> list[Path]:
+    """The raw ratings files in ``raw_dir``, or in the first usual subfolder of ``data_dir`` holding any; [] if none."""
     roots = [raw_dir] if raw_dir is not None else [data_dir / sub for sub in RAW_SUBDIRS]
     for root in roots:
         found = [root / name for name in RAW_NAMES if (root / name).is_file()]
@@ -131,6 +133,7 @@ def read_raw_votes(paths: list[Path], emotions: list[str], notes: list[str]) -> 
 def load_goemotions(
     data_dir: Path, split: str, *, raw_dir: str | Path | None = None, raw_files: list[str | Path] | None = None
 ) -> Dataset:
+    """One GoEmotions split: gold from the split file, votes from the raw ratings where found (``neutral`` not a label)."""
     data_dir = Path(data_dir)
     split = canonical_split(split, data_dir)
     notes: list[str] = []

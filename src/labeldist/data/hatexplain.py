@@ -110,6 +110,8 @@ DIVISION_KEYS = {"train": "train", "dev": "val", "test": "test"}
 
 @dataclass(frozen=True)
 class Annotation:
+    """One annotator's rating of a post: the class label and the target communities named."""
+
     annotator: str
     label: str
     targets: tuple[str, ...]
@@ -117,6 +119,8 @@ class Annotation:
 
 @dataclass(frozen=True)
 class Post:
+    """One HateXplain post: its tokens and annotations, and ``where`` to point error messages at."""
+
     post_id: str
     tokens: tuple[str, ...]
     annotations: tuple[Annotation, ...]

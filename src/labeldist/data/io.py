@@ -14,12 +14,14 @@ from labeldist.errors import DataError
 
 
 def require_file(path: Path, what: str = "file") -> Path:
+    """Return ``path`` if it is an existing file, else raise a DataError saying that ``what`` does not exist."""
     if not path.is_file():
         raise DataError(str(path), None, f"{what} does not exist")
     return path
 
 
 def read_json(path: Path) -> Any:
+    """The parsed content of a JSON file; a missing, non-UTF-8 or invalid file is a DataError naming it (and the line)."""
     require_file(path)
     try:
         with path.open(encoding="utf-8") as handle:
@@ -73,6 +75,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: Path) -> None:
+    """Raise a DataError naming the ``columns`` that ``frame`` (read from ``path``) lacks, and the columns it has."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(str(path), None, f"missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})")

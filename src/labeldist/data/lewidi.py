@@ -50,6 +50,8 @@ CONVABUSE_TURNS = ("prev_agent", "prev_user", "agent", "user")
 
 @dataclass(frozen=True)
 class SetSpec:
+    """A LeWiDi set's label set, ``kind`` (how its votes are read) and a one-line description."""
+
     labels: tuple[str, ...]
     kind: str  # "hs-brexit", "convabuse", "binary", "multi", "class"
     description: str
@@ -370,10 +372,12 @@ def load_lewidi(data_dir: Path, split: str, *, edition: str = "2023", **options)
 
 
 def load_lewidi2023(data_dir: Path, split: str, **options) -> Dataset:
+    """One split of a LeWiDi 2023 (SemEval 2023 Task 11) set; see :func:`load_lewidi`."""
     return load_lewidi(data_dir, split, edition="2023", **options)
 
 
 def load_lewidi2025(data_dir: Path, split: str, **options) -> Dataset:
+    """One split of a LeWiDi 2025 (NLPerspectives) set; see :func:`load_lewidi`."""
     return load_lewidi(data_dir, split, edition="2025", **options)
 
 

@@ -61,6 +61,7 @@ def read_split_map(path: Path) -> dict[str, dict[str, str]]:
 
 
 def load_mfrc(data_dir: Path, split: str, *, splits_file: str | Path | None = None) -> Dataset:
+    """One MFRC split: the texts the split map puts in ``split``, with each annotator's foundations from the CSV."""
     data_dir = Path(data_dir)
     split_path = Path(splits_file) if splits_file is not None else data_dir / SPLITS_NAME
     split_map = read_split_map(split_path)

@@ -16,6 +16,8 @@ Loader = Callable[..., Dataset]
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A dataset's registry entry: name, loader, description, and the named groupings and tasks it knows."""
+
     name: str
     loader: Loader
     description: str
@@ -28,16 +30,19 @@ _REGISTRY: dict[str, DatasetSpec] = {}
 
 
 def register(spec: DatasetSpec, *aliases: str) -> None:
+    """Register ``spec`` under its name and each of ``aliases`` (case-insensitive)."""
     for key in (spec.name, *aliases):
         _REGISTRY[key.lower()] = spec
 
 
 def dataset_names() -> list[str]:
+    """The registered dataset names, sorted, without aliases (imports the loader modules first)."""
     _ensure_loaded()
     return sorted({spec.name for spec in _REGISTRY.values()})
 
 
 def get_spec(name: str) -> DatasetSpec:
+    """The spec registered under ``name`` or an alias of it (any case); a DataError listing the known names otherwise."""
     _ensure_loaded()
     try:
         return _REGISTRY[name.lower()]

@@ -29,9 +29,11 @@ class Repairs:
         self.messages.setdefault(key, message)
 
     def notes(self) -> list[str]:
+        """One sentence per counted repair, its message with the count filled in."""
         return [self.messages[key].format(n=count) for key, count in self.counts.items()]
 
     def as_dict(self) -> dict[str, int]:
+        """The counts as a plain dict (repair key -> count), for ``Dataset.info``."""
         return dict(self.counts)
 
 
@@ -55,6 +57,7 @@ HASHED_SPLITS = ("train", "dev", "test", "all")
 
 
 def check_hashed_split(split: str, source: str) -> str:
+    """``split`` in canonical form for a corpus without splits; a DataError unless it is train, dev, test or all."""
     from labeldist.data.splits import to_canonical_split
 
     canonical = to_canonical_split(split)

@@ -37,6 +37,7 @@ class Item:
 
     @property
     def has_votes(self) -> bool:
+        """Whether the item has per-annotator votes (False when the dataset gives aggregate labels only)."""
         return len(self.votes) > 0
 
 
@@ -78,9 +79,11 @@ class Dataset:
 
     @property
     def ids(self) -> list[str]:
+        """The item ids, in item order."""
         return [item.id for item in self.items]
 
     def label_index(self) -> dict[str, int]:
+        """Label -> its column in the label order."""
         return {label: i for i, label in enumerate(self.labels)}
 
     def _set_matrix(self, sets: Iterable[frozenset[str]]) -> np.ndarray:

@@ -94,6 +94,7 @@ def read_ec_file(path: Path) -> list[Item]:
 
 
 def load_semeval(data_dir: Path, split: str) -> Dataset:
+    """One SemEval-2018 E-c split from the first of its file names found; gold labels only, no votes."""
     data_dir = Path(data_dir)
     canonical = canonical_split(split, data_dir)
     candidates = [data_dir / name for name in SPLIT_FILES[canonical]]

@@ -44,6 +44,7 @@ def _annotators(path: Path, rows: int) -> list[list[str]]:
 
 
 def load_told_br(data_dir: Path, split: str) -> Dataset:
+    """ToLD-Br's three slot ratings per tweet (annotator ids where known), all rows or one hashed split."""
     data_dir = Path(data_dir)
     canonical = check_hashed_split(split, str(data_dir))
     path = data_dir / ALPHA

@@ -28,6 +28,7 @@ VERSIONS = ("A", "B", "C", "D", "E")
 
 
 def load_tweet_sensitivity(data_dir: Path, split: str, *, versions: Sequence[str] | str | None = None) -> Dataset:
+    """One split of the tweet-sensitivity corpus: each annotator's labels per tweet id, optionally only ``versions``."""
     data_dir = Path(data_dir)
     canonical = canonical_split(split, data_dir, available=("train", "test"))
     if isinstance(versions, str):

@@ -63,6 +63,7 @@ def _votes_from_chaosnli(entry: dict, path: Path, lineno: int) -> dict[str, froz
 
 
 def load_varierr(data_dir: Path, split: str, *, votes: str = "varierr") -> Dataset:
+    """VariErr NLI items with the annotators' label sets (``votes="varierr"``) or the 100 ChaosNLI votes (``"chaosnli"``)."""
     data_dir = Path(data_dir)
     path = data_dir if data_dir.is_file() else data_dir / FILE
     require_file(path)

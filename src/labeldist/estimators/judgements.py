@@ -23,6 +23,8 @@ def _check(run: RunArrays, method: str) -> None:
 
 
 class Unary(Estimator):
+    """Estimator ``unary``: per label, the model's yes/no answer to "is this label reasonable for the text?"."""
+
     name = "unary"
 
     def __init__(self, source: str = "exact", normalize: bool = True):
@@ -30,6 +32,7 @@ class Unary(Estimator):
         self.normalize = normalize
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """P(yes) / (P(yes) + P(no)) per label; the raw P(yes) when ``normalize`` is off."""
         _check(run, "unary")
         k = len(run.labels)
         positive, mass = answer_probabilities(run.answer_logprobs)
@@ -38,6 +41,8 @@ class Unary(Estimator):
 
 
 class Pairwise(Estimator):
+    """Estimator ``pairwise``: per-item Bradley–Terry strengths of the labels and "none" from pairwise answers."""
+
     name = "pairwise"
 
     def __init__(self, source: str = "exact", ridge: float = 1e-2, score: str = "vs-none"):
@@ -64,9 +69,11 @@ class Pairwise(Estimator):
         return outcomes
 
     def strengths(self, run: RunArrays) -> np.ndarray:
+        """items x (labels + none): the Bradley–Terry strengths fitted to :meth:`outcomes` with ``ridge``."""
         return bradley_terry(self.outcomes(run), ridge=self.ridge)
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """sigmoid(s_label - s_none) (``score="vs-none"``), or each label's mean soft win rate (``"win-rate"``)."""
         if self.score not in ("vs-none", "win-rate"):
             raise ValueError(f"pairwise score must be vs-none or win-rate, not {self.score!r}")
         k = len(run.labels)

@@ -103,6 +103,7 @@ class Platt(Estimator):
     # -- fitting ---------------------------------------------------------------------------------
 
     def fit(self, run: RunArrays | None) -> Platt:
+        """Fit the sigmoid(s) to the calibration run's features and targets: one shared, or per label pulled toward it."""
         if run is None:
             raise ValueError("platt learns from a calibration run: give --calibrate-on RUN")
         if self.scope not in SCOPES:
@@ -120,6 +121,7 @@ class Platt(Estimator):
         return self
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """sigmoid(slope * feature + intercept) per label, with the fitted slopes and intercepts."""
         if not hasattr(self, "slope_"):
             raise ValueError("platt is not fitted: call fit(calibration_run) first")
         return expit(self.features(run) * self.slope_ + self.intercept_)

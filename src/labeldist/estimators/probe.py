@@ -68,6 +68,7 @@ class Probe(Estimator):
             raise ValueError(f"probe layer must be a whole number, not {self.layer!r}")
 
     def targets(self, run: RunArrays) -> np.ndarray:
+        """items x labels targets of ``run`` by ``target``: gold, the labels written, or vote fractions."""
         if self.target == "gold":
             return run.gold.astype(float)
         if self.target == "model-output":
@@ -75,6 +76,7 @@ class Probe(Estimator):
         return run.targets
 
     def fit(self, run: RunArrays | None) -> Probe:
+        """Standardise the training run's hidden states and fit one soft-target logistic regression per label."""
         if run is None:
             raise ValueError("probe learns from a training run: give --calibrate-on RUN (a run made with --save-hidden)")
         self._check()
@@ -101,6 +103,7 @@ class Probe(Estimator):
         return self
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """Each label's regression applied to the run's standardised hidden states (a constant for constant labels)."""
         if not hasattr(self, "models_"):
             raise ValueError("probe is not fitted: call fit(training_run) first")
         if len(self.models_) != len(run.labels):
@@ -112,6 +115,7 @@ class Probe(Estimator):
         return out
 
     def fitted(self) -> dict:
+        """The layer, target, C, training run and item count, and the labels fitted as constants."""
         return {
             "layer": int(self.layer),
             "target": self.target,

@@ -73,6 +73,7 @@ def split_specs(text: str) -> list[str]:
 
 
 def make_estimator(name: str, source: str = "exact", **params):
+    """The estimator ``name`` with ``params`` and ``source``; a ValueError for an unknown name or a source it lacks."""
     try:
         cls = ESTIMATORS[name]
     except KeyError:

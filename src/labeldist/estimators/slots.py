@@ -42,6 +42,7 @@ class SlotEstimator(Estimator):
         return run.slot_probs if self.source == "exact" else run.first_token
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """The subclass's combination of each item's slots, clipped to [0, 1]; 0 for items without slots."""
         slots = self._slots(run)
         scored = ~np.all(np.isnan(slots), axis=(1, 2))
         out = np.zeros((len(run), len(run.labels)))
@@ -58,6 +59,8 @@ class SlotEstimator(Estimator):
 
 
 class First(SlotEstimator):
+    """Estimator ``first``: each label's probability at the first slot that has numbers."""
+
     name = "first"
 
     def _combine(self, slots):
@@ -69,6 +72,8 @@ class First(SlotEstimator):
 
 
 class Max(SlotEstimator):
+    """Estimator ``max``: each label's largest probability over the slots."""
+
     name = "max"
 
     def _combine(self, slots):
@@ -76,6 +81,8 @@ class Max(SlotEstimator):
 
 
 class Mean(SlotEstimator):
+    """Estimator ``mean``: each label's mean probability over the slots."""
+
     name = "mean"
 
     def _combine(self, slots):
@@ -83,6 +90,8 @@ class Mean(SlotEstimator):
 
 
 class NoisyOr(SlotEstimator):
+    """Estimator ``noisy-or``: 1 - prod over slots of (1 - p), the chance a label comes up at some slot."""
+
     name = "noisy-or"
 
     def _combine(self, slots):
@@ -98,6 +107,7 @@ class Output(Estimator):
         self.epsilon = epsilon
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """1 where the generated answer names the label, ``epsilon`` elsewhere (generation runs only)."""
         if run.method != RunMethod.GENERATE:
             raise ValueError(f"run {run.path} is a {run.method} run (no generated answer): use the {run.method} estimator")
         return np.where(run.generated > 0, 1.0, self.epsilon)

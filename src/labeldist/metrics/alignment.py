@@ -31,22 +31,26 @@ def _pair(probs, targets) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mamd_per_item(probs, targets) -> np.ndarray:
+    """Per item, the mean over labels of the Manhattan distance 2|p - t| (MAMD)."""
     probs, targets = _pair(probs, targets)
     return (2 * np.abs(probs - targets)).mean(1)
 
 
 def bce_per_item(probs, targets, eps: float = 1e-6) -> np.ndarray:
+    """Per item, the mean over labels of the soft binary cross-entropy, p clipped to [eps, 1 - eps]."""
     probs, targets = _pair(probs, targets)
     p = np.clip(probs, eps, 1 - eps)
     return -(targets * np.log(p) + (1 - targets) * np.log1p(-p)).mean(1)
 
 
 def brier_per_item(probs, targets) -> np.ndarray:
+    """Per item, the mean over labels of the Brier score (p - t)^2."""
     probs, targets = _pair(probs, targets)
     return ((probs - targets) ** 2).mean(1)
 
 
 def spearman_per_item(probs, targets) -> np.ndarray:
+    """Per item, the Spearman correlation of p and t over the labels; NaN where either is constant."""
     probs, targets = _pair(probs, targets)
     rp, rt = rankdata(probs, axis=1), rankdata(targets, axis=1)
     rp = rp - rp.mean(1, keepdims=True)
@@ -58,14 +62,17 @@ def spearman_per_item(probs, targets) -> np.ndarray:
 
 
 def mamd(probs, targets) -> float:
+    """Mean MAMD over items."""
     return float(mamd_per_item(probs, targets).mean())
 
 
 def bce(probs, targets, eps: float = 1e-6) -> float:
+    """Mean soft binary cross-entropy over items."""
     return float(bce_per_item(probs, targets, eps).mean())
 
 
 def brier(probs, targets) -> float:
+    """Mean Brier score over items."""
     return float(brier_per_item(probs, targets).mean())
 
 
@@ -84,6 +91,7 @@ def ece_bins(probs, n_bins: int = 10) -> np.ndarray:
 
 
 def ece(probs, targets, n_bins: int = 10) -> float:
+    """Expected calibration error over all (item, label) pairs in ``n_bins`` equal-width bins; NaN when empty."""
     probs, targets = _pair(probs, targets)
     if not probs.size:
         return float("nan")

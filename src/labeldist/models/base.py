@@ -57,10 +57,12 @@ class SlotDistribution:
 
     @property
     def label_probs(self) -> np.ndarray:
+        """The exact label probabilities, ``exp(label_logprobs)``."""
         return np.exp(self.label_logprobs)
 
     @property
     def stop_prob(self) -> float:
+        """The probability of closing the answer at this slot, ``exp(stop_logprob)``."""
         return float(np.exp(self.stop_logprob))
 
     @property

@@ -35,6 +35,8 @@ MANIFEST = "finetune.json"
 
 @dataclass(frozen=True)
 class FinetuneSettings:
+    """The prompts (shots, sampler, format), answers (gold or annotators) and LoRA training settings of a finetune."""
+
     shots: int = 0
     sampler: str = "random"
     seed: int = 0
@@ -126,6 +128,9 @@ def finetune(
     progress: bool = False,
     source: dict | None = None,
 ) -> dict:
+    """LoRA-finetune ``model`` on ``train``'s prompts and answers (demonstrations from ``pool``) and save the merged model.
+
+    The model folder ``out`` gets the weights, the tokenizer and ``finetune.json``; the manifest is returned."""
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm

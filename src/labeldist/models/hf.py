@@ -53,6 +53,7 @@ class _PreparedItem:
 
 
 def pick_device(device: str | None) -> torch.device:
+    """The torch device for ``device``; None or ``"auto"`` picks CUDA when available, else the CPU."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -162,10 +163,12 @@ class HFBackend(Backend):
         return prompt.text
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; a plain prompt gets the tokenizer's special tokens (BOS), a chat-rendered one does not."""
         # the chat template writes its own special tokens; a plain prompt gets BOS if the model uses one
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
 
     def describe(self) -> dict:
+        """The hf backend's model source and type, tokenizer, device, dtype, quantization, EOS ids and pruning tolerance."""
         return {
             "backend": "hf",
             "model": self.name,

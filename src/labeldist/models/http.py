@@ -39,6 +39,8 @@ class RequestFailed(RuntimeError):
 
 @dataclass
 class Stats:
+    """Request counts of a client: requests, retries, failures, seconds spent, and requests per kind."""
+
     requests: int = 0
     retries: int = 0
     failures: int = 0
@@ -46,6 +48,7 @@ class Stats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """The counts as a JSON-ready dict, the seconds rounded to milliseconds."""
         return {
             "requests": self.requests,
             "retries": self.retries,
@@ -110,9 +113,11 @@ class ServerClient:
         return random.uniform(0.5, 1.0) * min(self.max_backoff, self.backoff * 2**attempt)
 
     async def get(self, path: str) -> dict:
+        """GET ``path`` with retries and return the JSON object of the answer."""
         return await self._call("GET", path, None, "get")
 
     async def post(self, path: str, payload: dict, kind: str = "post") -> dict:
+        """POST ``payload`` as JSON to ``path`` with retries and return the JSON object of the answer; ``kind`` counts it."""
         return await self._call("POST", path, payload, kind)
 
     async def _call(self, method: str, path: str, payload: dict | None, kind: str) -> dict:

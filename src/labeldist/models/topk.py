@@ -98,6 +98,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Bounds:
+    """Lower bound, estimate and upper bound of one probability."""
+
     lower: float
     estimate: float
     upper: float
@@ -106,13 +108,16 @@ class Bounds:
         return Bounds(self.lower + other.lower, self.estimate + other.estimate, self.upper + other.upper)
 
     def scaled(self, p: float) -> Bounds:
+        """All three numbers multiplied by ``p``."""
         return Bounds(p * self.lower, p * self.estimate, p * self.upper)
 
     @property
     def gap(self) -> float:
+        """The width of the bounds, upper - lower."""
         return self.upper - self.lower
 
     def capped(self) -> Bounds:
+        """The bounds with the upper one cut to 1 and the other two to at most the upper one."""
         upper = min(1.0, self.upper)
         return Bounds(min(self.lower, upper), min(self.estimate, upper), upper)
 
@@ -136,11 +141,14 @@ class Target:
 
     @property
     def terminated(self) -> bool:
+        """Whether the text must be followed by a terminator or by the end of the answer."""
         return bool(self.terminators) or self.end
 
 
 @dataclass
 class WalkResult:
+    """What :func:`walk` returns: the bounds, and the nodes whose top-k would tighten them with their reach probability."""
+
     bounds: Bounds
     # nodes whose top-k would tighten the bounds, with the probability of reaching them
     wanted: dict[str, float]
@@ -229,12 +237,14 @@ class Vocabulary:
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> Vocabulary:
+        """The vocabulary of a Hugging Face tokenizer: its token texts and end-of-generation ids."""
         from labeldist.slots.tokens import TokenTexts, eos_ids
 
         texts = TokenTexts(tokenizer)
         return cls(texts.bytes, eos_ids(tokenizer))
 
     def known(self, text: str) -> bool:
+        """Whether ``text`` is a token text of the vocabulary, an end-of-turn text, or empty."""
         return not text or text in END_TEXTS or text in self.by_text
 
     def _starting(self, prefix: str) -> list[str]:

@@ -113,6 +113,7 @@ class LabelMatcher:
         self._by_normalised = {key: group[0] for key, group in groups.items() if key and len(group) == 1}
 
     def exact(self, raw: str) -> str | None:
+        """``raw`` if it is exactly one of the labels, else None."""
         return raw if raw in self._exact else None
 
     def casefold(self, raw: str) -> str | None:

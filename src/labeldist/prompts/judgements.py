@@ -105,6 +105,7 @@ class JudgementTemplate:
 
     @classmethod
     def default(cls, method: str) -> JudgementTemplate:
+        """The built-in template for ``method`` (unary or pairwise); a ValueError for any other method."""
         if method == RunMethod.UNARY:
             return cls(method=RunMethod.UNARY, **_UNARY)
         if method == RunMethod.PAIRWISE:
@@ -141,6 +142,7 @@ class JudgementTemplate:
         return [(i, j) for i in range(m) for j in range(m) if i != j]
 
     def candidate_text(self, candidates: Sequence[str], question: int | tuple[int, int]) -> str:
+        """The ``candidate`` field for one question: the candidate at index ``question`` (unary) or the index pair (pairwise)."""
         if self.method == RunMethod.UNARY:
             return self.candidate.format_map({"label": candidates[question]})
         first, second = question
@@ -159,9 +161,11 @@ class JudgementPrompt:
 
     @property
     def item_id(self) -> str:
+        """The id of the item these questions are about."""
         return self.prompt.item_id
 
     def answer_texts(self, chat: bool) -> tuple[str, str]:
+        """The (positive, negative) answer texts: the words alone in chat form, after ``answer_separator`` in plain form."""
         return self.answers if chat else tuple(self.answer_separator + a for a in self.answers)
 
 

@@ -82,6 +82,7 @@ class DemonstrationSampler(ABC):
 
     @property
     def pool_name(self) -> str:
+        """``name/split`` of the pool, for messages."""
         return f"{self.pool.name}/{self.pool.split}"
 
     def prepare(self, items: Sequence[Item]) -> None:
@@ -147,6 +148,8 @@ class _ShareSampler(DemonstrationSampler):
 
 
 class RandomSampler(_ShareSampler):
+    """Sampler ``random``: demonstrations drawn uniformly without replacement."""
+
     name = "random"
 
     def _pick(self, candidates: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
@@ -154,6 +157,8 @@ class RandomSampler(_ShareSampler):
 
 
 class BalancedSampler(_ShareSampler):
+    """Sampler ``balanced``: round-robin over the labels and "none", a random unused item with that label per turn."""
+
     name = "balanced"
 
     def _pick(self, candidates: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
@@ -184,6 +189,8 @@ class BalancedSampler(_ShareSampler):
 
 
 class CoveringSampler(DemonstrationSampler):
+    """Sampler ``covering``: a greedy set cover showing every label at least once, then random items (needs k >= labels)."""
+
     name = "covering"
 
     def _choose(self, item: Item, candidates: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
@@ -233,6 +240,7 @@ class SimilaritySampler(DemonstrationSampler):
         self._query_vectors: dict[str, np.ndarray] = {}
 
     def prepare(self, items: Sequence[Item]) -> None:
+        """Embed the query texts not embedded yet, in one call."""
         texts = [text for text in dict.fromkeys(item.text for item in items) if text not in self._query_vectors]
         if texts:
             self._query_vectors.update(zip(texts, self._embed_normalised(texts)))

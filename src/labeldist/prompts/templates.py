@@ -68,6 +68,8 @@ def read_template_yaml(path: Path):
 
 @dataclass(frozen=True)
 class PromptTemplate:
+    """The words of a generation prompt: system message, instruction, demonstration and query format strings."""
+
     system: str = DEFAULT_SYSTEM
     instruction: str = DEFAULT_INSTRUCTION
     demonstration: str = DEFAULT_DEMONSTRATION
@@ -120,6 +122,7 @@ class PromptTemplate:
             raise TemplateError(f"{path}: {err}") from None
 
     def instruction_text(self, labels: Sequence[str], answer_format: AnswerFormat) -> str:
+        """The instruction with the labels (joined by ``label_separator``) and the answer format's instruction filled in."""
         return self.instruction.format_map(
             {"labels": self.label_separator.join(labels), "answer_format": answer_format.instruction}
         )

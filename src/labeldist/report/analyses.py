@@ -89,6 +89,7 @@ def slot1_sorted(view: RunView, source: str = "exact") -> np.ndarray:
 
 
 def spikiness(view: RunView) -> dict:
+    """Slot-1 spikiness of a run: stats by rank of the sorted renormalised label probabilities, top-1 shares, mass."""
     q = slot1_sorted(view)
     arrays = view.arrays
     has = arrays.n_slots > 0

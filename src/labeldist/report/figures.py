@@ -43,6 +43,7 @@ plt.rcParams.update(
 
 
 def colour(i: int):
+    """The ``i``-th colour of the tab10 palette, cycling."""
     return COLOURS[i % len(COLOURS)]
 
 
@@ -57,6 +58,7 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
 
 
 def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes; closes the figure."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
@@ -85,6 +87,7 @@ def _empty(ax, text: str) -> None:
 
 
 def spikiness_figure(views: Sequence[RunView]):
+    """Box and strip plots of each run's slot-1 label probabilities by rank, renormalised and sorted per item."""
     k = max(len(v.labels) for v in views)
     fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * k + 2.5), 4.2))
     width = 0.8 / len(views)
@@ -137,6 +140,7 @@ def spikiness_figure(views: Sequence[RunView]):
 
 
 def entropy_figure(views: Sequence[RunView], stats: dict):
+    """Mean entropy by slot (label and closing slots apart, 95% CI) and each run's slot-1 entropy distribution."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [1.2, 1]}, layout="constrained")
     # slots where a label was written (filled, solid) and slots where the answer closed
     # (hollow) are drawn apart: a closing slot is usually near-certain, and mixing the
@@ -237,6 +241,7 @@ def entropy_figure(views: Sequence[RunView], stats: dict):
 
 
 def label_order_figure(views: Sequence[RunView], stats: dict):
+    """Bars of the share of gold labels at each position of the answers with 2+ distinct labels, per run (95% CI)."""
     longest = max((len(stats[v.name]["label_order"]["by_position"]) for v in views), default=0)
     fig, ax = plt.subplots(figsize=(10, 4.2) if longest else (7, 1.6), layout="constrained")  # legend beside
     if longest == 0:
@@ -288,6 +293,7 @@ def label_order_figure(views: Sequence[RunView], stats: dict):
 
 
 def first_vs_output_figure(views: Sequence[RunView], stats: dict):
+    """Heatmaps per run: where the 1st, 2nd and later written labels rank at slot 1."""
     names = ("1st written", "2nd written", "3rd and later")
     k_max = max(len(v.labels) for v in views)
     counts = [position_rank_counts(v, len(names)) for v in views]
@@ -356,6 +362,7 @@ def first_vs_output_figure(views: Sequence[RunView], stats: dict):
 
 
 def attention_figure(views: Sequence[RunView], attention: dict):
+    """Stacked shares of attention by part of the prompt at each slot, and earlier-label vs input attention per token."""
     names = [v.name for v in views if v.name in attention]
     bars = sum(len(attention[n]["by_slot"]) for n in names)
     fig, (ax, right) = plt.subplots(
@@ -447,6 +454,7 @@ def analysis_figures(views: Sequence[RunView], stats: dict, attention: dict | No
 
 
 def write_figures(figures: dict, out_dir: Path) -> list[Path]:
+    """Save each figure as ``name``.png and ``name``.pdf in ``out_dir``; return the paths written."""
     paths = []
     for name, fig in figures.items():
         paths.extend(save(fig, out_dir, name))
@@ -457,6 +465,7 @@ def write_figures(figures: dict, out_dir: Path) -> list[Path]:
 
 
 def sweep_figure(summary: dict, title: str = ""):
+    """Three panels against the share of multi-label demonstrations: labels per answer, slot-1 entropy and micro-F1."""
     rows = sorted(summary["by_share"], key=lambda r: r["share"])
     x = np.array([r["share"] for r in rows])
     fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.9), layout="constrained")

@@ -142,6 +142,7 @@ def navigation(sweeps: Sequence[Path], examples: bool) -> str:
 
 
 def config_section(views: Sequence[RunView]) -> str:
+    """The HTML table of the runs side by side: config, record counts, model source and labels."""
     rows = []
     for key in CONFIG_KEYS:
         # runs made before the method setting existed were generation runs
@@ -163,6 +164,7 @@ def config_section(views: Sequence[RunView]) -> str:
 
 
 def evaluation_section(views: Sequence[RunView], resamples: int) -> str:
+    """The HTML evaluation tables of each run, from its evaluation.json files or computed now with ``resamples``."""
     from labeldist.evaluation import evaluate_run
 
     parts = [
@@ -221,6 +223,8 @@ def _evaluation_table(view: RunView, result: dict, source: str) -> str:
 
 
 def key_numbers(views: Sequence[RunView], stats: dict) -> str:
+    """The HTML table of headline analysis numbers per run, and paired slot-1 entropy differences where computed."""
+
     def row(name, getter, digits=3):
         cells = []
         for view in views:
@@ -279,6 +283,7 @@ def key_numbers(views: Sequence[RunView], stats: dict) -> str:
 
 
 def analyses_section(views: Sequence[RunView], stats: dict, attention: dict | None) -> str:
+    """The HTML analyses section: the key numbers table and every analysis figure, with a note if attention is absent."""
     from labeldist.report.figures import analysis_figures, png_bytes
 
     parts = ["<h2 id='analyses'>Analyses</h2>", key_numbers(views, stats)]
@@ -293,6 +298,7 @@ def analyses_section(views: Sequence[RunView], stats: dict, attention: dict | No
 
 
 def sweep_section(sweeps: Sequence[Path]) -> str:
+    """One HTML section per sweep folder: the sweep figure and its table of results by share."""
     from labeldist.report.figures import png_bytes, sweep_figure
     from labeldist.workflows.sweep import SWEEP_FILE, summarize_sweep, sweep_title
 
@@ -383,6 +389,7 @@ def _bars(names, values, chosen=None, css="") -> str:
 
 
 def examples_section(views: Sequence[RunView], count: int) -> str:
+    """The HTML examples section: each picked item's slot distributions per run beside its vote fractions."""
     picked = pick_examples(views, count)
     if not picked:
         return ""
@@ -439,6 +446,7 @@ def build_report(
     resamples: int = 500,
     title: str | None = None,
 ) -> Path:
+    """Write a self-contained HTML report on the runs and sweeps in ``paths`` to ``out`` and return its path."""
     runs, sweeps = expand_runs(paths)
     if not runs:
         raise DataError(", ".join(map(str, paths)), None, "no runs to report on")

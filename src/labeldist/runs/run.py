@@ -66,6 +66,7 @@ LEGACY_CONFIG = {"method": RunMethod.GENERATE.value, "server": None}
 
 
 def package_versions() -> dict[str, str]:
+    """Python, the platform and the installed versions of labeldist and its main libraries, for run.json."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("labeldist", "torch", "transformers", "tokenizers", "numpy", "pandas", "pyarrow"):
         try:
@@ -84,6 +85,7 @@ def load_data(config: RunConfig) -> tuple[Dataset, Dataset]:
 
 
 def record_of(item, prompt, generation: Generation, labels, fractions_row, has_votes) -> dict:
+    """The record of one generated item as stored in the run: prompt, answer, parse, gold, vote fractions and slots."""
     parsed = generation.parsed
     return {
         "id": item.id,

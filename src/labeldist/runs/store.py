@@ -95,27 +95,34 @@ def manifest_method(manifest: dict) -> RunMethod:
 
 
 class RunStore:
+    """One run folder: its manifest (run.json), record parts and hidden-state parts."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     @property
     def manifest_path(self) -> Path:
+        """The run's ``run.json``."""
         return self.path / "run.json"
 
     @property
     def records_dir(self) -> Path:
+        """The folder of the record parts."""
         return self.path / "records"
 
     @property
     def hidden_dir(self) -> Path:
+        """The folder of the hidden-state parts (``--save-hidden``)."""
         return self.path / "hidden"
 
     def exists(self) -> bool:
+        """Whether the folder holds a run (its run.json exists)."""
         return self.manifest_path.is_file()
 
     # -- manifest ----------------------------------------------------------------------------
 
     def read_manifest(self) -> dict:
+        """The parsed run.json; a DataError when it is missing or not valid JSON."""
         try:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -124,6 +131,7 @@ class RunStore:
             raise DataError(str(self.manifest_path), err.lineno, f"invalid JSON: {err.msg}") from None
 
     def write_manifest(self, manifest: dict) -> None:
+        """Write ``manifest`` as run.json atomically, creating the folder if needed."""
         self.path.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
 
@@ -149,11 +157,13 @@ class RunStore:
     # -- records -----------------------------------------------------------------------------
 
     def parts(self) -> list[Path]:
+        """The record part files, sorted by name; [] when there are none."""
         if not self.records_dir.is_dir():
             return []
         return sorted(p for p in self.records_dir.iterdir() if PART.match(p.name))
 
     def done_ids(self) -> set[str]:
+        """The ids of the items already recorded in any part."""
         done: set[str] = set()
         for part in self.parts():
             done.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())

@@ -28,10 +28,12 @@ class RunView:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """The run's labels, in order."""
         return self.arrays.labels
 
     @property
     def config(self) -> dict:
+        """The run's config from run.json ({} if absent)."""
         return self.manifest.get("config", {})
 
     def written(self) -> list[list[str]]:

@@ -75,11 +75,14 @@ class LabelForm:
         return not any(t in label for t in _JSON_BARE_TERMINATORS) and label == label.strip() and not label.startswith(_QUOTES)
 
     def continuation(self, label: str) -> Continuation:
+        """The continuation that writes ``label`` in this form: ``before + label``, then the terminators or the end."""
         return Continuation(self.before + label, self.terminators, self.end)
 
 
 @dataclass(frozen=True)
 class SlotPlan:
+    """One label slot of an answer: where it is decided, what was written there, and the forms that compete."""
+
     index: int  # 1-based
     decision: int  # character offset in the answer
     label_start: int | None  # where the generated label begins; None at the closing slot

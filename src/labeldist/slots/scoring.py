@@ -43,6 +43,8 @@ PRUNE_TOLERANCE = 1e-6
 
 @dataclass(frozen=True)
 class ScoreRequest:
+    """One continuation to score: ``text`` from a token boundary of the generated answer, and what must follow it."""
+
     boundary: int  # the context is prompt + generated[:boundary]
     text: str  # continuation text from that token boundary
     terminators: tuple[str, ...] = ()
@@ -52,6 +54,8 @@ class ScoreRequest:
 
 
 class ContinuationScorer:
+    """Exact probabilities of continuation strings over every tokenisation, in batched tree passes over a cached context."""
+
     def __init__(
         self,
         model,
@@ -426,6 +430,8 @@ def _gather_steps_tensor(steps: torch.Tensor, rows: Sequence[int], tokens: Seque
 
 @dataclass
 class ItemContext:
+    """One item for :meth:`ContinuationScorer.score_batch`: its tokens, per-step log-distributions and requests."""
+
     context_ids: Sequence[int]  # prompt + generated tokens, unpadded
     prompt_length: int
     step_logprobs: torch.Tensor  # [j] = next-token log-distribution after prompt + generated[:j]

@@ -89,6 +89,8 @@ ENCODER_SETTINGS = {
 
 @dataclass
 class SuiteDataset:
+    """One dataset of a suite: where to load it, its splits and sample caps, loader options and run overrides."""
+
     id: str
     dataset: str
     data_dir: str
@@ -104,6 +106,7 @@ class SuiteDataset:
 
     @property
     def loader_options(self) -> dict:
+        """Keyword arguments for the loader: grouping, task and the dataset's options."""
         return {"grouping": self.grouping, "task": self.task, **self.options}
 
 
@@ -125,6 +128,8 @@ class SplitLoader:
 
 @dataclass
 class Suite:
+    """A suite file's content: the models, methods, estimators and datasets of the grid and the shared settings."""
+
     name: str
     models: list[str]
     methods: list[str]
@@ -144,6 +149,7 @@ class Suite:
 
     @property
     def trains_encoder(self) -> bool:
+        """Whether any method lists the bare ``encoder`` estimator, so one encoder is trained per dataset."""
         return any(spec == "encoder" for specs in self.estimators.values() for spec in specs)
 
 
@@ -296,6 +302,8 @@ def _digest(value) -> str:
 
 @dataclass
 class Cell:
+    """One (dataset, model, method) cell of the suite and its output folder."""
+
     dataset: SuiteDataset
     model: str
     method: str
@@ -303,10 +311,12 @@ class Cell:
 
     @property
     def key(self) -> str:
+        """``dataset/model-slug/method``, the cell's name."""
         return f"{self.dataset.id}/{model_slug(self.model)}/{self.method}"
 
 
 def cells(suite: Suite, out: Path, only: Sequence[str] = (), models: Sequence[str] = ()) -> list[Cell]:
+    """The suite's cells under ``out/cells``, restricted to the dataset ids ``only`` and to ``models`` when given."""
     chosen_models = list(models) or suite.models
     unknown = [d for d in only if d not in {ds.id for ds in suite.datasets}]
     if unknown:

@@ -48,6 +48,7 @@ def parse_shares(text: str) -> list[float]:
 
 
 def share_folder(out: Path, share: float) -> Path:
+    """The run folder of one share in the sweep folder ``out``: ``share-{share:g}``."""
     return Path(out) / f"share-{share:g}"
 
 
@@ -64,6 +65,7 @@ def run_sweep(shares: Sequence[float], out: str | Path, run_one: Callable[[float
 
 
 def read_sweep(out: str | Path) -> list[tuple[float, Path]]:
+    """(share, run folder) pairs listed in the sweep's sweep.json; a DataError if it is missing or malformed."""
     path = Path(out) / SWEEP_FILE
     if not path.exists():
         raise DataError(str(out), None, f"is not a sweep folder (no {SWEEP_FILE}; make one with `labeldist sweep`)")
