@@ -1,43 +1,14 @@
-"""A backend that talks to an OpenAI-compatible HTTP server: vLLM, llama.cpp's server
-(``llama-cpp-python[server]``), TGI, SGLang, or a hosted API.
-
-Such a server reports, per generated position, only the top-k next tokens (k <= 20 on most),
-so per-slot label probabilities are bounded from them (:mod:`labeldist.models.topk`) and made
-exact where the server lets us look further:
-
-1. the answer is generated greedily with ``logprobs``; each generated token gives the top-k at
-   one node of the text tree;
-2. on the completions endpoint, every node a label still needs (the text after a label's first
-   token, or after a whole label, where its terminator is decided) is *expanded*: one request
-   for that exact text with ``max_tokens=1`` returns the top-k there. With a prefix cache
-   (vLLM ``--enable-prefix-caching``, llama.cpp's prompt reuse) each such request costs a
-   handful of tokens. Rounds repeat until every label's bounds are within ``tolerance`` or
-   nothing more can be learnt;
-3. a label whose first token is outside the top-k can only be bounded by the unreported mass;
-   with ``exact_tails`` such labels are scored by echoing the prompt with ``logprobs``
-   (``echo``), which returns the log-probability of every prompt token whatever its rank.
-   Echo is costly on llama-cpp-python (it ranks the whole vocabulary at every prompt token, ~30
-   ms a token on 2 cores), cheap on vLLM, and absent on chat-only APIs; each echo is checked
-   against the probabilities already known before it is trusted.
-
-The chat endpoint (no client-side chat template) allows step 1 only: bounds from the
-generated path, the rest recorded as upper bounds (``coverage`` < 1 in the run).
-
-Text, not token ids, crosses the wire: the server tokenises ``prompt + text`` itself, which may
-segment a context differently from the tokens it generated. The numbers are then those of the
-same text in another segmentation, a difference documented in docs/scale.md.
-"""
+"""The HTTP backend: the client, its probe of the server, rendering, description and greedy generation
+with per-slot bounds; expansion and scoring come from its two parts."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +16,17 @@ from labeldist.errors import ModelError
 from labeldist.models.base import Backend, Generation, SlotDistribution
 from labeldist.models.hf import _answer_closed
 from labeldist.models.http import RequestFailed, ServerClient, ServerUnavailable
+from labeldist.models.openai.expansion import Expansion
+from labeldist.models.openai.scoring import Scoring
+from labeldist.models.openai.settings import (
+    ENDPOINTS,
+    ServerSettings,
+    _anchor,
+    _choice,
+    _gap,
+    _Item,
+    _load_tokenizer,
+)
 from labeldist.models.topk import (
     ZERO,
     Bounds,
@@ -55,62 +37,12 @@ from labeldist.models.topk import (
     first_token_share,
     steps_from_chat,
     steps_from_completion,
-    walk,
 )
 from labeldist.prompts import AnswerFormat, Prompt
 from labeldist.slots.locate import SlotPlan, plan_slots
 
-log = logging.getLogger("labeldist")
 
-ENDPOINTS = ("completions", "chat")
-# How far an echoed log-probability may stray from the one generation reported for the same
-# token before the echo is called misaligned (llama-cpp-python shifts echoes by one position
-# for prompts without a BOS token).
-ECHO_AGREEMENT = 0.05
-MAX_ROUNDS = 64  # rounds of expansion; each goes one token deeper
-
-
-@dataclass
-class ServerSettings:
-    """How to reach the server and what to ask of it (the CLI's --base-url and friends)."""
-
-    base_url: str
-    model: str
-    api_key_env: str | None = None
-    endpoint: str | None = None  # completions | chat | None: completions with a tokenizer or --no-chat
-    tokenizer: str | None = None  # model alias/folder/hub id whose chat template renders prompts
-    top_logprobs: int = 20
-    concurrency: int = 8
-    timeout: float = 120.0
-    retries: int = 5
-    backoff: float = 0.5
-    tolerance: float = 1e-4
-    exact_tails: bool = False
-    extra: dict = field(default_factory=dict)  # added to every request body (repeat_penalty=1.0 ...)
-
-    def identity(self) -> dict:
-        """What decides the records (a resumed run must match): not the URL, key or pacing."""
-        return {
-            "backend": "openai",
-            "endpoint": self.endpoint,
-            "tokenizer": self.tokenizer,
-            "top_logprobs": self.top_logprobs,
-            "tolerance": self.tolerance,
-            "exact_tails": self.exact_tails,
-            "extra": dict(sorted(self.extra.items())),
-        }
-
-
-@dataclass
-class _Item:
-    prompt: Prompt
-    text: str | None  # the completions prompt (None on the chat endpoint)
-    nodes: dict[str, Step] = field(default_factory=dict)  # key: generated text so far
-    ended: set[str] = field(default_factory=set)  # nodes where the server stopped at once (EOS)
-    failed: set[str] = field(default_factory=set)
-
-
-class OpenAIBackend(Backend):
+class OpenAIBackend(Expansion, Scoring, Backend):
     """Greedy generation and continuation scoring through an OpenAI-compatible server."""
 
     def __init__(
@@ -470,226 +402,3 @@ class OpenAIBackend(Backend):
             piece = self.tokenizer.decode(ids[:1]) if ids else ""
             pieces.append(piece if piece and text.startswith(piece) else None)
         return pieces
-
-    # -- the tree of nodes -------------------------------------------------------------------
-
-    async def _resolve(self, item: _Item, requests: list[tuple[str, Target]]) -> list[Bounds]:
-        """Bounds for every (start node, target), expanding nodes (completions) and echoing
-        tails (``exact_tails``) until they are within the tolerance or nothing is left to ask."""
-        tol = self.settings.tolerance
-        # a gap above the tolerance can be the sum of many small branches: follow every branch
-        # that could move a number by a hundredth of it
-        branch = tol / 100
-        can_expand = self.endpoint == "completions"
-        echoed: set[int] = set()
-        for _ in range(MAX_ROUNDS):
-            results = [walk(item.nodes, key, target, min_branch=branch, vocabulary=self.vocabulary) for key, target in requests]
-            if not can_expand:
-                break
-            wanted: dict[str, float] = {}
-            for result in results:
-                if result.bounds.gap > tol:
-                    for key, reach in result.wanted.items():
-                        if reach > branch and key not in item.failed and key not in item.ended:
-                            wanted[key] = max(wanted.get(key, 0.0), reach)
-            if wanted:
-                await asyncio.gather(*(self._expand(item, key) for key in wanted))
-                continue
-            tails = [
-                i
-                for i, result in enumerate(results)
-                if self.settings.exact_tails and self.echo_state != "disabled" and result.bounds.gap > tol and i not in echoed
-            ]
-            if not tails:
-                break
-            echoed.update(tails)
-            await asyncio.gather(*(self._echo(item, *requests[i]) for i in tails))
-        return [result.bounds for result in results]
-
-    async def _expand(self, item: _Item, key: str) -> None:
-        """The top-k after ``prompt + key``: one max_tokens=1 completion."""
-        where = f"item {item.prompt.item_id}, expanding {key[-30:]!r}"
-        body = await self._client.post(
-            "/completions",
-            self._body(prompt=item.text + key, max_tokens=1, logprobs=self.settings.top_logprobs),
-            "expand",
-        )
-        choice = _choice(body, where)
-        text = choice.get("text")
-        logprobs = choice.get("logprobs")
-        if text == "" and isinstance(logprobs, dict) and logprobs.get("tokens") == [] and choice.get("finish_reason") == "stop":
-            # llama.cpp ends without reporting the distribution when its greedy token is an
-            # end-of-generation token: nothing is learnt here, and asking again will not help
-            item.ended.add(key)
-            return
-        steps = steps_from_completion(logprobs, text if isinstance(text, str) else "", where=where)
-        if not steps or steps[0][0] != 0:
-            raise LogprobError(f"{where}: the response reports no distribution for its first token")
-        self._check_vocabulary(steps[:1])
-        item.nodes.setdefault(key, steps[0][1])
-
-    async def _echo(self, item: _Item, key: str, target: Target) -> None:
-        """Score ``key + target.text`` by echoing it: every echoed token's log-probability joins
-        the nodes it belongs to. The echo is trusted only if it agrees with what generation and
-        expansion reported for the same tokens."""
-        where = f"item {item.prompt.item_id}, echo"
-        full = item.text + key + target.text
-        try:
-            body = await self._client.post(
-                "/completions",
-                self._body(prompt=full, max_tokens=1, logprobs=self.settings.top_logprobs, echo=True),
-                "echo",
-            )
-            choice = _choice(body, where)
-            text = choice.get("text")
-            if not isinstance(text, str) or not text.startswith(full):
-                raise LogprobError(f"{where}: the echoed text does not start with the prompt")
-            steps = steps_from_completion(choice.get("logprobs"), text, where=where)
-        except (RequestFailed, LogprobError) as err:
-            self._disable_echo(f"echo failed: {err}")
-            return
-        base = len(item.text)
-        checked = False
-        new = {}
-        for offset, step in steps:
-            if offset < base:
-                continue
-            node = key_of = text[base:offset]
-            known = item.nodes.get(key_of)
-            if known is not None and step.taken in known.top and step.taken_logprob is not None:
-                if abs(known.top[step.taken] - step.taken_logprob) > ECHO_AGREEMENT:
-                    self._disable_echo(
-                        f"echoed log-probability of {step.taken!r} ({step.taken_logprob:.4f}) disagrees with the generated "
-                        f"one ({known.top[step.taken]:.4f}): the server misaligns echoes"
-                    )
-                    return
-                checked = True
-            new[node] = step
-        if not checked and self.echo_state == "untested":
-            # nothing to compare with yet: keep the numbers out rather than trust them blindly
-            return
-        self.echo_state = "checked"
-        for node, step in new.items():
-            if node in item.nodes:
-                item.nodes[node].merge(step)
-            else:
-                item.nodes[node] = step
-
-    def _disable_echo(self, reason: str) -> None:
-        if self.echo_state != "disabled":
-            log.warning("exact tails disabled: %s; labels outside the top-k keep upper bounds", reason)
-            self.echo_state = "disabled"
-            self.echo_reason = reason
-
-    # -- continuation scoring (unary, pairwise) ----------------------------------------------
-
-    def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
-        """log P(continuation | prefix) for each continuation (the point estimate; see
-        :meth:`score_bounds`)."""
-        return [math.log(b.estimate) if b.estimate > 0 else -math.inf for b in self.score_bounds(prefix, continuations)]
-
-    def score_bounds(self, prefix: str, continuations: Sequence[str]) -> list[Bounds]:
-        """Lower, estimate and upper bounds of P(continuation | prefix) from top-k log-probabilities (completions only)."""
-        if self.endpoint == "chat":
-            raise ModelError(
-                "continuations of a text prefix cannot be scored through the chat endpoint; give --tokenizer "
-                "(or --no-chat) so requests go to /v1/completions"
-            )
-        item = _Item(Prompt("score", [], prefix, (), ""), prefix)
-        return self._run(self._score_item(item, list(continuations)), 1)
-
-    async def _score_item(self, item: _Item, continuations: list[str]) -> list[Bounds]:
-        bounds = await self._resolve(item, [("", Target(text, exact=True)) for text in continuations])
-        self.inexact_scores += sum(b.gap > self.settings.tolerance for b in bounds)
-        return bounds
-
-    def score_answers(self, prompts) -> list[np.ndarray]:
-        """For each unary/pairwise prompt (holding the fill marker once), log P(answer | prompt
-        with fill) for every fill x answer: the point estimates, exact within the tolerance
-        where the server allows (see :attr:`scoring`)."""
-        from labeldist.prompts.judgements import FILL
-
-        try:
-            return self._run(self._score_answers(prompts, FILL), len(prompts))
-        except (RequestFailed, LogprobError) as err:
-            # the judgement methods record whole batches; rerunning resumes after the last one
-            raise ModelError(f"{err}; rerun the same command to resume") from None
-
-    async def _score_answers(self, prompts, fill_marker: str) -> list[np.ndarray]:
-        async def one(judgement) -> np.ndarray:
-            answers = judgement.answer_texts(self.chat)
-            rows = await asyncio.gather(*(self._score_fill(judgement, fill, answers, fill_marker) for fill in judgement.fills))
-            return np.array(rows)
-
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
-
-    async def _score_fill(self, judgement, fill: str, answers, marker: str) -> list[float]:
-        prompt = judgement.prompt
-        where = f"item {judgement.item_id}"
-        if self.endpoint == "completions":
-            rendered = self.render(prompt)
-            if rendered.count(marker) != 1:
-                raise ModelError(f"{where}: its prompt must hold the fill marker once")
-            item = _Item(prompt, rendered.replace(marker, fill))
-            bounds = await self._resolve(item, [("", Target(a, exact=True)) for a in answers])
-        else:
-            messages = [dict(m, content=m["content"].replace(marker, fill)) for m in prompt.messages]
-            body = await self._client.post(
-                "/chat/completions",
-                self._body(messages=messages, max_tokens=1, logprobs=True, top_logprobs=self.settings.top_logprobs),
-                "score",
-            )
-            choice = _choice(body, where)
-            content = (choice.get("message") or {}).get("content") or ""
-            steps = steps_from_chat((choice.get("logprobs") or {}).get("content"), content, where=where)
-            item = _Item(prompt, None, nodes={"": steps[0][1]} if steps else {})
-            bounds = [walk(item.nodes, "", Target(a, exact=True), vocabulary=self.vocabulary).bounds for a in answers]
-        self.inexact_scores += sum(b.gap > self.settings.tolerance for b in bounds)
-        return [math.log(b.estimate) if b.estimate > 0 else -math.inf for b in bounds]
-
-
-def _load_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    from labeldist.models.resolve import resolve_model
-
-    resolved = resolve_model(name)
-    try:
-        return AutoTokenizer.from_pretrained(resolved.path)
-    except (OSError, ValueError) as err:
-        raise ModelError(
-            f"cannot load tokenizer {name!r}: {str(err).strip().splitlines()[0] if str(err).strip() else err}"
-        ) from err
-
-
-def _choice(body: dict, where: str) -> dict:
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise LogprobError(f"{where}: the response has no choices")
-    return choices[0]
-
-
-def _anchor(generated: str, boundaries: list[int], offset: int) -> tuple[str, str]:
-    """The node at the last token boundary at or before ``offset`` (in the generated text),
-    and the generated text between it and ``offset``."""
-    start = 0
-    for boundary in boundaries:
-        if boundary <= offset:
-            start = boundary
-        else:
-            break
-    return generated[:start], generated[start:offset]
-
-
-def _gap(prompt: Prompt, shown: str, error: str) -> Generation:
-    from labeldist.prompts import ParsedAnswer
-
-    return Generation(
-        prompt_text=shown,
-        answer="",
-        generated_tokens=0,
-        parsed=ParsedAnswer(labels=(), parsed=False, complete=False),
-        slots=[],
-        finished=False,
-        error=error,
-    )
