@@ -197,3 +197,15 @@ def test_every_public_function_and_class_has_a_docstring():
     missing = [entry for module, tree in trees.items() for entry in _undocumented(tree, module)]
     assert not missing, "public names without a docstring:\n" + "\n".join(missing)
     assert _undocumented(ast.parse("def f():\n    pass\nclass A:\n    def g(self): ..."), "m") == ["m:1 f", "m:3 A", "m:4 A.g"]
+
+
+LONG_FILE = 450  # lines; a longer module says why it stays one file
+
+
+def test_long_files_say_why_they_stay_one_file():
+    unexplained = []
+    for module, path in _modules().items():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > LONG_FILE and "Why one file:" not in (ast.get_docstring(ast.parse(text)) or ""):
+            unexplained.append(f"{module} ({text.count(chr(10))} lines)")
+    assert not unexplained, "long modules without a 'Why one file:' paragraph in their docstring: " + ", ".join(unexplained)

@@ -5,6 +5,9 @@ everything later scoring needs is kept from the one pass: the next-token log-dis
 at every step and the cache of every generated token. The label slots of each answer are then
 scored against that cache in one extra "tree" forward pass per item
 (:mod:`labeldist.slots.scoring`); no prompt is ever encoded twice.
+
+Why one file: generation, slot scoring, the float32 precision check and the unary/pairwise
+answer scoring all run on the same key/value cache and decoding state that this class owns.
 """
 
 from __future__ import annotations

@@ -26,6 +26,10 @@ Label sets a format cannot write unambiguously are refused by :meth:`AnswerForma
   (is ``fear and anxiety`` one label or two?). A label containing " and " is fine on its own
   (``joy and fear and anxiety`` reads as ``joy`` + ``fear and anxiety`` when ``fear`` and
   ``anxiety`` are not labels): the reader prefers the longest label at each position.
+
+Why one file: the three formats are small subclasses of one base class, and each format's writer,
+reader and locator must agree character for character; keeping them side by side is what keeps
+them in step.
 """
 
 from __future__ import annotations

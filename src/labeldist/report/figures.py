@@ -3,6 +3,9 @@
 Every figure compares runs side by side in one colour per run (the same colour in every
 figure), with the run's folder name and item count in the legend, so runs of different model
 sizes, finetuned or not, or with different prompts read against each other.
+
+Why one file: one short function per figure of the analyses, sharing the colours, legends and
+saving of this module.
 """
 
 from __future__ import annotations

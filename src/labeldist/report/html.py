@@ -6,6 +6,8 @@ the runs' configurations, their evaluation tables (``evaluation.json`` when the 
 else computed for the report), the analyses with their figures and key numbers, the sweep
 when a sweep folder is given, and a few example items with each slot's distribution drawn as
 bars beside the annotators' vote fractions.
+
+Why one file: one function per section of the one report, sharing its escaping and table helpers.
 """
 
 from __future__ import annotations

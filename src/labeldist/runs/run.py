@@ -1,4 +1,8 @@
-"""Run a model over a dataset split and store every item's per-slot label distributions."""
+"""Run a model over a dataset split and store every item's per-slot label distributions.
+
+Why one file: the run config, the one batch loop and the run's bookkeeping (resume checks,
+precision check, counts and timings in run.json) are the run; each part is a function of its own.
+"""
 
 from __future__ import annotations
 

@@ -20,6 +20,9 @@ most 1. Without (a close such as ``]``), ``s`` only has to start what follows: a
 past its end counts whatever it adds (``]`` also counts ``]\n``). Tokenisation prefixes less
 likely than a tolerance are not extended, and their probability is returned as a bound on what
 the sum leaves out.
+
+Why one file: the tree's mask, positions and cache layout, the tokenisation lattice and the
+sums over it are one algorithm; split, each half would only make sense read with the other.
 """
 
 from __future__ import annotations
