@@ -242,3 +242,15 @@ def test_platt_takes_an_estimator_object(runs):
     assert Platt(base=Max(source="first-token")).fit(train).fitted()["feature"] == "logp"
     with pytest.raises(ValueError, match="needs a slot estimator"):
         Platt(base="output").fit(train)
+
+
+def test_evaluate_on_arrays_is_the_path_wrapper_without_files(runs):
+    """evaluate(arrays) gives what evaluate_run(paths) gives; it reads and writes no file."""
+    from labeldist.evaluation import evaluate
+
+    settings = {"threshold": "tuned", "n_resamples": 30}
+    by_path = evaluate_run(runs["dev"], ["max", "platt"], calibrate_on=runs["train"], **settings)
+    dev, train = RunArrays.load(runs["dev"]), RunArrays.load(runs["train"])
+    by_arrays = evaluate(dev, ["max", "platt"], calibration=train, **settings)
+    by_path.pop("seconds"), by_arrays.pop("seconds")
+    assert json.dumps(by_path, default=float) == json.dumps(by_arrays, default=float)

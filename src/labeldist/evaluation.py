@@ -29,28 +29,46 @@ def evaluate_run(
     estimators: Sequence[str] | None = None,
     *,
     calibrate_on: str | Path | None = None,
+    **settings,
+) -> dict:
+    """:func:`evaluate` on the run at ``run_dir`` (and the calibration run at ``calibrate_on``)."""
+    started = time.perf_counter()
+    if settings.get("cross_fit") is not None and calibrate_on is not None:
+        raise ValueError("give either a calibration run or cross-fitting folds, not both")
+    run = RunArrays.load(run_dir)
+    calibration = RunArrays.load(calibrate_on) if calibrate_on else None
+    return evaluate(run, estimators, calibration=calibration, started=started, **settings)
+
+
+def evaluate(
+    run: RunArrays,
+    estimators: Sequence[str] | None = None,
+    *,
+    calibration: RunArrays | None = None,
     threshold: str = "0.5",
     n_resamples: int = 1000,
     seed: int = 0,
     cross_fit: int | None = None,
     fold_seed: int = 0,
+    started: float | None = None,
 ) -> dict:
-    """Score ``estimators`` on the run at ``run_dir``.
+    """Score ``estimators`` (specs such as ``max`` or ``platt[base=first]``; the method's defaults
+    when None) on ``run``, against gold (classification) and vote fractions (alignment), with
+    bootstrap intervals; no files are read or written.
 
     Fitted estimators (platt, probe, encoder, tuned thresholds, the prior row) are fitted on
-    ``calibrate_on`` (another run of other items), or, with ``cross_fit=K``, on the run itself by
+    ``calibration`` (another run of other items), or, with ``cross_fit=K``, on the run itself by
     K-fold cross-fitting: the items are split into K folds (a permutation drawn with
     ``fold_seed``) and each fold is predicted by estimators fitted on the other K-1, so no item's
     prediction has seen its own votes or gold. Use it when no separate calibration run exists."""
-    started = time.perf_counter()
-    if cross_fit is not None and calibrate_on is not None:
+    started = time.perf_counter() if started is None else started
+    run_dir, calibrate_on = run.path, calibration.path if calibration is not None else None
+    if cross_fit is not None and calibration is not None:
         raise ValueError("give either a calibration run or cross-fitting folds, not both")
     if cross_fit is not None and cross_fit < 2:
         raise ValueError(f"cross-fitting needs at least 2 folds, not {cross_fit}")
-    run = RunArrays.load(run_dir)
     if cross_fit is not None and len(run) < cross_fit:
         raise ValueError(f"{run_dir} has {len(run)} items, fewer than the {cross_fit} cross-fitting folds")
-    calibration = RunArrays.load(calibrate_on) if calibrate_on else None
     if estimators is None:
         estimators = DEFAULT_ESTIMATORS[run.method]
         if calibration is None and cross_fit is None:
