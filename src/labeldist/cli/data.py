@@ -35,7 +35,7 @@ def data_list():
 
 
 @data.command("describe")
-@dataset_options
+@dataset_options()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def data_describe(name, data_dir, split, grouping, task, ids, options, as_json):
     """Items, labels, annotators, votes per item, multi-label and disagreement shares, and

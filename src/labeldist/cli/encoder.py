@@ -8,7 +8,7 @@ import click
 
 from labeldist.cli.main import cli
 from labeldist.cli.options import (
-    encoder_data_options,
+    dataset_options,
     load_from_cli,
     parse_options,
 )
@@ -21,7 +21,7 @@ def encoder_group():
 
 
 @encoder_group.command("train")
-@encoder_data_options
+@dataset_options(name_as="option", split=None, ids=False)
 @click.option("--split", default="train", show_default=True, help="Split to train on.")
 @click.option("--ids", default=None, type=click.Path(path_type=Path), help="Train only on the ids listed in this file.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Train on the first N items only.")
@@ -103,7 +103,7 @@ def encoder_train_command(
 
 
 @encoder_group.command("predict")
-@encoder_data_options
+@dataset_options(name_as="option", split=None, ids=False)
 @click.option("--split", default="dev", show_default=True, help="Split to predict.")
 @click.option("--ids", default=None, type=click.Path(path_type=Path), help="Only the ids listed in this file.")
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Folder from encoder train.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from labeldist.data import dataset_names, load_dataset
+from labeldist.data import load_dataset
 
 DATA_DIR_HELP = "Folder (or file, for generic tables) holding the dataset in its official layout."
 
@@ -24,35 +24,52 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
     return options
 
 
-def dataset_options(function):
-    """The options every command that loads a dataset shares."""
-    decorators = [
-        click.argument("name"),
-        click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP),
-        click.option("--split", default="dev", show_default=True, help="Split to load; join splits with '+' (dev+test)."),
-        click.option(
-            "--grouping",
-            default=None,
-            help="Label grouping: a built-in name (goemotions: paper-7, ekman, sentiment) or a JSON file.",
-        ),
-        click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target)."),
-        click.option(
-            "--ids",
-            default=None,
-            type=click.Path(path_type=Path),
-            help="Keep only the ids listed in this file (one per line).",
-        ),
-        click.option(
-            "--option",
-            "options",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Loader option, repeatable (e.g. raw_dir=..., fold_rare=20).",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
+def dataset_options(*, name_as: str = "argument", split: str | None = "dev", ids: bool = True):
+    """The options of every command that loads a dataset, defined once: the dataset's name (an
+    argument, or ``--dataset`` with ``name_as="option"``), --data-dir, --split (default ``split``;
+    None leaves it to the command), --grouping, --task, --ids (unless ``ids=False``) and --option."""
+
+    def decorate(function):
+        if name_as == "argument":
+            name = click.argument("name")
+        else:
+            name = click.option("--dataset", "name", required=True, help="Dataset name (labeldist data list).")
+        decorators = [name, click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP)]
+        if split is not None:
+            decorators.append(
+                click.option("--split", default=split, show_default=True, help="Split to load; join splits with '+' (dev+test).")
+            )
+        decorators += [
+            click.option(
+                "--grouping",
+                default=None,
+                help="Label grouping: a built-in name (goemotions: paper-7, ekman, sentiment) or a JSON file.",
+            ),
+            click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target)."),
+        ]
+        if ids:
+            decorators.append(
+                click.option(
+                    "--ids",
+                    default=None,
+                    type=click.Path(path_type=Path),
+                    help="Keep only the ids listed in this file (one per line).",
+                )
+            )
+        decorators.append(
+            click.option(
+                "--option",
+                "options",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Loader option, repeatable (e.g. raw_dir=..., fold_rare=20).",
+            )
+        )
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return decorate
 
 
 def load_from_cli(name, data_dir, split, grouping, task, ids, options):
@@ -133,17 +150,3 @@ def _load_config_file(ctx, param, value):
         defaults[name] = setting
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
-
-
-def encoder_data_options(function):
-    """Where `labeldist encoder` reads its items (as `labeldist run` does)."""
-    decorators = [
-        click.option("--dataset", "name", required=True, help=f"Dataset loader: {', '.join(dataset_names())}."),
-        click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP),
-        click.option("--grouping", default=None, help="Label grouping (goemotions: paper-7, ekman, sentiment) or a JSON file."),
-        click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target)."),
-        click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Loader option, repeatable."),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function

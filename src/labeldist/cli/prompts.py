@@ -39,7 +39,7 @@ def build_from_cli(dataset, name, data_dir, grouping, task, options, limit=None,
 
 
 @prompt.command("show")
-@dataset_options
+@dataset_options()
 @prompt_options
 @click.option("--limit", default=2, show_default=True, type=click.IntRange(min=1), help="How many items to show.")
 @click.option(

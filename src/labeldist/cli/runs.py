@@ -11,8 +11,8 @@ import numpy as np
 
 from labeldist.cli.main import cli
 from labeldist.cli.options import (
-    DATA_DIR_HELP,
     _load_config_file,
+    dataset_options,
     parse_options,
     prompt_options,
 )
@@ -126,13 +126,7 @@ def run_and_report(
     expose_value=False,
     help="YAML file with any of these options (command-line values win).",
 )
-@click.option("--dataset", "name", required=True, help="Dataset name (labeldist data list).")
-@click.option("--data-dir", required=True, type=click.Path(path_type=Path), help=DATA_DIR_HELP)
-@click.option("--split", default="dev", show_default=True, help="Split to label; join splits with '+'.")
-@click.option("--grouping", default=None, help="Label grouping (goemotions: paper-7, ekman, sentiment) or a JSON file.")
-@click.option("--task", default=None, help="Task for datasets with several (hatexplain: label, target).")
-@click.option("--ids", default=None, type=click.Path(path_type=Path), help="Only the ids listed in this file.")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Loader option, repeatable.")
+@dataset_options(name_as="option")
 @prompt_options
 @server_options
 @click.option(

@@ -9,7 +9,7 @@ import click
 
 from labeldist.cli.main import cli
 from labeldist.cli.options import (
-    encoder_data_options,
+    dataset_options,
     load_from_cli,
     parse_options,
 )
@@ -41,7 +41,7 @@ def suite_command(config_path, out, only, models, max_items, quiet):
 
 
 @cli.command("finetune")
-@encoder_data_options
+@dataset_options(name_as="option", split=None, ids=False)
 @click.option("--model", required=True, help="Base model: offline alias, model folder or hub id.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the merged model (models/NAME).")
 @click.option("--split", default="train", show_default=True, help="Split to train on.")
