@@ -21,6 +21,7 @@ FLOORS = (
     ("models",),
     ("runs",),
     ("estimators",),
+    ("training",),
     ("evaluation",),
     ("workflows",),
     ("report",),

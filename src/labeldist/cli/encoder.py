@@ -58,7 +58,7 @@ def encoder_train_command(
     device,
 ):
     """Fine-tune an encoder with soft binary cross-entropy on the vote fractions of one split."""
-    from labeldist.estimators.encoder import train_encoder
+    from labeldist.training.encoder import train_encoder
 
     train = load_from_cli(name, data_dir, split, grouping, task, ids, options)
     if limit:

@@ -93,8 +93,8 @@ def finetune_command(
 ):
     """LoRA supervised finetuning of a causal LM on the answer format; writes a merged model
     folder that `labeldist run --model OUT` uses (with the same template, format and --shots)."""
-    from labeldist.models.finetune import FinetuneSettings, finetune
     from labeldist.prompts import PromptTemplate
+    from labeldist.training.lora import FinetuneSettings, finetune
 
     train = load_from_cli(name, data_dir, split, grouping, task, ids, options)
     if limit:

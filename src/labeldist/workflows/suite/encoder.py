@@ -18,7 +18,8 @@ def train_suite_encoder(
     items and settings. Training items: a seeded sample of ``pool_split`` without any item of
     the configured (uncapped) eval and calibration samples, so a quick ``--max-items`` pass and
     the full pass share one encoder; validation: the calibration sample (best epoch kept)."""
-    from labeldist.estimators.encoder import MANIFEST, train_encoder
+    from labeldist.estimators.encoder import MANIFEST
+    from labeldist.training.encoder import train_encoder
 
     splits = splits or SplitLoader()
     eval_ids, cal_ids = _samples(suite, ds, None, splits)
