@@ -548,6 +548,35 @@ class HFBackend(Backend):
         out = self.scorer.answer_logprobs(items, state["cache"], self._key_positions(state, encoded))
         return out
 
+    # -- attention (labeldist analyze --attention) -------------------------------------------
+
+    def use_eager_attention(self) -> None:
+        """Switch the model to eager attention, the only implementation that returns attention weights."""
+        try:
+            self.model.set_attn_implementation("eager")
+        except (AttributeError, ValueError):
+            self.model.config._attn_implementation = "eager"
+
+    def answer_tokens(self, prompt_text: str, generated: str) -> tuple[list[int], list[int], list[int]]:
+        """The token ids of ``prompt_text`` (exactly as rendered), those of ``generated`` tokenised in
+        its context, and the character offset in ``generated`` where each answer token ends."""
+        prompt_ids = self.encode(prompt_text)
+        answer_ids = self.scorer.tokenize_in_context(prompt_ids, generated)
+        return prompt_ids, answer_ids, self.texts.char_boundaries(answer_ids)
+
+    def attention_rows(self, ids: Sequence[int], rows: Sequence[int]) -> np.ndarray:
+        """Layers x heads x len(rows) x positions: the attention weights of the query positions
+        ``rows`` over ``ids`` in one forward pass (eager attention needed)."""
+        import torch
+
+        tensor = torch.tensor([list(ids)], device=self.device)
+        with torch.no_grad():
+            # logits only for the last position: the attention is what is read here, and a large
+            # vocabulary's head over every position would cost more than the layers (Gemma 3)
+            out = self.model(input_ids=tensor, output_attentions=True, use_cache=False, logits_to_keep=1)
+        # only the rows asked for (the full matrices are large)
+        return torch.stack([a[0][:, list(rows), :] for a in out.attentions]).float().cpu().numpy()
+
     def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
         """log P(continuation | prefix) for each continuation (exact tokens, tokenised in the
         context of the prefix); the prefix is encoded once."""

@@ -99,10 +99,7 @@ def load_attention_backend(view: RunView, device: str | None = "cpu", model: str
     backend = HFBackend(
         model or config["model"], device=device, chat=config.get("chat"), max_new_tokens=config.get("max_new_tokens", 64)
     )
-    try:
-        backend.model.set_attn_implementation("eager")
-    except (AttributeError, ValueError):
-        backend.model.config._attn_implementation = "eager"
+    backend.use_eager_attention()
     return backend
 
 
@@ -110,7 +107,6 @@ def label_attention(
     view: RunView, items: int = 30, *, backend=None, device: str | None = "cpu", model: str | None = None, progress: bool = False
 ) -> dict:
     """Attention shares by slot over the first ``items`` answers with at least one label."""
-    import torch
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -125,22 +121,15 @@ def label_attention(
     for i in tqdm(chosen, disable=not progress, unit="item", desc=f"attention {view.name}"):
         record = records[i]
         prefix = answer_prefix(record["prompt"], record["answer"], fmt.opener)
-        prompt_ids = backend.encode(record["prompt"])
         generated = record["answer"][len(prefix) :]
-        answer_ids = backend.scorer.tokenize_in_context(prompt_ids, generated)
+        prompt_ids, answer_ids, boundaries = backend.answer_tokens(record["prompt"], generated)
         plans = plan_slots(record["answer"], len(prefix), fmt, view.labels)
-        queries = query_parts(len(prompt_ids), backend.texts.char_boundaries(answer_ids), len(prefix), plans, view.labels)
+        queries = query_parts(len(prompt_ids), boundaries, len(prefix), plans, view.labels)
         if not queries:
             skipped += 1
             continue
         last = max(q["query"] for q in queries)
-        ids = torch.tensor([(prompt_ids + answer_ids)[: last + 1]], device=backend.device)
-        with torch.no_grad():
-            # logits only for the last position: the attention is what is read here, and a large
-            # vocabulary's head over every position would cost more than the layers (Gemma 3)
-            out = backend.model(input_ids=ids, output_attentions=True, use_cache=False, logits_to_keep=1)
-        # layers x heads x query rows, only the rows asked for (the full matrices are large)
-        rows = torch.stack([a[0][:, [q["query"] for q in queries], :] for a in out.attentions]).float().cpu().numpy()
+        rows = backend.attention_rows((prompt_ids + answer_ids)[: last + 1], [q["query"] for q in queries])
         for n, q in enumerate(queries):
             weights = rows[:, :, n, : q["query"] + 1]
             per_slot.setdefault(q["slot"], []).append(shares(weights, len(prompt_ids), q["previous"]))
