@@ -13,7 +13,7 @@ import labeldist
 ROOT = Path(labeldist.__file__).parent
 # bottom to top: a package may import from its own floor and the floors below it
 FLOORS = (
-    ("errors",),
+    ("errors", "atomic"),
     ("metrics",),  # pure functions on arrays: import nothing of labeldist
     ("data",),
     ("prompts",),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labeldist import atomic
 from labeldist.errors import DataError
 from labeldist.estimators import DEFAULT_ESTIMATORS, make_estimator, parse_estimator
 from labeldist.metrics import evaluate_many, tune_thresholds
@@ -199,7 +200,7 @@ def _threshold(threshold: str, estimator, calibration: RunArrays | None):
 def write_evaluation(result: dict, run_dir: str | Path) -> Path:
     """Write ``result`` as indented JSON to ``run_dir/evaluation.json`` and return that path."""
     path = Path(run_dir) / "evaluation.json"
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    atomic.write_json(path, result)
     return path
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from labeldist import atomic
 from labeldist.cli.main import cli
 from labeldist.cli.options import (
     dataset_options,
@@ -121,7 +122,8 @@ def encoder_predict_command(name, data_dir, grouping, task, options, split, ids,
     probs = model.predict([item.text for item in dataset.items])
     frame = pd.DataFrame(probs, columns=list(dataset.labels))
     frame.insert(0, "id", dataset.ids)
-    frame.to_csv(out, index=False)
+    with atomic.atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
     overlap = len(set(manifest["training_ids"]) & set(dataset.ids))
     if overlap:
         click.echo(f"note: {overlap} of these items were in the model's training data", err=True)

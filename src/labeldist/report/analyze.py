@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from labeldist import atomic
 from labeldist.report.analyses import analyze_runs
 from labeldist.report.figures import analysis_figures, write_figures
 from labeldist.runs.view import load_views
@@ -44,5 +44,5 @@ def analyze(
     paths = write_figures(figures, out)
     stats["figures"] = sorted({p.stem for p in paths})
     path = out / ANALYSES_FILE
-    path.write_text(json.dumps(stats, indent=2, default=float) + "\n", encoding="utf-8")
+    atomic.write_json(path, stats)
     return stats, [path, *paths]

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from labeldist import atomic
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = (
     "--headless",
@@ -188,7 +190,7 @@ def screenshot(
             requests = [e["params"]["request"]["url"] for e in pipe.events if e.get("method") == "Network.requestWillBeSent"]
         finally:
             pipe.close()
-    Path(png_path).write_bytes(base64.b64decode(shot["data"]))
+    atomic.write_bytes(png_path, base64.b64decode(shot["data"]))
     page["requests"] = requests
     return page
 

@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # no display here or on CI; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from labeldist import atomic  # noqa: E402
 from labeldist.report.analyses import position_rank_counts, slot1_sorted  # noqa: E402
 from labeldist.runs.view import RunView  # noqa: E402
 
@@ -55,7 +56,8 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for path in paths:
-        fig.savefig(path, bbox_inches="tight")
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", format=path.suffix[1:])
     plt.close(fig)
     return paths
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labeldist import atomic
 from labeldist.errors import DataError
 from labeldist.prompts.methods import RunMethod
 from labeldist.report.analyses import analyze_runs
@@ -484,5 +485,5 @@ def build_report(
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document, encoding="utf-8")
+    atomic.write_text(out, document)
     return out

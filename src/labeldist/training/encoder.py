@@ -5,7 +5,6 @@ folder it writes is what the estimator ``encoder[model=...]`` (``labeldist.estim
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labeldist import atomic
 from labeldist.data.schema import Dataset
 from labeldist.errors import DataError
 from labeldist.estimators.encoder import HEAD, MANIFEST, _Model, default_encoder
@@ -118,7 +118,8 @@ def train_encoder(
     out.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(out / "encoder")
     model.tokenizer.save_pretrained(out / "encoder")
-    torch.save(model.head.state_dict(), out / HEAD)
+    with atomic.atomic_path(out / HEAD) as tmp:
+        torch.save(model.head.state_dict(), tmp)
     ids = sorted(item.id for item in train.items)
     manifest = {
         "labels": list(train.labels),
@@ -141,7 +142,7 @@ def train_encoder(
         "training_ids": ids,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    atomic.write_json(out / MANIFEST, manifest)
     return manifest
 
 

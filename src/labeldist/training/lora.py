@@ -17,7 +17,6 @@ beside it records the base model, data, settings, losses per epoch and the train
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labeldist import atomic
 from labeldist.data.schema import Dataset
 from labeldist.errors import DataError
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
@@ -216,5 +216,5 @@ def finetune(
         "training_ids": sorted({item.id for item in train.items}),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    atomic.write_json(out / MANIFEST, manifest)
     return manifest

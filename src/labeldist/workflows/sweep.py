@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labeldist import atomic
 from labeldist.errors import DataError
 from labeldist.metrics.summary import mean_interval, rounded
 from labeldist.runs.view import load_view
@@ -58,7 +59,7 @@ def run_sweep(shares: Sequence[float], out: str | Path, run_one: Callable[[float
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = [{"share": share, "run": share_folder(out, share).name} for share in shares]
-    (out / SWEEP_FILE).write_text(json.dumps({"runs": runs}, indent=2) + "\n", encoding="utf-8")
+    atomic.write_json(out / SWEEP_FILE, {"runs": runs})
     for share in shares:
         run_one(share, share_folder(out, share))
     return summarize_sweep(out)
@@ -126,7 +127,7 @@ def summarize_sweep(out: str | Path, n_resamples: int = 500) -> dict:
         "same_items": all(i == ids[0] for i in ids),
         "by_share": rows,
     }
-    (out / SWEEP_FILE).write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
+    atomic.write_json(out / SWEEP_FILE, summary)
     return summary
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from labeldist import atomic
 from labeldist.errors import ConfigError
 from labeldist.workflows.suite.config import Suite, SuiteDataset, _digest
 from labeldist.workflows.suite.samples import SplitLoader, _samples, sample_ids
@@ -64,7 +65,7 @@ def train_suite_encoder(
         source={"name": ds.dataset, "data_dir": str(ds.data_dir), "split": ds.pool_split, "suite": suite.source},
     )
     log(f"{ds.id}: encoder trained in {manifest['seconds']:.0f} s, kept epoch {manifest['kept_epoch']}")
-    stamp.write_text(json.dumps({"sha": digest, "training_sha256": manifest["training_ids_sha256"]}) + "\n", encoding="utf-8")
+    atomic.write_json(stamp, {"sha": digest, "training_sha256": manifest["training_ids_sha256"]}, indent=None)
     return folder
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from labeldist import atomic
 from labeldist.workflows.suite.config import RUN_SETTINGS, Suite, _digest
 from labeldist.workflows.suite.encoder import _encoder_spec, train_suite_encoder
 from labeldist.workflows.suite.samples import Cell, SplitLoader, _check_sample, _id_files, cells
@@ -157,7 +158,7 @@ def run_suite(
             "evaluation": result,
         }
         cell.folder.mkdir(parents=True, exist_ok=True)
-        cell_file.write_text(json.dumps(record, indent=2, default=float) + "\n", encoding="utf-8")
+        atomic.write_json(cell_file, record)
         log(f"{cell.key}: done in {seconds:.0f} s")
         statuses.append({"cell": cell.key, "status": "computed", "seconds": seconds})
         write_tables(suite, out)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labeldist import atomic
 from labeldist.errors import ConfigError
 from labeldist.workflows.suite.config import Suite, SuiteDataset
 
@@ -111,7 +112,7 @@ def _id_files(
         path = folder / f"{ds.id}-{role}{suffix}.txt"
         text = "\n".join(ids) + "\n"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+            atomic.write_text(path, text)
         paths.append(path)
     return paths[0], paths[1]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from labeldist import atomic
 from labeldist.workflows.suite.config import Suite
 from labeldist.workflows.suite.samples import Cell, cells
 
@@ -102,7 +103,7 @@ def write_tables(suite: Suite, out: str | Path) -> dict:
     unfinished = [s["cell"] for s in summaries if not s["finished"]]
     if unfinished:
         lines += ["", "Not finished: " + ", ".join(unfinished)]
-    (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic.write_text(out / "table.md", "\n".join(lines) + "\n")
     table = {"suite": suite.name, "source": suite.source, "metrics": list(TABLE_METRICS), "cells": summaries, "rows": rows}
-    (out / "table.json").write_text(json.dumps(table, indent=2, default=float) + "\n", encoding="utf-8")
+    atomic.write_json(out / "table.json", table)
     return table
