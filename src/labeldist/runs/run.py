@@ -150,8 +150,17 @@ def execute_run(
 
     started = time.perf_counter()
     dataset, pool = load_data(config)
-    items = dataset.items if limit is None else dataset.items[:limit]
+    if not len(dataset):
+        raise DataError(config.data_dir, None, f"split {config.split!r} has no items to label")
     store = RunStore(out)
+    with store.lock():
+        return _execute(config, store, dataset, pool, backend_factory, batch_size, limit, progress, precision_check, started)
+
+
+def _execute(config, store, dataset, pool, backend_factory, batch_size, limit, progress, precision_check, started) -> dict:
+    """execute_run's work, with the run folder locked."""
+    out = store.path
+    items = dataset.items if limit is None else dataset.items[:limit]
     fmt = get_answer_format(config.answer_format)
     fmt.check_labels(dataset.labels)
     template = PromptTemplate.from_yaml(config.template) if config.template else PromptTemplate()

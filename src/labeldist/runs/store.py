@@ -14,11 +14,14 @@ done, so an orphaned hidden file is simply overwritten.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from labeldist.errors import DataError
 from labeldist.prompts.methods import RunMethod
 
 PART = re.compile(r"^part-(\d{5})\.parquet$")
+LOCK = ".labeldist.lock"  # held (flock) by the process writing the run
 
 SLOT_TYPE = pa.struct(
     [
@@ -120,6 +124,59 @@ class RunStore:
         """Whether the folder holds a run (its run.json exists)."""
         return self.manifest_path.is_file()
 
+    # -- the lock ----------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder for one writing process.
+
+        A second process on the same folder gets a one-line error naming the holder (pid, host,
+        since when) instead of writing beside it. The lock is an ``flock`` on ``.labeldist.lock``:
+        the kernel drops it when its holder dies, however it dies, so a killed run never leaves
+        a stale lock behind. A folder that is not a run and holds other files is refused before
+        anything is written; a start that writes no run.json (the model failed to load) leaves
+        nothing behind."""
+        if self.path.exists() and not self.path.is_dir():
+            raise DataError(str(self.path), None, "is a file, not a run folder: give a folder for --out")
+        if self.path.is_dir() and not self.exists():
+            others = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+            if others:
+                raise DataError(
+                    str(self.path),
+                    None,
+                    f"is not a run folder (no run.json) and is not empty ({len(others)} entries, e.g. {others[0]!r}): "
+                    "give a new or empty folder for --out",
+                )
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / LOCK
+        handle = lock_path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DataError(
+                str(self.path), None, f"is being written by another labeldist run ({holder}); wait for it or stop it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            if not self.exists():  # nothing was recorded: leave no trace of the attempt
+                lock_path.unlink(missing_ok=True)
+                if created:
+                    try:
+                        self.path.rmdir()
+                    except OSError:
+                        pass
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
     # -- manifest ----------------------------------------------------------------------------
 
     def read_manifest(self) -> dict:
@@ -139,9 +196,11 @@ class RunStore:
     def open(self, config: dict, manifest: dict, legacy: dict | None = None) -> dict:
         """Start a run, or check that an existing one was made with the same config.
 
-        Returns the manifest in force. A different config is an error naming the settings
-        that differ, so a resumed run never mixes records of two setups. ``legacy``: values of
-        settings added since older runs were made (a run without the key had that value).
+        Returns the manifest in force; a new run's is not written here (the caller writes it
+        once the model has loaded, so a failed start leaves nothing to refuse the corrected
+        command with). A different config is an error naming the settings that differ, so a
+        resumed run never mixes records of two setups. ``legacy``: values of settings added
+        since older runs were made (a run without the key had that value).
         """
         if self.exists():
             existing = self.read_manifest()
@@ -151,9 +210,7 @@ class RunStore:
                 shown = "; ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in differing)
                 raise DataError(str(self.path), None, f"exists with a different config ({shown}); use another --out or delete it")
             return existing
-        manifest = dict(manifest, config=config, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        self.write_manifest(manifest)
-        return manifest
+        return dict(manifest, config=config, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     # -- records -----------------------------------------------------------------------------
 
