@@ -146,3 +146,74 @@ def test_a_split_without_items_is_refused(setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "split 'test' has no items to label" in err, err
     assert not out.exists()
+
+
+def test_config_values_of_the_wrong_type_are_refused(setup, tmp_path, capsys):
+    """Case 4: YAML values click would coerce silently (seed 1.5 -> 1, a mapping as the model
+    name) are one-line errors naming the file and key; so is a threshold outside [0, 1]."""
+    _, base, _ = setup
+    for setting, message in (
+        ("seed: 1.5", "seed: expected a whole number, got 1.5"),
+        ("model: {a: 1}", "model: expected a single value, got {'a': 1}"),
+        ("chat: 'yes'", "chat: expected true or false, got 'yes'"),
+        ("shots: [1, 2]", "shots: expected a whole number, got [1, 2]"),
+    ):
+        config = tmp_path / "run.yaml"
+        config.write_text(setting + "\n")
+        out = tmp_path / "run"
+        assert main([*_argv(base, out), "--config", str(config)]) == 2, setting
+        err = capsys.readouterr().err
+        assert str(config) in err and message in err, err
+        assert not out.exists()
+
+
+def test_evaluate_refuses_empty_runs_and_says_when_one_is_partial(setup, tmp_path, capsys):
+    """Case 6: a run folder without records is an error (not an all-n/a table with NaN in the
+    JSON); a partial run is evaluated with a note saying how many items it holds; the threshold
+    is checked."""
+    import json
+    import shutil
+
+    root, base, _ = setup
+    partial = tmp_path / "partial"
+    assert main([*_argv(base, partial), "--limit", "3"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(partial), "--resamples", "20", "--estimators", "max"]) == 0
+    captured = capsys.readouterr()
+    assert "3 of the split's 6 items are recorded" in captured.err
+    result = json.loads((partial / "evaluation.json").read_text())
+    assert result["items"] == 3 and any("3 of the split's 6" in note for note in result["notes"])
+    assert "NaN" not in (partial / "evaluation.json").read_text()
+    assert main(["evaluate", str(partial), "--threshold", "1.7"]) == 2
+    assert "threshold must be a number in [0, 1] or 'tuned', not '1.7'" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    shutil.copytree(partial, empty)
+    shutil.rmtree(empty / "records")
+    (empty / "evaluation.json").unlink()
+    assert main(["evaluate", str(empty)]) == 2
+    assert "has no records yet: nothing to evaluate" in capsys.readouterr().err
+    assert not (empty / "evaluation.json").exists()
+
+
+def test_bootstrap_intervals_do_not_depend_on_record_order(setup, tmp_path):
+    """Case 10: the same records written in another order give the same intervals."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labeldist.evaluation import evaluate_run
+
+    root, base, _ = setup
+    first = tmp_path / "first"
+    assert main([*_argv(base, first), "--batch-size", "2"]) == 0
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(first, shuffled)
+    parts = sorted((shuffled / "records").glob("part-*.parquet"))
+    rows = pa.concat_tables([pq.read_table(p) for p in parts])
+    for part in parts[1:]:
+        part.unlink()
+    pq.write_table(rows.take([5, 3, 1, 0, 4, 2]), parts[0])
+    a = evaluate_run(first, ["max", "first"], n_resamples=50)
+    b = evaluate_run(shuffled, ["max", "first"], n_resamples=50)
+    assert a["estimators"] == b["estimators"]

@@ -21,6 +21,7 @@ from labeldist.errors import DataError
 from labeldist.estimators import DEFAULT_ESTIMATORS, make_estimator, parse_estimator
 from labeldist.metrics import evaluate_many, tune_thresholds
 from labeldist.runs.arrays import RunArrays
+from labeldist.runs.store import RunStore
 
 METRICS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
 
@@ -38,7 +39,14 @@ def evaluate_run(
         raise ValueError("give either a calibration run or cross-fitting folds, not both")
     run = RunArrays.load(run_dir)
     calibration = RunArrays.load(calibrate_on) if calibrate_on else None
-    return evaluate(run, estimators, calibration=calibration, started=started, **settings)
+    result = evaluate(run, estimators, calibration=calibration, started=started, **settings)
+    in_split = RunStore(run_dir).read_manifest().get("dataset", {}).get("items")
+    if isinstance(in_split, int) and len(run) < in_split:
+        result["notes"].append(
+            f"{len(run)} of the split's {in_split} items are recorded (a run with --limit or --ids, or one "
+            "stopped early: rerun its command to finish it)"
+        )
+    return result
 
 
 def evaluate(
@@ -70,6 +78,14 @@ def evaluate(
         raise ValueError(f"cross-fitting needs at least 2 folds, not {cross_fit}")
     if cross_fit is not None and len(run) < cross_fit:
         raise ValueError(f"{run_dir} has {len(run)} items, fewer than the {cross_fit} cross-fitting folds")
+    _threshold(threshold, None, None, check_only=True)
+    if not len(run):
+        raise DataError(run_dir, None, "has no records yet: nothing to evaluate")
+    # items in id order: the bootstrap draws positions, so the same seed must see the same items
+    # whatever order the records were written in (a resumed run stores them in another order)
+    run = run.take(np.argsort(np.asarray(run.ids, dtype=object), kind="stable"))
+    if calibration is not None and not len(calibration):
+        raise DataError(calibrate_on, None, "has no records yet: nothing to calibrate on")
     if estimators is None:
         estimators = DEFAULT_ESTIMATORS[run.method]
         if calibration is None and cross_fit is None:
@@ -188,13 +204,17 @@ def _per_item(cuts: list, folds: list, shape: tuple[int, int]):
     return per_item
 
 
-def _threshold(threshold: str, estimator, calibration: RunArrays | None):
+def _threshold(threshold: str, estimator, calibration: RunArrays | None, check_only: bool = False):
+    """The decision threshold: a number in [0, 1], or per-label thresholds tuned on ``calibration``."""
     if threshold == "tuned":
-        return tune_thresholds(estimator.predict_proba(calibration), calibration.gold)
+        return None if check_only else tune_thresholds(estimator.predict_proba(calibration), calibration.gold)
     try:
-        return float(threshold)
-    except ValueError:
-        raise ValueError(f"threshold must be a number or 'tuned', not {threshold!r}") from None
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number in [0, 1] or 'tuned', not {threshold!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1] or 'tuned', not {threshold!r}")
+    return value
 
 
 def write_evaluation(result: dict, run_dir: str | Path) -> Path:

@@ -137,16 +137,42 @@ def _load_config_file(ctx, param, value):
         raise click.BadParameter(f"{value}: invalid YAML: {err}") from None
     if not isinstance(loaded, dict):
         raise click.BadParameter(f"{value}: expected a mapping of option names to values")
-    known = {p.name for p in ctx.command.params}
+    params = {p.name: p for p in ctx.command.params}
     defaults = {}
     for key, setting in loaded.items():
         name = str(key).replace("-", "_")
         if name == "dataset":
             name = "name"
-        if name not in known or name == "config":
+        if name not in params or name == "config":
             raise click.BadParameter(f"{value}: unknown setting {key!r}")
         if name == "options" and isinstance(setting, dict):
             setting = [f"{k}={v}" for k, v in setting.items()]
+        problem = _type_problem(params[name], setting)
+        if problem:
+            raise click.BadParameter(f"{value}: {key}: {problem}")
         defaults[name] = setting
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _type_problem(param: click.Parameter, setting) -> str | None:
+    """Why a config file's value cannot be the option's (None if it can): YAML gives numbers,
+    mappings and lists that click would otherwise coerce silently (``seed: 1.5`` -> 1,
+    ``model: {a: 1}`` -> "{'a': 1}")."""
+    if setting is None:
+        return None
+    if getattr(param, "multiple", False):
+        values = setting if isinstance(setting, list) else [setting]
+        bad = [v for v in values if isinstance(v, dict | list)]
+        return f"expected a list of plain values, got {setting!r}" if bad else None
+    kind = param.type
+    if getattr(param, "is_flag", False) or isinstance(kind, click.types.BoolParamType):
+        return None if isinstance(setting, bool) else f"expected true or false, got {setting!r}"
+    if isinstance(kind, click.types.IntParamType):  # IntRange too
+        return None if isinstance(setting, int) and not isinstance(setting, bool) else f"expected a whole number, got {setting!r}"
+    if isinstance(kind, click.types.FloatParamType):  # FloatRange too
+        ok = isinstance(setting, int | float) and not isinstance(setting, bool)
+        return None if ok else f"expected a number, got {setting!r}"
+    if isinstance(setting, dict | list):
+        return f"expected a single value, got {setting!r}"
+    return None
