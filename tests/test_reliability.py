@@ -217,3 +217,33 @@ def test_bootstrap_intervals_do_not_depend_on_record_order(setup, tmp_path):
     a = evaluate_run(first, ["max", "first"], n_resamples=50)
     b = evaluate_run(shuffled, ["max", "first"], n_resamples=50)
     assert a["estimators"] == b["estimators"]
+
+
+def test_one_line_errors_instead_of_tracebacks(setup, tmp_path, capsys):
+    """Case 7: an unknown loader option, invalid UTF-8 in a data file (with its line), and an
+    OSError while writing (a real file-size limit, as a full disk) are one line and exit 2."""
+    _, base, data = setup
+    assert main(["data", "describe", "table", "--data-dir", str(data), "--split", "dev", "--option", "bogus=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown loader option 'bogus'" in err[0] and "label_list_column" in err[0]
+
+    broken = tmp_path / "goemotions"
+    broken.mkdir()
+    (broken / "dev.tsv").write_bytes(b"fine text\t1\tid1\nbad \xff text\t2\tid2\n")
+    assert main(["data", "describe", "goemotions", "--data-dir", str(broken), "--split", "dev"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{broken / 'dev.tsv'}, line 2: not UTF-8 text (byte 0xff" in err[0]
+
+    out = tmp_path / "run"
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+        from labeldist.cli import main
+        sys.exit(main({[*_argv(base, out)]!r}))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {out}/") and last.endswith(": File too large"), last
+    assert "Traceback" not in done.stderr

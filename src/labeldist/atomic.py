@@ -28,6 +28,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             with tmp.open("rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:  # writers such as Arrow's say what failed, not where: name the file
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

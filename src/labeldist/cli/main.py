@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     except LabeldistError as err:
         click.echo(f"error: {err}", err=True)
         return 2
+    except OSError as err:
+        # a full disk, a read-only file system, a path under a file: one line naming the path
+        # (what was recorded before stays whole: every write is atomic)
+        if os.environ.get("LABELDIST_DEBUG"):
+            raise
+        where = err.filename or "a file"
+        click.echo(f"error: {where}: {err.strerror or err}", err=True)
+        return 2
     except ValueError as err:
         # settings that cannot work together (a sampler that cannot cover the labels, a label
         # set a format cannot write, ...); LABELDIST_DEBUG=1 shows the traceback

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeldist.data.io import read_table, require_columns, row_label
+from labeldist.data.io import read_table, require_columns, row_label, utf8_errors
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.schema import Dataset, Item
 from labeldist.data.splits import canonical_split
@@ -39,7 +39,8 @@ def read_emotions(data_dir: Path, notes: list[str]) -> list[str]:
     if not path.is_file():
         notes.append(f"{path} not found: using the official 28 emotion names")
         return list(EMOTIONS)
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with utf8_errors(path):
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(set(names)) != len(names):
         raise DataError(str(path), None, "repeated emotion names")
     if NEUTRAL not in names:
@@ -51,7 +52,7 @@ def read_split_file(path: Path, emotions: list[str]) -> list[tuple[str, str, fro
     """Rows (id, text, gold) of an official split file; quotes are literal text here."""
     rows = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
+    with utf8_errors(path), path.open(encoding="utf-8", newline="") as handle:
         for lineno, raw_line in enumerate(handle, start=1):
             line = raw_line.rstrip("\r\n")
             if not line:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from labeldist.data.io import utf8_errors
 from labeldist.errors import DataError
 
 # The 7 emotion clusters of "Large Language Models Do Multi-Label Classification Differently"
@@ -91,7 +92,8 @@ BUILTIN_GROUPINGS: dict[str, dict[str, dict[str, list[str]]]] = {
 def read_grouping_file(path: Path) -> dict[str, list[str]]:
     """A JSON object ``{group: [member, ...]}``."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        with utf8_errors(path):
+            raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(str(path), err.lineno, f"invalid JSON: {err.msg}") from None
     if not isinstance(raw, dict) or not all(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labeldist.data.io import utf8_errors
 from labeldist.errors import DataError
 
 
@@ -11,7 +12,8 @@ def read_id_list(path: str | Path) -> list[str]:
     """Ids in file order; blank lines and ``#`` comments are skipped, whitespace stripped."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with utf8_errors(path):
+            text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(str(path), None, "id list file does not exist") from None
     except UnicodeDecodeError as err:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,27 @@ def require_file(path: Path, what: str = "file") -> Path:
     return path
 
 
+def not_utf8(path: Path, err: UnicodeDecodeError) -> DataError:
+    """The DataError for a file that is not UTF-8: names the file, the line and the byte."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+        start = err.start
+    except UnicodeDecodeError as found:  # the error's offset may be within a chunk: find it in the file
+        start = found.start
+    line = data[:start].count(b"\n") + 1
+    return DataError(str(path), line, f"not UTF-8 text (byte 0x{data[start]:02x} at offset {start}: {err.reason})")
+
+
+@contextmanager
+def utf8_errors(path: Path) -> Iterator[None]:
+    """Turn a UnicodeDecodeError inside the block into the DataError naming ``path`` and the line."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from None
+
+
 def read_json(path: Path) -> Any:
     """The parsed content of a JSON file; a missing, non-UTF-8 or invalid file is a DataError naming it (and the line)."""
     require_file(path)
@@ -29,7 +51,7 @@ def read_json(path: Path) -> Any:
     except json.JSONDecodeError as err:
         raise DataError(str(path), err.lineno, f"invalid JSON: {err.msg}") from None
     except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 text ({err.reason})") from None
+        raise not_utf8(path, err) from None
 
 
 def read_table(path: Path, **read_options) -> pd.DataFrame:
@@ -52,7 +74,7 @@ def read_table(path: Path, **read_options) -> pd.DataFrame:
         # pandas says "Error tokenizing data. C error: Expected 3 fields in line 7, saw 4"
         raise DataError(str(path), None, f"malformed row: {err}") from None
     except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 text ({err.reason})") from None
+        raise not_utf8(path, err) from None
     except (OSError, ValueError) as err:
         raise DataError(str(path), None, f"cannot read: {err}") from None
     raise DataError(str(path), None, f"unsupported file type {suffix!r} (use .csv, .tsv, .jsonl or .parquet)")

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labeldist.data.io import require_file
+from labeldist.data.io import require_file, utf8_errors
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.repairs import Repairs, render_fields
 from labeldist.data.schema import Dataset, Item, gold_by_share
@@ -89,7 +89,7 @@ def read_json_counting_duplicates(path: Path, repairs: Repairs) -> Any:
         return out
 
     try:
-        with path.open(encoding="utf-8") as handle:
+        with utf8_errors(path), path.open(encoding="utf-8") as handle:
             return json.load(handle, object_pairs_hook=first_wins)
     except json.JSONDecodeError as err:
         raise DataError(str(path), err.lineno, f"invalid JSON: {err.msg}") from None
@@ -276,7 +276,7 @@ def _cross_split_checks(folder: Path, name: str, split: str, data: dict, repairs
         with path.open(encoding="utf-8") as handle:
             try:
                 theirs = json.load(handle)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 continue  # reported when that split is loaded
         changed = sum(1 for k, v in theirs.items() if k in own and isinstance(v, dict) and _text_key(v.get("text")) != own[k])
         shared_texts = sum(1 for v in theirs.values() if isinstance(v, dict) and _text_key(v.get("text")) in own_texts)
@@ -294,7 +294,8 @@ def read_annotator_meta(path: Path, repairs: Repairs) -> dict[str, dict]:
     """``<SET>_annotators_meta.json`` with trailing commas removed (counted) and numeric keys
     (``"0"``) mapped to the data's annotator ids (``"Ann0"``, counted)."""
     require_file(path)
-    text = path.read_text(encoding="utf-8")
+    with utf8_errors(path):
+        text = path.read_text(encoding="utf-8")
     fixed, commas = TRAILING_COMMA.subn(r"\1", text)
     repairs.add("meta_trailing_commas", "{n} trailing commas removed from " + path.name + " (invalid strict JSON)", commas)
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from labeldist.data.cells import split_label_string
-from labeldist.data.io import read_table, require_columns, require_file, row_label
+from labeldist.data.io import read_table, require_columns, require_file, row_label, utf8_errors
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.schema import Dataset, Item, gold_by_share
 from labeldist.data.splits import canonical_split
@@ -42,7 +42,7 @@ def read_split_map(path: Path) -> dict[str, dict[str, str]]:
     # the map is 4 MB: the C loader reads it in a fraction of the pure-Python loader's time
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        with path.open(encoding="utf-8") as handle:
+        with utf8_errors(path), path.open(encoding="utf-8") as handle:
             raw = yaml.load(handle, Loader=loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)

@@ -76,14 +76,35 @@ def load_dataset(
         if not spec.tasks:
             raise DataError(spec.name, None, f"has no tasks, but --task {task} was given")
         options["task"] = task
+    _check_options(spec, options)
     parts = [part.strip() for part in split.split("+")]
-    dataset = _concatenate([spec.loader(data_dir, part, **options) for part in parts])
+    try:
+        loaded = [spec.loader(data_dir, part, **options) for part in parts]
+    except TypeError as err:  # an option a loader passes on (**options) and its callee does not take
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise DataError(spec.name, None, f"unknown loader option (--option): {str(err).split(': ', 1)[-1]}") from None
+    dataset = _concatenate(loaded)
     if grouping:
         groups = resolve_grouping(spec.name, grouping, data_dir)
         dataset = dataset.grouped(groups, grouping)
     if ids is not None:
         dataset = dataset.restrict(read_id_list(ids), source=str(ids))
     return dataset
+
+
+def _check_options(spec, options: dict) -> None:
+    """Loader options the loader does not take are one error naming them and the known ones."""
+    import inspect
+
+    parameters = inspect.signature(spec.loader).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [name for name in list(parameters)[2:] if parameters[name].kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        shown = ", ".join(k for k in known if k != "task") or "none"
+        raise DataError(spec.name, None, f"unknown loader option {unknown[0]!r} (--option); its options: {shown}")
 
 
 def _concatenate(parts: list[Dataset]) -> Dataset:

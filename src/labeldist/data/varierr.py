@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from labeldist.data.io import require_file
+from labeldist.data.io import require_file, utf8_errors
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.repairs import Repairs, check_hashed_split, hashed_split, render_fields
 from labeldist.data.schema import Dataset, Item, gold_by_share
@@ -73,7 +73,7 @@ def load_varierr(data_dir: Path, split: str, *, votes: str = "varierr") -> Datas
     repairs = Repairs()
     items = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
+    with utf8_errors(path), path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -236,15 +236,12 @@ class RunStore:
         if hidden:
             self.hidden_dir.mkdir(parents=True, exist_ok=True)
             ids = list(hidden)
-            tmp = self.hidden_dir / f".{name}.npz.tmp"
-            with tmp.open("wb") as handle:
+            with atomic.atomic_path(self.hidden_dir / f"{name}.npz") as tmp, tmp.open("wb") as handle:
                 np.savez(handle, ids=np.array(ids), states=np.stack([hidden[i] for i in ids]))
-            os.replace(tmp, self.hidden_dir / f"{name}.npz")
         table = pa.Table.from_pylist(list(records), schema=RECORD_SCHEMA)
         target = self.records_dir / f"{name}.parquet"
-        tmp = self.records_dir / f".{name}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, target)
+        with atomic.atomic_path(target) as tmp:
+            pq.write_table(table, tmp)
         return target
 
     def read(self) -> pd.DataFrame:
