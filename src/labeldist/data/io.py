@@ -69,7 +69,9 @@ def read_table(path: Path, **read_options) -> pd.DataFrame:
             if suffix == ".tsv":
                 options["sep"] = "\t"
             options.update(read_options)
-            return pd.read_csv(path, **options)
+            frame = pd.read_csv(path, **options)
+            _check_field_counts(path, options.get("sep", ","))
+            return frame
     except pd.errors.ParserError as err:
         # pandas says "Error tokenizing data. C error: Expected 3 fields in line 7, saw 4"
         raise DataError(str(path), None, f"malformed row: {err}") from None
@@ -78,6 +80,21 @@ def read_table(path: Path, **read_options) -> pd.DataFrame:
     except (OSError, ValueError) as err:
         raise DataError(str(path), None, f"cannot read: {err}") from None
     raise DataError(str(path), None, f"unsupported file type {suffix!r} (use .csv, .tsv, .jsonl or .parquet)")
+
+
+def _check_field_counts(path: Path, sep: str) -> None:
+    """Every record has the header's number of fields: a row cut short (a truncated file, a
+    field dropped) would otherwise load with empty values in place of what is missing."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter=sep)
+        header = next(reader, None)
+        if header is None:
+            return
+        for row in reader:
+            if row and len(row) != len(header):
+                raise DataError(str(path), reader.line_num, f"expected {len(header)} fields (as the header), found {len(row)}")
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
