@@ -247,3 +247,26 @@ def test_one_line_errors_instead_of_tracebacks(setup, tmp_path, capsys):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {out}/") and last.endswith(": File too large"), last
     assert "Traceback" not in done.stderr
+
+
+def test_resume_follows_the_data_not_its_path(setup, tmp_path, capsys):
+    """Case 8: a moved data folder resumes (the data is compared by content); the same path
+    holding other data is refused, naming the digest."""
+    import shutil
+
+    _, base, data = setup
+    out = tmp_path / "run"
+    assert main([*_argv(base, out), "--limit", "3"]) == 0
+    moved = tmp_path / "moved-data"
+    shutil.copytree(data, moved)
+    argv = list(base)
+    argv[argv.index("--data-dir") + 1] = str(moved)
+    capsys.readouterr()
+    assert main(_argv(argv, out)) == 0
+    assert "6 items recorded (3 now" in capsys.readouterr().err
+    frame = (moved / "dev.csv").read_text().splitlines()
+    frame[1] = frame[1].replace(",", ",Edited ", 1)  # the first text changed
+    (moved / "dev.csv").write_text("\n".join(frame) + "\n")
+    assert main(_argv(argv, out)) == 2
+    err = capsys.readouterr().err
+    assert "exists with a different config (data_sha256:" in err and "data_dir" not in err

@@ -88,6 +88,18 @@ def load_data(config: RunConfig) -> tuple[Dataset, Dataset]:
     return dataset, pool
 
 
+def data_digest(dataset: Dataset, pool: Dataset) -> str:
+    """SHA-256 of what a run reads: its items and the demonstration pool (ids, texts, votes, gold,
+    labels). A resumed run must read the same data; where the folder lies does not matter."""
+    digest = hashlib.sha256()
+    for part in (dataset, pool):
+        digest.update(json.dumps(list(part.labels)).encode())
+        for item in part:
+            votes = sorted((annotator, sorted(labels)) for annotator, labels in item.votes.items())
+            digest.update(json.dumps([item.id, item.text, votes, sorted(item.gold)], ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
 def record_of(item, prompt, generation: Generation, labels, fractions_row, has_votes) -> dict:
     """The record of one generated item as stored in the run: prompt, answer, parse, gold, vote fractions and slots."""
     parsed = generation.parsed
@@ -180,7 +192,8 @@ def _execute(config, store, dataset, pool, backend_factory, batch_size, limit, p
     judging = run_method(config.method).judges
     if judging and config.save_hidden:
         raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
-    manifest = store.open(config.identity(), manifest_base, legacy=LEGACY_CONFIG)
+    identity = {**config.identity(), "data_sha256": data_digest(dataset, pool)}
+    manifest = store.open(identity, manifest_base, legacy=LEGACY_CONFIG)
     manifest.get("precision", {}).pop("check", None)  # a check describes the attempt that made it
     done = store.done_ids()
     todo = [item for item in items if item.id not in done]

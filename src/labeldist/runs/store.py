@@ -205,7 +205,14 @@ class RunStore:
         if self.exists():
             existing = self.read_manifest()
             before = {**(legacy or {}), **existing.get("config", {})}
-            differing = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
+            keys = set(before) | set(config)
+            if "data_sha256" in before:
+                # the data is compared by content: a moved or re-linked data folder (or ids file,
+                # or template, compared by their own digests) resumes; other data does not
+                keys -= {"data_dir", "ids", "template"}
+            else:
+                keys.discard("data_sha256")  # a run from before the digest: compared by paths
+            differing = sorted(k for k in keys if before.get(k) != config.get(k))
             if differing:
                 shown = "; ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in differing)
                 raise DataError(str(self.path), None, f"exists with a different config ({shown}); use another --out or delete it")
