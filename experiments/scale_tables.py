@@ -53,9 +53,10 @@ def slot_table(set_name: str, models: list[str]) -> None:
     print(f"\n**{set_name}**: slot 1 and the answers\n")
     print(
         "| model | items | labels per answer | answers with 2+ | slot-1 entropy (nats) | top label | top > 0.9 "
-        "| stop at slot 1 | Spearman, slot 1 vs votes | top label written first | 1st / 2nd label gold (2+) | s per item |"
+        "| slot-1 mass on labels | stop at slot 1 | Spearman, slot 1 vs votes | top label written first "
+        "| 1st / 2nd label gold (2+) | s per item |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for short in models:
         name = f"{set_name}-{short}"
         run = stats["runs"].get(name)
@@ -75,7 +76,8 @@ def slot_table(set_name: str, models: list[str]) -> None:
         print(
             f"| {NAMES[short]} | {summary['items']} | {summary['labels_per_answer']:.2f} | {two_plus} "
             f"| {entropy['mean']:.3f} [{entropy['low']:.3f}, {entropy['high']:.3f}] | {cell(spikiness['top1_mean'])} "
-            f"| {cell(spikiness['top1_above_0.9_share'] * 100, 1)}% | {cell(spikiness['stop_mean'])} | {interval(spearman)} "
+            f"| {cell(spikiness['top1_above_0.9_share'] * 100, 1)}% | {cell(spikiness['label_mass_mean'])} "
+            f"| {cell(spikiness['stop_mean'])} | {interval(spearman)} "
             f"| {interval(first, 2)} | {gold_share} | {seconds_per_item(Path('runs') / name)} |"
         )
     paired = [r for r in stats.get("paired", []) if r["first"].endswith("qwen05") and r["second"].endswith("qwen15")]
