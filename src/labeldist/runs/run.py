@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -89,7 +89,7 @@ def load_data(config: RunConfig) -> tuple[Dataset, Dataset]:
 
 
 def data_digest(dataset: Dataset, pool: Dataset) -> str:
-    """SHA-256 of what a run reads: its items and the demonstration pool (ids, texts, votes, gold,
+    """SHA-256 of what a run reads: its split and the demonstration pool (ids, texts, votes, gold,
     labels). A resumed run must read the same data; where the folder lies does not matter."""
     digest = hashlib.sha256()
     for part in (dataset, pool):
@@ -192,7 +192,10 @@ def _execute(config, store, dataset, pool, backend_factory, batch_size, limit, p
     judging = run_method(config.method).judges
     if judging and config.save_hidden:
         raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
-    identity = {**config.identity(), "data_sha256": data_digest(dataset, pool)}
+    # the digest is of the whole split (an --ids list may grow between attempts: the suite's
+    # nested samples do) and the demonstration pool
+    whole = dataset if config.ids is None else load_data(replace(config, ids=None))[0]
+    identity = {**config.identity(), "data_sha256": data_digest(whole, whole if config.shots == 0 else pool)}
     manifest = store.open(identity, manifest_base, legacy=LEGACY_CONFIG)
     manifest.get("precision", {}).pop("check", None)  # a check describes the attempt that made it
     done = store.done_ids()

@@ -207,9 +207,10 @@ class RunStore:
             before = {**(legacy or {}), **existing.get("config", {})}
             keys = set(before) | set(config)
             if "data_sha256" in before:
-                # the data is compared by content: a moved or re-linked data folder (or ids file,
-                # or template, compared by their own digests) resumes; other data does not
-                keys -= {"data_dir", "ids", "template"}
+                # the data is compared by content: a moved or re-linked data folder (or template,
+                # compared by its own digest) resumes; other data does not. The ids file is still
+                # compared by path: its content may grow (nested samples), another list may not
+                keys -= {"data_dir", "template"}
             else:
                 keys.discard("data_sha256")  # a run from before the digest: compared by paths
             differing = sorted(k for k in keys if before.get(k) != config.get(k))
