@@ -35,8 +35,6 @@ def evaluate_run(
 ) -> dict:
     """:func:`evaluate` on the run at ``run_dir`` (and the calibration run at ``calibrate_on``)."""
     started = time.perf_counter()
-    if settings.get("cross_fit") is not None and calibrate_on is not None:
-        raise ValueError("give either a calibration run or cross-fitting folds, not both")
     run = RunArrays.load(run_dir)
     calibration = RunArrays.load(calibrate_on) if calibrate_on else None
     result = evaluate(run, estimators, calibration=calibration, started=started, **settings)

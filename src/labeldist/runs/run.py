@@ -12,13 +12,14 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
 from labeldist.data import Dataset, load_dataset
+from labeldist.data.ids import read_id_list
 from labeldist.errors import DataError
 from labeldist.models.base import Backend, Generation
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
@@ -82,10 +83,18 @@ def package_versions() -> dict[str, str]:
 
 def load_data(config: RunConfig) -> tuple[Dataset, Dataset]:
     """The items to label and the demonstration pool (same grouping/task/options)."""
-    common = {"grouping": config.grouping, "task": config.task, **config.options}
-    dataset = load_dataset(config.dataset, config.data_dir, config.split, ids=config.ids, **common)
-    pool = dataset if config.shots == 0 else load_dataset(config.dataset, config.data_dir, config.pool_split, **common)
+    _, dataset, pool = _load_split(config)
     return dataset, pool
+
+
+def _load_split(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
+    """The whole split, its items to label (restricted to ``--ids``) and the demonstration pool,
+    each file read once: the whole split is what a run's data digest covers."""
+    common = {"grouping": config.grouping, "task": config.task, **config.options}
+    whole = load_dataset(config.dataset, config.data_dir, config.split, **common)
+    dataset = whole if config.ids is None else whole.restrict(read_id_list(config.ids), source=str(config.ids))
+    pool = dataset if config.shots == 0 else load_dataset(config.dataset, config.data_dir, config.pool_split, **common)
+    return whole, dataset, pool
 
 
 def data_digest(dataset: Dataset, pool: Dataset) -> str:
@@ -161,16 +170,21 @@ def execute_run(
     again in float32 and record the largest difference under ``precision`` in run.json."""
 
     started = time.perf_counter()
-    dataset, pool = load_data(config)
+    whole, dataset, pool = _load_split(config)
     if not len(dataset):
         raise DataError(config.data_dir, None, f"split {config.split!r} has no items to label")
     store = RunStore(out)
     with store.lock():
-        return _execute(config, store, dataset, pool, backend_factory, batch_size, limit, progress, precision_check, started)
+        digest = data_digest(whole, whole if config.shots == 0 else pool)
+        return _execute(
+            config, store, dataset, pool, digest, backend_factory, batch_size, limit, progress, precision_check, started
+        )
 
 
-def _execute(config, store, dataset, pool, backend_factory, batch_size, limit, progress, precision_check, started) -> dict:
-    """execute_run's work, with the run folder locked."""
+def _execute(
+    config, store, dataset, pool, digest, backend_factory, batch_size, limit, progress, precision_check, started
+) -> dict:
+    """execute_run's work, with the run folder locked; ``digest``: the data's (data_digest)."""
     out = store.path
     items = dataset.items if limit is None else dataset.items[:limit]
     fmt = get_answer_format(config.answer_format)
@@ -194,8 +208,7 @@ def _execute(config, store, dataset, pool, backend_factory, batch_size, limit, p
         raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
     # the digest is of the whole split (an --ids list may grow between attempts: the suite's
     # nested samples do) and the demonstration pool
-    whole = dataset if config.ids is None else load_data(replace(config, ids=None))[0]
-    identity = {**config.identity(), "data_sha256": data_digest(whole, whole if config.shots == 0 else pool)}
+    identity = {**config.identity(), "data_sha256": digest}
     manifest = store.open(identity, manifest_base, legacy=LEGACY_CONFIG)
     manifest.get("precision", {}).pop("check", None)  # a check describes the attempt that made it
     done = store.done_ids()

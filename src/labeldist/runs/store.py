@@ -191,7 +191,7 @@ class RunStore:
     def write_manifest(self, manifest: dict) -> None:
         """Write ``manifest`` as run.json atomically, creating the folder if needed."""
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+        atomic.write_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
 
     def open(self, config: dict, manifest: dict, legacy: dict | None = None) -> dict:
         """Start a run, or check that an existing one was made with the same config.
@@ -279,7 +279,3 @@ class RunStore:
         if not ids:
             raise DataError(str(self.path), None, "has no hidden states (run it with --save-hidden)")
         return ids, np.stack(states)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic.write_text(path, text)
