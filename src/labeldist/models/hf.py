@@ -12,8 +12,10 @@ answer scoring all run on the same key/value cache and decoding state that this 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,6 +147,7 @@ class HFBackend(Backend):
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         self.texts = TokenTexts(self.tokenizer)
+        self._specials = special_token_strings(self.tokenizer)
         self.eos = eos_ids(self.tokenizer, self.model.config, getattr(self.model, "generation_config", None))
         parameters = inspect.signature(self.model.forward).parameters
         self.cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
@@ -169,6 +172,49 @@ class HFBackend(Backend):
         """Token ids of ``text``; a plain prompt gets the tokenizer's special tokens (BOS), a chat-rendered one does not."""
         # the chat template writes its own special tokens; a plain prompt gets BOS if the model uses one
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+
+    def encode_prompt(self, prompt: Prompt) -> tuple[str, list[int]]:
+        """The rendered prompt and its token ids, with the prompt's own text (item text,
+        demonstrations, instructions) encoded as text: a special-token string in it, such as
+        ``<|im_end|>`` in a scraped post, becomes ordinary characters, never a turn marker.
+        A prompt without such strings is encoded exactly as :meth:`encode` encodes it."""
+        guarded, markers = self._guard(prompt)
+        rendered = self.render(guarded)
+        return _restore(rendered, markers), self._encode_guarded(rendered, markers)
+
+    def _guard(self, prompt: Prompt) -> tuple[Prompt, dict[str, str]]:
+        """``prompt`` with each special-token string in its texts replaced by a private-use
+        placeholder (which the chat template passes through as text), and the placeholders."""
+        texts = [m["content"] for m in prompt.messages] + [prompt.text, prompt.answer_prefix]
+        found = [s for s in self._specials if any(s in t for t in texts)]
+        if not found:
+            return prompt, {}
+        # supplementary private use area B: no tokenizer's special token, and not labeldist's FILL
+        unused = (chr(c) for c in range(0x100000, 0x10FFFE) if not any(chr(c) in t for t in texts))
+        markers = {next(unused): s for s in found}
+
+        def hide(text: str) -> str:
+            for placeholder, special in markers.items():  # longest first (see special_token_strings)
+                text = text.replace(special, placeholder)
+            return text
+
+        messages = [{**m, "content": hide(m["content"])} for m in prompt.messages]
+        guarded = dataclasses.replace(prompt, messages=messages, text=hide(prompt.text), answer_prefix=hide(prompt.answer_prefix))
+        return guarded, markers
+
+    def _encode_guarded(self, text: str, markers: dict[str, str]) -> list[int]:
+        if not markers:
+            return self.encode(text)
+        as_text = {"add_special_tokens": False, "split_special_tokens": True}
+        if not self.chat:  # a plain prompt is all text: no special token in it is real
+            return self.tokenizer(_restore(text, markers), add_special_tokens=True, split_special_tokens=True)["input_ids"]
+        ids: list[int] = []
+        for piece in re.split("(" + "|".join(markers) + ")", text):
+            if piece in markers:
+                ids += self.tokenizer(markers[piece], **as_text)["input_ids"]
+            elif piece:
+                ids += self.encode(piece)
+        return ids
 
     def describe(self) -> dict:
         """The hf backend's model source and type, tokenizer, device, dtype, quantization, EOS ids and pruning tolerance."""
@@ -207,8 +253,7 @@ class HFBackend(Backend):
         prefix) replaces greedy choice by these answers, to score given answers (gold labels,
         another model's output) exactly as if the model had written them."""
         labels = tuple(labels)
-        rendered = [self.render(p) for p in prompts]
-        encoded = [self.encode(t) for t in rendered]
+        rendered, encoded = map(list, zip(*(self.encode_prompt(p) for p in prompts)))
         forced = None
         if forced_answers is not None:
             if len(forced_answers) != len(prompts):
@@ -513,15 +558,16 @@ class HFBackend(Backend):
         The prompts' common part (shared demonstrations) is computed once and kept across
         batches, each prompt's own part once; all fills and answers of the batch then go
         through the model in one tree pass."""
-        heads, tails = [], []
+        encoded, tails = [], []
         for prompt in prompts:
-            rendered = self.render(prompt.prompt)
+            guarded, markers = self._guard(prompt.prompt)
+            rendered = self.render(guarded)
             if rendered.count(FILL) != 1:
                 raise ModelError(f"item {prompt.item_id}: its prompt must hold the fill marker once (the text contains U+E000?)")
             head, tail = rendered.split(FILL)
-            heads.append(head)
-            tails.append(tail)
-        encoded = [self.encode(h) for h in heads]
+            # the item text lies before the fill (see prompts.judgements); the tail is the template's
+            encoded.append(self._encode_guarded(head, markers))
+            tails.append(_restore(tail, markers))
         contexts = []
         for prompt, ids, tail in zip(prompts, encoded, tails):
             fills, answers = [], []
@@ -590,6 +636,20 @@ class HFBackend(Backend):
         steps = torch.log_softmax(at_least_float32(out.logits[0, -1:]), dim=-1)
         requests = [ScoreRequest(0, text, exact_tokens=True) for text in continuations]
         return self.scorer.score(ids, n, cache, steps, requests).tolist()
+
+
+def special_token_strings(tokenizer) -> tuple[str, ...]:
+    """The texts a tokenizer reads as special tokens (``<|im_start|>``, ``<eos>``, ...), longest
+    first so that one containing another is replaced whole."""
+    specials = {token.content for token in getattr(tokenizer, "added_tokens_decoder", {}).values() if token.special}
+    specials |= set(getattr(tokenizer, "all_special_tokens", []))
+    return tuple(sorted((s for s in specials if s), key=lambda s: (-len(s), s)))
+
+
+def _restore(text: str, markers: dict[str, str]) -> str:
+    for placeholder, special in markers.items():
+        text = text.replace(placeholder, special)
+    return text
 
 
 def _cast_floating(model, dtype: torch.dtype) -> dict[str, torch.dtype]:

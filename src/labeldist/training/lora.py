@@ -69,7 +69,7 @@ def training_examples(backend, dataset: Dataset, pool: Dataset, template: Prompt
     end = (backend.tokenizer.eos_token or "") if backend.chat else ""
     examples = []
     for item, prompt in zip(dataset.items, prompts):
-        context = backend.encode(backend.render(prompt))
+        context = backend.encode_prompt(prompt)[1]
         if prompt.answer_prefix:  # the prompt already holds the format's opener
             raise ValueError("finetuning with a prefilled answer opener is not supported")
         if settings.answers == "annotators" and item.has_votes:
