@@ -16,8 +16,6 @@ def read_id_list(path: str | Path) -> list[str]:
             text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(str(path), None, "id list file does not exist") from None
-    except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 text ({err.reason})") from None
     ids = []
     for line in text.splitlines():
         line = line.strip()

@@ -69,12 +69,13 @@ def read_table(path: Path, **read_options) -> pd.DataFrame:
             if suffix == ".tsv":
                 options["sep"] = "\t"
             options.update(read_options)
-            frame = pd.read_csv(path, **options)
+            # checked first, with the csv module: a byte that is not UTF-8 is named as such (and
+            # its line), not as the field-count error that pandas' tokenizer would make of it
             _check_field_counts(path, options.get("sep", ","))
-            return frame
+            return pd.read_csv(path, **options)
     except pd.errors.ParserError as err:
         # pandas says "Error tokenizing data. C error: Expected 3 fields in line 7, saw 4"
-        raise DataError(str(path), None, f"malformed row: {err}") from None
+        raise DataError(str(path), None, f"malformed row: {' '.join(str(err).split())}") from None
     except UnicodeDecodeError as err:
         raise not_utf8(path, err) from None
     except (OSError, ValueError) as err:

@@ -93,8 +93,6 @@ def read_json_counting_duplicates(path: Path, repairs: Repairs) -> Any:
             return json.load(handle, object_pairs_hook=first_wins)
     except json.JSONDecodeError as err:
         raise DataError(str(path), err.lineno, f"invalid JSON: {err.msg}") from None
-    except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 text ({err.reason})") from None
 
 
 def _locate(data_dir: Path, edition: str, set_name: str | None, split: str) -> tuple[str, Path]:

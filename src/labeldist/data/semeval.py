@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labeldist.data.io import not_utf8
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.schema import Dataset, Item
 from labeldist.data.splits import canonical_split
@@ -50,7 +51,7 @@ def _lines(path: Path):
             for lineno, line in enumerate(handle, start=1):
                 yield lineno, line.removesuffix("\n").removesuffix("\r")
     except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 text ({err.reason})") from None
+        raise not_utf8(path, err) from None
 
 
 def read_ec_file(path: Path) -> list[Item]:
