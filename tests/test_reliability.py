@@ -12,7 +12,6 @@ import textwrap
 import time
 
 import pytest
-from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_label_tables
 
 from labeldist.cli import main
 from labeldist.runs import RunStore
@@ -22,12 +21,9 @@ ROOT_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reliability")
-    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
-    data = root / "data"
-    write_label_tables(data, (("train", 30, 11), ("dev", 60, 6)))
-    return root, tiny_run_argv(trained, data, "dev", root), data
+def setup(tmp_path_factory, tiny):
+    data = tiny.tables((("train", 11, 30), ("dev", 6, 60)), votes=False)
+    return tmp_path_factory.mktemp("reliability"), tiny.argv(data, "dev"), data
 
 
 def _argv(base, out):

@@ -15,20 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny_models import get_trained_tiny_llama, tiny_run_argv, write_label_tables
 
 from labeldist.cli import main
 from labeldist.runs import RunStore
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    trained = get_trained_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-model-cache")
-    data = root / "data"
-    write_label_tables(data, (("train", 11, 30), ("dev", 12, 60)))
-    base = tiny_run_argv(trained, data, "dev", root)
-    return root, base, trained
+def setup(tmp_path_factory, tiny):
+    data = tiny.tables((("train", 30, 11), ("dev", 60, 12)), votes=False)
+    return tmp_path_factory.mktemp("runs"), tiny.argv(data, "dev"), tiny.trained
 
 
 def records_by_id(path: Path) -> pd.DataFrame:

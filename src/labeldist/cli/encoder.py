@@ -11,7 +11,7 @@ from labeldist.cli.main import cli
 from labeldist.cli.options import (
     dataset_options,
     load_from_cli,
-    parse_options,
+    load_training_split,
 )
 from labeldist.errors import DataError
 
@@ -61,24 +61,12 @@ def encoder_train_command(
     """Fine-tune an encoder with soft binary cross-entropy on the vote fractions of one split."""
     from labeldist.training.encoder import train_encoder
 
-    train = load_from_cli(name, data_dir, split, grouping, task, ids, options)
-    if limit:
-        train = train.restrict(train.ids[:limit], source=f"first {limit}")
+    train, source = load_training_split(name, data_dir, split, grouping, task, ids, options, limit)
     validation = None
     if val_split:
         validation = load_from_cli(name, data_dir, val_split, grouping, task, None, options)
         if val_limit:
             validation = validation.restrict(validation.ids[:val_limit], source=f"first {val_limit}")
-    source = {
-        "name": name,
-        "data_dir": str(Path(data_dir).resolve()),
-        "split": split,
-        "grouping": grouping,
-        "task": task,
-        "options": parse_options(options),
-        "ids": str(ids) if ids else None,
-        "limit": limit,
-    }
     manifest = train_encoder(
         train,
         out,

@@ -77,6 +77,25 @@ def load_from_cli(name, data_dir, split, grouping, task, ids, options):
     return load_dataset(name, data_dir, split, grouping=grouping, task=task, ids=ids, **parse_options(options))
 
 
+def load_training_split(name, data_dir, split, grouping, task, ids, options, limit):
+    """The training split a training command names (its first ``limit`` items if given), and
+    the description of where it came from that the trained model's manifest records."""
+    train = load_from_cli(name, data_dir, split, grouping, task, ids, options)
+    if limit:
+        train = train.restrict(train.ids[:limit], source=f"first {limit}")
+    source = {
+        "name": name,
+        "data_dir": str(Path(data_dir).resolve()),
+        "split": split,
+        "grouping": grouping,
+        "task": task,
+        "options": parse_options(options),
+        "ids": str(ids) if ids else None,
+        "limit": limit,
+    }
+    return train, source
+
+
 def prompt_options(function):
     """Options that decide how prompts are built (shared with `labeldist run`)."""
     decorators = [

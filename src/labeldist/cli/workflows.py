@@ -11,7 +11,7 @@ from labeldist.cli.main import cli
 from labeldist.cli.options import (
     dataset_options,
     load_from_cli,
-    parse_options,
+    load_training_split,
 )
 
 
@@ -96,9 +96,7 @@ def finetune_command(
     from labeldist.prompts import PromptTemplate
     from labeldist.training.lora import FinetuneSettings, finetune
 
-    train = load_from_cli(name, data_dir, split, grouping, task, ids, options)
-    if limit:
-        train = train.restrict(train.ids[:limit], source=f"first {limit}")
+    train, source = load_training_split(name, data_dir, split, grouping, task, ids, options, limit)
     pool = train if shots == 0 else load_from_cli(name, data_dir, pool_split, grouping, task, None, options)
     settings = FinetuneSettings(
         shots=shots,
@@ -112,17 +110,7 @@ def finetune_command(
         alpha=2 * rank,
         max_length=max_length,
     )
-    source = {
-        "name": name,
-        "data_dir": str(Path(data_dir).resolve()),
-        "split": split,
-        "grouping": grouping,
-        "task": task,
-        "options": parse_options(options),
-        "ids": str(ids) if ids else None,
-        "limit": limit,
-        "template": str(template) if template else None,
-    }
+    source["template"] = str(template) if template else None
     manifest = finetune(
         model,
         train,
