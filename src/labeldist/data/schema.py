@@ -15,30 +15,14 @@ from typing import Literal
 
 import numpy as np
 
+from labeldist.data.items import Item, gold_by_share
 from labeldist.errors import DataError
+
+__all__ = ["Dataset", "Item", "VoteSource", "disagreement", "gold_by_share"]
 
 log = logging.getLogger("labeldist")
 
 VoteSource = Literal["annotators", "gold", "mixed"]
-
-
-@dataclass(frozen=True)
-class Item:
-    """One text to label.
-
-    ``votes`` maps annotator id to the set of labels that annotator chose (an empty set is a
-    real vote for "no label"); it is empty when the dataset only has aggregate labels.
-    """
-
-    id: str
-    text: str
-    votes: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    gold: frozenset[str] = frozenset()
-
-    @property
-    def has_votes(self) -> bool:
-        """Whether the item has per-annotator votes (False when the dataset gives aggregate labels only)."""
-        return len(self.votes) > 0
 
 
 @dataclass
@@ -67,6 +51,105 @@ class Dataset:
             unknown = set(item.gold).union(*item.votes.values()) - known
             if unknown:
                 raise DataError(self.name, f"item {item.id}", f"labels {sorted(unknown)} not in the label set")
+
+    @classmethod
+    def from_pandas(
+        cls,
+        frame,
+        *,
+        text: str = "text",
+        id: str | None = None,
+        labels: str | Sequence[str] | Mapping[str, str] | None = None,
+        annotator: str | None = None,
+        votes: str | None = None,
+        gold: str | None = None,
+        label_set: Sequence[str] | None = None,
+        name: str = "dataframe",
+        split: str = "all",
+        gold_threshold: float = 0.5,
+        separator: str = ",",
+    ) -> Dataset:
+        """A dataset from a pandas DataFrame, in one of three layouts.
+
+        - One row per item, aggregate labels: ``labels`` names 0/1 columns (a list, or a
+          mapping column -> label name), or one column holding each item's label list (a
+          list, a JSON list or a ``separator``-joined string).
+        - One row per (item, annotator) rating: the same plus ``annotator``; ``id`` is then
+          required, and gold is the labels chosen by at least ``gold_threshold`` of an item's
+          annotators.
+        - One row per item with its votes: ``votes`` names a column holding annotator ->
+          labels (or a list of label lists); ``gold`` optionally names a column with the
+          gold label list.
+
+        ``id``: the item id column (default: the frame's index). ``label_set``: the label
+        order (default: the label columns' order, else sorted). Errors name the data row.
+
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"text": ["so happy", "how dare you"], "joy": [1, 0], "anger": [0, 1]})
+        >>> Dataset.from_pandas(df, labels=["joy", "anger"]).labels
+        ('joy', 'anger')
+        """
+        from labeldist.data.frames import items_from_frame, items_from_vote_cells
+
+        source = f"DataFrame {name!r}"
+        if id is None:
+            if annotator is not None:
+                raise DataError(source, None, "with one row per rating (annotator=...), give the item id column: id=...")
+            id = "__labeldist_id__"
+            frame = frame.assign(**{id: [str(i) for i in frame.index]})
+        if votes is not None:
+            if labels is not None or annotator is not None:
+                raise DataError(source, None, "give votes=... alone, without labels= or annotator=")
+            found, items, notes = items_from_vote_cells(
+                frame,
+                source,
+                id_column=id,
+                text_column=text,
+                votes_column=votes,
+                gold_column=gold,
+                labels=label_set,
+                gold_threshold=gold_threshold,
+            )
+        else:
+            if labels is None:
+                raise DataError(source, None, "give labels= (0/1 label columns or a label list column) or votes=")
+            columns = None if isinstance(labels, str) else labels
+            found, items, notes = items_from_frame(
+                frame,
+                source,
+                id_column=id,
+                text_column=text,
+                column_to_label=(dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns})
+                if columns is not None
+                else None,
+                label_list_column=labels if isinstance(labels, str) else None,
+                separator=separator,
+                labels=label_set,
+                annotator_column=annotator,
+                gold_threshold=gold_threshold,
+            )
+        if not items:
+            raise DataError(source, None, "no items")
+        return cls(name, found, split, items, notes, {"source": "pandas"})
+
+    def to_pandas(self):
+        """One row per item, indexed by id: ``text``, ``gold`` (label list, in label order) and
+        ``votes`` (annotator -> label list; empty where the dataset has aggregate labels only).
+        ``Dataset.from_pandas(df.reset_index(), id="id", votes="votes", gold="gold",
+        label_set=ds.labels)`` gives the dataset back."""
+        import pandas as pd
+
+        order = self.label_index()
+        rows = [
+            {
+                "id": item.id,
+                "text": item.text,
+                "gold": sorted(item.gold, key=order.__getitem__),
+                "votes": {a: sorted(v, key=order.__getitem__) for a, v in item.votes.items()},
+            }
+            for item in self.items
+        ]
+        return pd.DataFrame(rows, columns=["id", "text", "gold", "votes"]).set_index("id")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -182,17 +265,6 @@ class Dataset:
         ]
         info = dict(self.info, grouping=grouping_name)
         return Dataset(self.name, tuple(groups), self.split, items, list(self.notes), info)
-
-
-def gold_by_share(votes: Mapping[str, frozenset[str]], threshold: float = 0.5) -> frozenset[str]:
-    """Labels chosen by at least ``threshold`` of the annotators (0.5: at least half, so 2 of 3
-    and also 1 of 2 — a tie counts as chosen)."""
-    if not votes:
-        return frozenset()
-    counts = Counter(label for labels in votes.values() for label in labels)
-    n = len(votes)
-    # compare shares with a tolerance: 3 >= 0.3 * 10 is False in floating point
-    return frozenset(label for label, count in counts.items() if count / n >= threshold - 1e-12)
 
 
 def disagreement(item: Item) -> bool:
