@@ -25,6 +25,7 @@ FLOORS = (
     ("evaluation",),
     ("workflows",),
     ("report",),
+    ("api",),  # the Python API: what the package root exports and the CLI calls
     ("cli", "__main__"),
 )
 FLOOR = {package: level for level, packages in enumerate(FLOORS) for package in packages}
@@ -60,7 +61,9 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
-                names = [target] + [f"{target}.{alias.name}" for alias in node.names]
+                # the package root is the API's facade (it imports labeldist.api); `from labeldist
+                # import atomic` names a submodule, not the facade
+                names = ([target] if target != "labeldist" else []) + [f"{target}.{alias.name}" for alias in node.names]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             for name in names:

@@ -53,44 +53,39 @@ def run_and_report(
     Records go to OUT/records/*.parquet in batches; a killed run loses at most the batch in
     flight, and rerunning the same command continues where it stopped.
     """
-    from labeldist.models.registry import BackendSettings, make_backend
-    from labeldist.runs import RunConfig, execute_run
+    from labeldist.api import run
     from labeldist.runs.run import precision_warning
 
     server = pop_server_settings(settings, model)
-    config = RunConfig(
-        dataset=name,
-        data_dir=str(data_dir),
+    template = settings.pop("template")
+    result = run(
+        name,
+        model,
+        out,
+        data_dir=data_dir,
         split=split,
-        model=model,
         grouping=grouping,
         task=task,
-        ids=str(ids) if ids else None,
+        ids=ids,
         options=parse_options(options),
-        template=str(settings.pop("template")) if settings["template"] else None,
+        template=template,
         chat=chat,
         max_new_tokens=max_new_tokens,
         save_hidden=save_hidden,
         method=method,
-        server=server.identity() if server else None,
-        **{k: v for k, v in settings.items() if k != "template"},
-    )
-
-    backend_settings = BackendSettings(
+        limit=limit,
+        batch_size=batch_size,
         device=device,
         dtype=dtype,
         quantization=quantization,
         prune_tolerance=prune_tolerance,
+        precision_check=precision_check,
         server=server,
         progress=not quiet,
+        on_gaps="ignore",  # said below, after the summary line
+        **settings,
     )
-
-    def backend(cfg):
-        return make_backend(cfg, backend_settings)
-
-    manifest = execute_run(
-        config, out, backend, batch_size=batch_size, limit=limit, progress=not quiet, precision_check=precision_check
-    )
+    manifest = result.manifest
     counts = manifest["counts"]
     last = manifest["attempts"][-1]
     speed = f", {last['items_per_second']:.3f} items/s" if last.get("items_per_second") else ""

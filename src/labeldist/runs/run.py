@@ -33,7 +33,7 @@ class RunConfig:
     ``batch_size`` and ``limit`` may change between attempts (they do not change records)."""
 
     dataset: str
-    data_dir: str
+    data_dir: str | None  # None: a dataset given in memory (labeldist.run on a DataFrame's Dataset)
     split: str
     model: str
     grouping: str | None = None
@@ -57,7 +57,7 @@ class RunConfig:
     def identity(self) -> dict:
         """The config as stored and compared on resume (paths resolved, template by content)."""
         out = asdict(self)
-        out["data_dir"] = str(Path(self.data_dir).resolve())
+        out["data_dir"] = str(Path(self.data_dir).resolve()) if self.data_dir is not None else None
         if self.ids:
             out["ids"] = str(Path(self.ids).resolve())
         if self.template:
@@ -163,16 +163,23 @@ def execute_run(
     limit: int | None = None,
     progress: bool = True,
     precision_check: int = 0,
+    data: tuple[Dataset, Dataset] | None = None,
 ) -> dict:
     """Label the items not yet recorded in ``out``; returns the updated manifest.
 
     ``precision_check``: with a model in half precision, score the first N items labelled now
-    again in float32 and record the largest difference under ``precision`` in run.json."""
+    again in float32 and record the largest difference under ``precision`` in run.json.
+    ``data``: the items to label and the demonstration pool, given in memory instead of loaded
+    from ``config`` (whose ``data_dir`` is then None; resume compares the data's digest)."""
 
     started = time.perf_counter()
-    whole, dataset, pool = _load_split(config)
+    if data is not None:
+        dataset, pool = data
+        whole = dataset
+    else:
+        whole, dataset, pool = _load_split(config)
     if not len(dataset):
-        raise DataError(config.data_dir, None, f"split {config.split!r} has no items to label")
+        raise DataError(config.data_dir or config.dataset, None, f"split {config.split!r} has no items to label")
     store = RunStore(out)
     with store.lock():
         digest = data_digest(whole, whole if config.shots == 0 else pool)
