@@ -34,6 +34,9 @@ def test_run_records_and_manifest(setup, capsys):
     root, base, trained = setup
     out = root / "plain"
     assert main([*base, "--batch-size", "4", "--limit", "12", "--out", str(out)]) == 0
+    # --quiet (in base) hides every bar, transformers' "Loading weights" too: the summary line is all
+    err = capsys.readouterr().err
+    assert "Loading weights" not in err and "items recorded" in err
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["labels"] == list(trained.labels)
     assert manifest["config"]["shots"] == 0 and manifest["config"]["model"] == str(trained.path)

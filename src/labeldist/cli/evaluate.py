@@ -38,16 +38,17 @@ from labeldist.cli.main import cli
 def evaluate_command(run_dir, estimators, calibrate_on, cross_fit, fold_seed, threshold, resamples, seed, as_json, markdown):
     """Score estimators against gold (classification) and vote fractions (alignment), with 95%
     bootstrap intervals over items; also written to RUN_DIR/evaluation.json."""
+    from labeldist.api import evaluate_dict
     from labeldist.estimators import split_specs
-    from labeldist.evaluation import evaluate_run, format_table, write_evaluation
+    from labeldist.evaluation import format_table, write_evaluation
 
     specs = split_specs(estimators) if estimators else None
-    result = evaluate_run(
+    result = evaluate_dict(
         run_dir,
         specs,
         calibrate_on=calibrate_on,
         threshold=threshold,
-        n_resamples=resamples,
+        resamples=resamples,
         seed=seed,
         cross_fit=cross_fit,
         fold_seed=fold_seed,

@@ -6,6 +6,7 @@ backend when ``settings.server`` is set."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,11 +46,26 @@ def make_backend(config: ModelChoice, settings: BackendSettings = BackendSetting
     options = {"quantization": settings.quantization}
     if settings.prune_tolerance is not None:
         options["prune_tolerance"] = settings.prune_tolerance
-    return HFBackend(
-        config.model,
-        device=settings.device,
-        dtype=settings.dtype,
-        chat=config.chat,
-        max_new_tokens=config.max_new_tokens,
-        **options,
-    )
+    with _transformers_bars(settings.progress):  # --quiet also hides transformers' "Loading weights" bar
+        return HFBackend(
+            config.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            chat=config.chat,
+            max_new_tokens=config.max_new_tokens,
+            **options,
+        )
+
+
+@contextmanager
+def _transformers_bars(shown: bool):
+    from transformers.utils import logging as transformers_logging
+
+    before = transformers_logging.is_progress_bar_enabled()
+    if not shown:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if before and not shown:
+            transformers_logging.enable_progress_bar()
