@@ -193,7 +193,7 @@ def test_evaluate_is_a_table_of_values_and_intervals(api_runs):
     crossed = run.evaluate(["max"], cross_fit=3, resamples=20)
     assert any("cross-fitted" in note for note in crossed.attrs["notes"])
     # the CLI's evaluation of the same run says the same numbers
-    argv = ["evaluate", str(run.path), "--estimators", "max,platt", "--calibrate-on", str(api_runs["train"].path)]
+    argv = ["evaluate", "--save", str(run.path), "--estimators", "max,platt", "--calibrate-on", str(api_runs["train"].path)]
     assert main([*argv, "--resamples", "50"]) == 0
     saved = json.loads((run.path / "evaluation.json").read_text())
     assert saved["estimators"]["platt"]["mamd"]["value"] == pytest.approx(table.loc[("platt", "mamd"), "value"])

@@ -75,6 +75,7 @@ def test_encoder_evaluates_like_any_estimator(setup, capsys):
     spec = f"encoder[model={setup['model']}]"
     argv = [
         "evaluate",
+        "--save",
         str(setup["run"]),
         "--calibrate-on",
         str(setup["train_run"]),

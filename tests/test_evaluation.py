@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,7 @@ def runs(tiny):
 
 
 def test_evaluate_table_json_and_reference_rows(runs, capsys):
-    assert main(["evaluate", str(runs["dev"]), "--calibrate-on", str(runs["train"]), "--resamples", "200"]) == 0
+    assert main(["evaluate", "--save", str(runs["dev"]), "--calibrate-on", str(runs["train"]), "--resamples", "200"]) == 0
     table = capsys.readouterr().out
     for name in ("first", "max", "mean", "noisy-or", "output", "oracle", "prior"):
         assert name in table
@@ -87,6 +88,7 @@ def test_platt_rows_and_compare(runs, capsys):
     spec = "platt[base=first,feature=logit,scope=shared]@first-token"
     argv = [
         "evaluate",
+        "--save",
         str(runs["dev"]),
         "--calibrate-on",
         str(runs["train"]),
@@ -104,7 +106,7 @@ def test_platt_rows_and_compare(runs, capsys):
     assert rows[spec]["fitted"]["base"] == "first" and rows[spec]["fitted"]["feature"] == "logit"
     for row in rows.values():
         assert set(row) >= set(KEYS)
-    assert main(["evaluate", str(runs["train"]), "--resamples", "50", "--estimators", "max,first"]) == 0
+    assert main(["evaluate", "--save", str(runs["train"]), "--resamples", "50", "--estimators", "max,first"]) == 0
     capsys.readouterr()
 
     assert main(["compare", str(runs["dev"]), str(runs["train"]), "--estimators", "max,platt,oracle", "--markdown"]) == 0
@@ -142,6 +144,7 @@ def test_cross_fitting_predicts_each_fold_from_the_others(runs, tmp_path, capsys
         main(
             [
                 "evaluate",
+                "--save",
                 str(runs["dev"]),
                 "--cross-fit",
                 "4",
@@ -243,3 +246,23 @@ def test_evaluate_on_arrays_is_the_path_wrapper_without_files(runs):
     by_arrays = evaluate(dev, ["max", "platt"], calibration=train, **settings)
     by_path.pop("seconds"), by_arrays.pop("seconds")
     assert json.dumps(by_path, default=float) == json.dumps(by_arrays, default=float)
+
+
+def test_evaluate_writes_only_with_save_and_fits_100_columns(runs, tmp_path, capsys):
+    """A quick look replaces nothing (issue 19): evaluation.json is written with --save only. The
+    table wraps its metric columns into blocks of at most 100 columns; --wide keeps one line per row."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["dev"], run, ignore=shutil.ignore_patterns("evaluation*.json"))
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--resamples", "20", "--estimators", "first,max,platt", "--cross-fit", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert not (run / "evaluation.json").exists() and "written to" not in err
+    lines = out.splitlines()[1:]
+    assert max(map(len, lines)) <= 100 and lines.count("") == 2  # three blocks of metrics
+    assert sum(line.startswith("estimator") for line in lines) == 3
+    assert main(["evaluate", str(run), "--resamples", "20", "--estimators", "first,max", "--wide", "--save"]) == 0
+    out, err = capsys.readouterr()
+    assert "" not in out.splitlines()[1:] and max(map(len, out.splitlines())) > 100
+    assert json.loads((run / "evaluation.json").read_text())["items"] == 16 and f"written to {run}" in err
+    assert main(["compare", str(run)]) == 0
+    assert max(map(len, capsys.readouterr().out.splitlines())) <= 100

@@ -33,6 +33,7 @@ def runs(tiny):
 def test_probe_evaluates_like_any_estimator(runs, capsys):
     argv = [
         "evaluate",
+        "--save",
         str(runs["dev"]),
         "--calibrate-on",
         str(runs["train"]),

@@ -174,7 +174,7 @@ def test_evaluate_refuses_empty_runs_and_says_when_one_is_partial(setup, tmp_pat
     partial = tmp_path / "partial"
     assert main([*_argv(base, partial), "--limit", "3"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(partial), "--resamples", "20", "--estimators", "max"]) == 0
+    assert main(["evaluate", "--save", str(partial), "--resamples", "20", "--estimators", "max"]) == 0
     captured = capsys.readouterr()
     assert "3 of the split's 6 items are recorded" in captured.err
     result = json.loads((partial / "evaluation.json").read_text())

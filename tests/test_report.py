@@ -161,6 +161,7 @@ def test_saved_evaluations_are_shown_each_once(runs, tmp_path, capsys):
             main(
                 [
                     "evaluate",
+                    "--save",
                     str(run),
                     "--calibrate-on",
                     str(runs["train"]),

@@ -222,32 +222,55 @@ def write_evaluation(result: dict, run_dir: str | Path) -> Path:
     return path
 
 
-def format_table(result: dict, metrics: Sequence[str] = METRICS, style: str = "text") -> str:
+def format_table(result: dict, metrics: Sequence[str] = METRICS, style: str = "text", width: int | None = None) -> str:
     """Rows: estimators (then the reference rows); columns: metrics as value [low, high]."""
     rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
-    return format_rows(rows, ("estimator",), metrics, style)
+    return format_rows(rows, ("estimator",), metrics, style, width)
 
 
-def format_rows(rows: Sequence[dict], keys: Sequence[str], metrics: Sequence[str] = METRICS, style: str = "text") -> str:
+def format_rows(
+    rows: Sequence[dict],
+    keys: Sequence[str],
+    metrics: Sequence[str] = METRICS,
+    style: str = "text",
+    width: int | None = None,
+) -> str:
     """A table of rows: ``keys`` columns as text, ``metrics`` as value [low, high].
 
-    ``style``: "text" (aligned columns for a terminal) or "markdown" (a pipe table)."""
+    ``style``: "text" (aligned columns for a terminal) or "markdown" (a pipe table). ``width``
+    (text only): the metric columns are wrapped into blocks no wider than this, each block
+    repeating the key columns (as pandas wraps a wide frame); None: one line per row."""
     if style not in ("text", "markdown"):
         raise ValueError(f"table style must be text or markdown, not {style!r}")
     header = [*keys, *metrics]
     body = [[str(row.get(key, "")) for key in keys] + [_cell(row.get(metric)) for metric in metrics] for row in rows]
+    if style == "text" and width is not None:
+        # a key longer than a third of the width (a model given as a long path) keeps its end
+        longest = max(12, width // 3)
+        body = [
+            [c if len(c) <= longest else "…" + c[-(longest - 1) :] for c in cells[: len(keys)]] + cells[len(keys) :]
+            for cells in body
+        ]
     if style == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         return "\n".join(lines)
     widths = [max(len(str(c)) for c in column) + 2 for column in zip(header, *body)]
-    lines = []
-    for cells in [header, *body]:
-        text = [c.ljust(w) for c, w in zip(cells[: len(keys)], widths)] + [
-            c.rjust(w) for c, w in zip(cells[len(keys) :], widths[len(keys) :])
-        ]
-        lines.append("".join(text).rstrip())
-    return "\n".join(lines)
+    k = len(keys)
+    blocks: list[list[int]] = [[]]
+    for column in range(k, len(header)):
+        used = sum(widths[:k]) + sum(widths[c] for c in blocks[-1])
+        if width is not None and blocks[-1] and used + widths[column] > width:
+            blocks.append([])
+        blocks[-1].append(column)
+    out = []
+    for block in blocks:
+        lines = []
+        for cells in [header, *body]:
+            text = [c.ljust(w) for c, w in zip(cells[:k], widths)] + [cells[c].rjust(widths[c]) for c in block]
+            lines.append("".join(text).rstrip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def _cell(value) -> str:
@@ -268,7 +291,7 @@ def compare_runs(run_dirs: Sequence[str | Path], estimators: Sequence[str] | Non
         manifest = store.read_manifest()
         path = Path(run_dir) / "evaluation.json"
         if not path.exists():
-            raise DataError(str(run_dir), None, f"has no evaluation.json: run `labeldist evaluate {run_dir}` first")
+            raise DataError(str(run_dir), None, f"has no evaluation.json: run `labeldist evaluate {run_dir} --save` first")
         try:
             result = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:

@@ -9,6 +9,9 @@ import click
 
 from labeldist.cli.main import cli
 
+# terminal tables wrap their metric columns to this width (--wide: one line per row)
+TABLE_WIDTH = 100
+
 
 @cli.command("evaluate")
 @click.argument("run_dir", type=click.Path(path_type=Path))
@@ -35,9 +38,18 @@ from labeldist.cli.main import cli
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
 @click.option("--markdown", is_flag=True, help="Print the table in Markdown.")
-def evaluate_command(run_dir, estimators, calibrate_on, cross_fit, fold_seed, threshold, resamples, seed, as_json, markdown):
+@click.option("--wide", is_flag=True, help="One line per estimator, however wide (default: wrapped to 100 columns).")
+@click.option(
+    "--save",
+    is_flag=True,
+    help="Also write RUN_DIR/evaluation.json (what `compare` and `report` read), replacing the one there.",
+)
+def evaluate_command(
+    run_dir, estimators, calibrate_on, cross_fit, fold_seed, threshold, resamples, seed, as_json, markdown, wide, save
+):
     """Score estimators against gold (classification) and vote fractions (alignment), with 95%
-    bootstrap intervals over items; also written to RUN_DIR/evaluation.json."""
+    bootstrap intervals over items. Nothing is written unless --save: a quick look never
+    replaces a saved evaluation."""
     from labeldist.api import evaluate_dict
     from labeldist.estimators import split_specs
     from labeldist.evaluation import format_table, write_evaluation
@@ -53,15 +65,16 @@ def evaluate_command(run_dir, estimators, calibrate_on, cross_fit, fold_seed, th
         cross_fit=cross_fit,
         fold_seed=fold_seed,
     )
-    path = write_evaluation(result, run_dir)
+    path = write_evaluation(result, run_dir) if save else None
     if as_json:
         click.echo(json.dumps(result, default=float))
         return
     click.echo(f"{run_dir}: {result['items']} items ({result['items_with_votes']} with votes), threshold {threshold}")
-    click.echo(format_table(result, style="markdown" if markdown else "text"))
+    click.echo(format_table(result, style="markdown" if markdown else "text", width=None if wide else TABLE_WIDTH))
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
-    click.echo(f"written to {path}", err=True)
+    if path is not None:
+        click.echo(f"written to {path}", err=True)
 
 
 @cli.command("compare")
@@ -72,8 +85,10 @@ def evaluate_command(run_dir, estimators, calibrate_on, cross_fit, fold_seed, th
 )
 @click.option("--markdown", is_flag=True, help="Print the table in Markdown.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def compare_command(run_dirs, estimators, metrics, markdown, as_json):
-    """One table across runs (model, dataset, estimator) from each run's evaluation.json."""
+@click.option("--wide", is_flag=True, help="One line per row, however wide (default: wrapped to 100 columns).")
+def compare_command(run_dirs, estimators, metrics, markdown, as_json, wide):
+    """One table across runs (model, dataset, estimator) from each run's evaluation.json
+    (written by `labeldist evaluate RUN --save`)."""
     from labeldist.estimators import split_specs
     from labeldist.evaluation import METRICS, compare_runs, format_rows
 
@@ -85,4 +100,5 @@ def compare_command(run_dirs, estimators, metrics, markdown, as_json):
     if as_json:
         click.echo(json.dumps(rows, default=float))
         return
-    click.echo(format_rows(rows, ("model", "dataset", "estimator"), columns, style="markdown" if markdown else "text"))
+    style = "markdown" if markdown else "text"
+    click.echo(format_rows(rows, ("model", "dataset", "estimator"), columns, style, None if wide else TABLE_WIDTH))
