@@ -53,14 +53,17 @@ def data():
 # ---------------------------------------------------------------- against scikit-learn and scipy
 
 
-def test_f1_matches_sklearn_with_zero_division_1(data):
+def test_f1_matches_sklearn_default(data):
+    """F1 as scikit-learn's default (zero_division 0): a label never gold and never predicted
+    scores 0, as everyone else's macro-F1 counts it (issue 19)."""
     _, _, gold, pred = data
-    assert micro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="micro", zero_division=1))
-    assert macro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="macro", zero_division=1))
-    np.testing.assert_allclose(per_label_f1(gold, pred), f1_score(gold, pred, average=None, zero_division=1))
-    assert per_label_f1(gold, pred)[5] == 1.0
+    assert micro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="micro", zero_division=0))
+    assert macro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
+    np.testing.assert_allclose(per_label_f1(gold, pred), f1_score(gold, pred, average=None, zero_division=0))
+    assert per_label_f1(gold, pred)[5] == 0.0  # the fixture's label 5: no gold, no prediction
     empty = np.zeros((4, 3))
-    assert micro_f1(empty, empty) == f1_score(empty, empty, average="micro", zero_division=1) == 1.0
+    assert micro_f1(empty, empty) == f1_score(empty, empty, average="micro", zero_division=0) == 0.0
+    assert macro_f1(empty, empty) == f1_score(empty, empty, average="macro", zero_division=0) == 0.0
 
 
 def test_jaccard_and_exact_match_match_sklearn(data):
@@ -262,7 +265,7 @@ def test_constant_values_give_a_zero_width_interval():
     assert bootstrap_interval(np.full(37, 0.1), n_resamples=100) == (0.1, 0.1, 0.1)
     result = evaluate_probs(np.full((20, 3), 0.3), np.full((20, 3), 0.3), np.zeros((20, 3)), n_resamples=50)
     assert result["mamd"] == {"value": 0.0, "low": 0.0, "high": 0.0}
-    assert result["micro_f1"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert result["micro_f1"] == {"value": 0.0, "low": 0.0, "high": 0.0}  # nothing gold, nothing predicted
 
 
 def test_bootstrap_interval_skips_nan():

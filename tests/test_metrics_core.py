@@ -35,9 +35,9 @@ def random_data():
 
 def test_classification_matches_sklearn(random_data):
     gold, pred, _, _ = random_data
-    assert micro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="micro", zero_division=1))
-    assert macro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="macro", zero_division=1))
-    np.testing.assert_allclose(per_label_f1(gold, pred), f1_score(gold, pred, average=None, zero_division=1))
+    assert micro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="micro", zero_division=0))
+    assert macro_f1(gold, pred) == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
+    np.testing.assert_allclose(per_label_f1(gold, pred), f1_score(gold, pred, average=None, zero_division=0))
     assert jaccard_per_item(gold, pred).mean() == pytest.approx(jaccard_score(gold, pred, average="samples", zero_division=1))
     result = evaluate_probs(pred, pred, gold, n_resamples=20)
     assert result["exact_match"]["value"] == pytest.approx(accuracy_score(gold, pred))
@@ -115,7 +115,10 @@ def test_bootstrap_intervals(random_data):
     assert constant["mamd"] == {"value": 0.0, "low": 0.0, "high": 0.0}
 
 
-def test_f1_of_a_label_nobody_has_is_one():
+def test_f1_of_a_label_nobody_has_is_zero_as_in_scikit_learn():
     gold = np.array([[1, 0], [0, 0]], dtype=float)
-    assert macro_f1(gold, gold) == 1.0  # label 2: no gold, nothing predicted
+    assert macro_f1(gold, gold) == 0.5  # label 2: no gold, nothing predicted: 0, not 1
     assert macro_f1(gold, np.array([[1, 1], [0, 0]], dtype=float)) == pytest.approx(0.5)
+    # threshold tuning keeps zero_division=1: a label with no gold gets a threshold predicting nothing
+    probs = np.array([[0.9, 0.3], [0.1, 0.2]])
+    assert tune_thresholds(probs, gold)[1] > 0.3

@@ -160,6 +160,13 @@ def evaluate(
             f"{len(run) - with_votes} of {len(run)} items have no annotator votes: their alignment "
             "metrics compare with the gold labels (0/1) instead"
         )
+    absent = [label for label, count in zip(run.labels, run.gold.sum(axis=0)) if count == 0]
+    if absent:
+        shown = ", ".join(absent[:8]) + (" ..." if len(absent) > 8 else "")
+        notes.append(
+            f"{len(absent)} of {len(run.labels)} labels are gold for none of these items ({shown}): their F1 is 0 "
+            f"(scikit-learn's convention), so macro-F1 is at most {(len(run.labels) - len(absent)) / len(run.labels):.3f}"
+        )
     unparsed = int((~run.parsed).sum())
     if unparsed:
         notes.append(f"{unparsed} answers could not be parsed: slot estimators give them no label")
@@ -169,6 +176,7 @@ def evaluate(
         "items": len(run),
         "items_with_votes": with_votes,
         "labels": list(run.labels),
+        "labels_without_gold": absent,
         "threshold": threshold,
         "bootstrap": {"resamples": n_resamples, "confidence": 0.95, "seed": seed},
         "estimators": rows,

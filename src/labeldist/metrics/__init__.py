@@ -2,9 +2,9 @@
 
 Plain functions on numpy items x labels arrays: ``probs`` (predicted per-label probabilities),
 ``targets`` (vote fractions), ``gold`` (0/1), ``pred`` (0/1, ``binarize(probs, threshold)``).
-Conventions are documented in each submodule: classification (zero_division=1), alignment
-(MAMD, soft BCE, Brier, Spearman with NaN for constant vectors, ECE), bootstrap (shared item
-resamples for every metric of one seed).
+Conventions are documented in each submodule: classification (F1 as scikit-learn's default,
+0 where nothing is gold or predicted), alignment (MAMD, soft BCE, Brier, Spearman with NaN for
+constant vectors, ECE), bootstrap (shared item resamples for every metric of one seed).
 """
 
 from labeldist.metrics.alignment import (

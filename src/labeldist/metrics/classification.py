@@ -3,10 +3,14 @@
 Conventions (chosen to match scikit-learn so the tests can compare directly):
 
 - ``binarize``: a label is predicted when ``probs >= threshold`` (threshold scalar or one per label).
-- F1 with nothing to find and nothing claimed (tp = fp = fn = 0) is 1, scikit-learn's
-  ``zero_division=1``: a label absent from the evaluated items would otherwise cap even a perfect
-  predictor's macro F1 below 1. Applies per label (``per_label_f1``, ``macro_f1``) and to the pooled
-  counts (``micro_f1``). Equal to ``f1_score(gold, pred, average=..., zero_division=1)``.
+- F1 with nothing to find and nothing claimed (tp = fp = fn = 0) is 0, scikit-learn's default
+  (``zero_division`` "warn", which scores 0), so that macro-F1 compares with everyone else's: a label
+  absent from the evaluated items' gold scores 0 if it is never predicted, and caps even a perfect
+  predictor's macro-F1 below 1 (evaluation says how many labels have no gold). Until 2026-11-30
+  labeldist scored such labels 1 (``zero_division=1``), which lifted HateXplain's macro-F1 to 0.76
+  beside a micro-F1 of 0. Applies per label (``per_label_f1``, ``macro_f1``) and to the pooled
+  counts (``micro_f1``). Equal to ``f1_score(gold, pred, average=..., zero_division=0)``.
+  Threshold tuning alone keeps ``zero_division=1`` (see ``tune_thresholds``).
 - Example-based Jaccard: per item |G ∩ P| / |G ∪ P|, and 1 for an item with no gold and no predicted
   label; equal to ``jaccard_score(gold, pred, average="samples", zero_division=1)``.
 - Exact match: share of items whose predicted label set equals the gold set (scikit-learn's
@@ -41,12 +45,13 @@ def binarize(probs, threshold=0.5) -> np.ndarray:
     return (probs >= threshold).astype(float)
 
 
-def f1_from_counts(tp, fp, fn):
-    """Elementwise F1 = 2tp / (2tp + fp + fn), and 1 where the denominator is 0 (zero_division=1)."""
+def f1_from_counts(tp, fp, fn, zero_division: float = 0.0):
+    """Elementwise F1 = 2tp / (2tp + fp + fn), and ``zero_division`` where the denominator is 0
+    (nothing to find, nothing claimed)."""
     tp, fp, fn = (np.asarray(a, dtype=float) for a in (tp, fp, fn))
     denominator = 2 * tp + fp + fn
     safe = np.where(denominator > 0, denominator, 1.0)
-    return np.where(denominator > 0, 2 * tp / safe, 1.0)
+    return np.where(denominator > 0, 2 * tp / safe, zero_division)
 
 
 def label_counts(gold, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,12 +61,12 @@ def label_counts(gold, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def per_label_f1(gold, pred) -> np.ndarray:
-    """F1 of each label over the items (zero_division=1)."""
+    """F1 of each label over the items (0 for a label never gold and never predicted)."""
     return f1_from_counts(*label_counts(gold, pred))
 
 
 def micro_f1(gold, pred) -> float:
-    """F1 of the counts pooled over all (item, label) pairs (zero_division=1)."""
+    """F1 of the counts pooled over all (item, label) pairs (0 when nothing is gold or predicted)."""
     tp, fp, fn = label_counts(gold, pred)
     return float(f1_from_counts(tp.sum(), fp.sum(), fn.sum()))
 
@@ -97,8 +102,10 @@ def exact_match(gold, pred) -> float:
 
 def tune_thresholds(probs, gold, grid=THRESHOLD_GRID) -> np.ndarray:
     """Per label, the grid threshold whose ``probs >= threshold`` gives that label's best F1 on a
-    calibration set (zero_division=1). Ties go to the threshold closest to 0.5, and between two
-    equally close ones to the lower."""
+    calibration set. Ties go to the threshold closest to 0.5, and between two equally close ones
+    to the lower. Here F1 with nothing to find and nothing claimed is 1 (``zero_division=1``): for
+    a label with no gold item in the calibration set, predicting nothing is the right answer, so
+    the threshold is one high enough to predict nothing."""
     probs, gold = _pair(probs, gold)
     grid = np.asarray(grid, dtype=float).ravel()
     if not len(grid):
@@ -108,7 +115,7 @@ def tune_thresholds(probs, gold, grid=THRESHOLD_GRID) -> np.ndarray:
     tp = (pred & positive).sum(1)
     fp = (pred & ~positive).sum(1)
     fn = (~pred & positive).sum(1)
-    scores = f1_from_counts(tp, fp, fn)  # grid x labels
+    scores = f1_from_counts(tp, fp, fn, zero_division=1.0)  # grid x labels
     # lexicographic choice: best score, then distance to 0.5 (rounded against float noise), then lower
     distance = np.round(np.abs(grid - 0.5), 12)
     order = np.lexsort((grid, distance))  # grid positions by (distance, value)
