@@ -163,6 +163,32 @@ def test_config_values_of_the_wrong_type_are_refused(setup, tmp_path, capsys):
         assert not out.exists()
 
 
+def test_a_config_file_names_loader_options_like_the_option(setup, tmp_path):
+    """Issue 19: keys are named like the options, --option included (`option:` as a mapping; the
+    old `options:` still reads), and give the run the same loader options as the command line."""
+    import json
+
+    _, base, _ = setup
+    argv, loader = [], {}
+    it = iter(base)
+    for arg in it:
+        if arg == "--option":
+            key, _, value = next(it).partition("=")
+            loader[key] = value
+        else:
+            argv.append(arg)
+    runs = {}
+    for key in ("option", "options"):
+        config = tmp_path / f"{key}.yaml"
+        config.write_text(json.dumps({key: loader}) + "\n")  # JSON is YAML
+        runs[key] = tmp_path / key
+        assert main([*argv, "--config", str(config), "--limit", "2", "--out", str(runs[key])]) == 0
+    by_flags = tmp_path / "flags"
+    assert main([*base, "--limit", "2", "--out", str(by_flags)]) == 0
+    options = [json.loads((path / "run.json").read_text())["config"]["options"] for path in (*runs.values(), by_flags)]
+    assert options[0] == options[1] == options[2] and options[0]["label_list_column"] == "labels"
+
+
 def test_evaluate_refuses_empty_runs_and_says_when_one_is_partial(setup, tmp_path, capsys):
     """Case 6: a run folder without records is an error (not an all-n/a table with NaN in the
     JSON); a partial run is evaluated with a note saying how many items it holds; the threshold

@@ -21,7 +21,7 @@ def data():
 
 @data.command("list")
 def data_list():
-    """List the dataset names the loaders know."""
+    """List the dataset names the loaders know, each with its --option keys and their defaults."""
     from labeldist.data.registry import get_spec
 
     for name in dataset_names():
@@ -32,6 +32,10 @@ def data_list():
         if spec.groupings:
             extra.append(f"groupings: {', '.join(spec.groupings)}")
         click.echo(f"{name:14s} {spec.description}" + (f" [{'; '.join(extra)}]" if extra else ""))
+        options = spec.options()
+        if options:
+            shown = ", ".join(key if default is None else f"{key}={default!r}" for key, default in options.items())
+            click.echo(f"{'':14s}   --option {shown}")
 
 
 @data.command("describe")

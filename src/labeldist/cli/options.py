@@ -62,7 +62,9 @@ def dataset_options(*, name_as: str = "argument", split: str | None = "dev", ids
                 "options",
                 multiple=True,
                 metavar="KEY=VALUE",
-                help="Loader option, repeatable (e.g. raw_dir=..., fold_rare=20).",
+                help="Loader option, repeatable (e.g. raw_dir=..., fold_rare=20); `labeldist data list` shows each "
+                "loader's options (table: id_column, text_column, label_columns, label_list_column, annotator_column, ...). "
+                "In a --config file: option: {key: value}.",
             )
         )
         for decorator in reversed(decorators):
@@ -162,6 +164,8 @@ def _load_config_file(ctx, param, value):
         name = str(key).replace("-", "_")
         if name == "dataset":
             name = "name"
+        if name == "option":  # the option is --option; its parameter is called options
+            name = "options"
         if name not in params or name == "config":
             raise click.BadParameter(f"{value}: unknown setting {key!r}")
         if name == "options" and isinstance(setting, dict):

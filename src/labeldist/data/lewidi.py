@@ -309,12 +309,10 @@ def read_annotator_meta(path: Path, repairs: Repairs) -> dict[str, dict]:
     return meta
 
 
-def load_lewidi(data_dir: Path, split: str, *, edition: str = "2023", **options) -> Dataset:
-    """One split of a LeWiDi set; option ``set`` is inferred from the folder when it holds one set."""
+def load_lewidi(data_dir: Path, split: str, *, edition: str = "2023", set_name: str | None = None) -> Dataset:
+    """One split of a LeWiDi set; ``set_name`` (the loaders' option ``set``) is inferred from the
+    folder when it holds one set."""
     data_dir = Path(data_dir)
-    set_name = options.pop("set", None)
-    if options:
-        raise DataError(str(data_dir), None, f"unknown option(s) {', '.join(options)}; LeWiDi loaders know: set")
     edition = str(edition)
     if edition not in EDITIONS:
         raise DataError(str(data_dir), None, f"unknown LeWiDi edition {edition!r}; known: {', '.join(EDITIONS)}")
@@ -370,14 +368,16 @@ def load_lewidi(data_dir: Path, split: str, *, edition: str = "2023", **options)
     return Dataset(dataset_name, spec.labels, canonical, items, notes, info)
 
 
-def load_lewidi2023(data_dir: Path, split: str, **options) -> Dataset:
-    """One split of a LeWiDi 2023 (SemEval 2023 Task 11) set; see :func:`load_lewidi`."""
-    return load_lewidi(data_dir, split, edition="2023", **options)
+def load_lewidi2023(data_dir: Path, split: str, *, set: str | None = None) -> Dataset:  # noqa: A002
+    """One split of a LeWiDi 2023 (SemEval 2023 Task 11) set (``set``: HS-Brexit, ConvAbuse, ...,
+    inferred from a set's folder); see :func:`load_lewidi`."""
+    return load_lewidi(data_dir, split, edition="2023", set_name=set)
 
 
-def load_lewidi2025(data_dir: Path, split: str, **options) -> Dataset:
-    """One split of a LeWiDi 2025 (NLPerspectives) set; see :func:`load_lewidi`."""
-    return load_lewidi(data_dir, split, edition="2025", **options)
+def load_lewidi2025(data_dir: Path, split: str, *, set: str | None = None) -> Dataset:  # noqa: A002
+    """One split of a LeWiDi 2025 (NLPerspectives) set (``set``: VariErrNLI, MP, ..., inferred
+    from a set's folder); see :func:`load_lewidi`."""
+    return load_lewidi(data_dir, split, edition="2025", set_name=set)
 
 
 register(

@@ -25,6 +25,20 @@ class DatasetSpec:
     groupings: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
 
+    def options(self) -> dict[str, object]:
+        """The loader's options (``--option KEY=VALUE``, ``options=`` in Python) and their defaults
+        (``task`` and ``grouping`` have options of their own); empty if it takes any keyword."""
+        import inspect
+
+        parameters = inspect.signature(self.loader).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return {}
+        return {
+            name: p.default
+            for name, p in list(parameters.items())[2:]
+            if p.kind is not inspect.Parameter.VAR_POSITIONAL and name not in ("task", "grouping")
+        }
+
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 
@@ -97,13 +111,12 @@ def _check_options(spec, options: dict) -> None:
     """Loader options the loader does not take are one error naming them and the known ones."""
     import inspect
 
-    parameters = inspect.signature(spec.loader).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(spec.loader).parameters.values()):
         return
-    known = [name for name in list(parameters)[2:] if parameters[name].kind is not inspect.Parameter.VAR_POSITIONAL]
+    known = [*spec.options(), "task", "grouping"]
     unknown = [key for key in options if key not in known]
     if unknown:
-        shown = ", ".join(k for k in known if k != "task") or "none"
+        shown = ", ".join(spec.options()) or "none"
         raise DataError(spec.name, None, f"unknown loader option {unknown[0]!r} (--option); its options: {shown}")
 
 
