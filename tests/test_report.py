@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 
@@ -66,7 +67,7 @@ def test_report_is_self_contained(report):
 
 
 def test_report_sections(runs, report):
-    text = report.read_text(encoding="utf-8")
+    text = report.read_text(encoding="utf-8").replace("<wbr>", "")  # line-break hints in names
     for anchor, heading in (
         ("runs", "Runs"),
         ("evaluation", "Evaluation"),
@@ -122,6 +123,100 @@ def test_the_check_fails_on_broken_and_blank_figures(tmp_path):
     broken.write_text('<!DOCTYPE html><html><body><img alt="cut" src="data:image/png;base64,iVBORw0KGgoAAAA"></body></html>')
     with pytest.raises(BrowserError, match="not decoded"):
         check_report(broken, tmp_path / "broken.png")
+
+
+def test_the_check_fails_on_overflow_and_illegible_figures(tmp_path):
+    """Issue 19: a table wider than its box (scrolling sideways hides columns) and a figure drawn
+    so small that its smallest text falls below 8 px are errors, naming where."""
+    needs_browser()
+    chart = io.BytesIO()
+    Image.new("RGB", (3000, 400), "white").save(chart, format="PNG")
+    image = Image.open(chart)
+    for x in range(0, 3000, 40):  # something drawn, so the figure is not blank
+        image.paste((30, 30, 30), (x, 100, x + 20, 300))
+    inked = io.BytesIO()
+    image.save(inked, format="PNG")
+    data = base64.b64encode(inked.getvalue()).decode()
+    figure = f'<img alt="wide chart" data-min-font-px="14.6" style="max-width:100%" src="data:image/png;base64,{data}">'
+    wide_table = (
+        "<h3>Scores</h3><div style='overflow-x:auto'><table><tr>" + "<td>0.123 [0.100, 0.150]</td>" * 40 + "</tr></table></div>"
+    )
+    page = tmp_path / "wide.html"
+    page.write_text(f"<!DOCTYPE html><html><body style='max-width:1100px'>{wide_table}{figure}</body></html>")
+    with pytest.raises(BrowserError, match=r"a div under 'Scores' is \d+ px wide in a \d+ px box"):
+        check_report(page, tmp_path / "wide.png")
+    small = tmp_path / "small.html"
+    small.write_text(f"<!DOCTYPE html><html><body style='max-width:1100px'><h3>Chart</h3>{figure}</body></html>")
+    with pytest.raises(
+        BrowserError, match=r"figure 1 \(wide chart\) is drawn at 1100 of its 3000 px: its smallest text is 5.4 px"
+    ):
+        check_report(small, tmp_path / "small.png")
+
+
+LONG_LABELS = (
+    "delays of public transport 🚌 and everything around them",
+    "praise for a neighbour's cooking 🍲",
+    "worries about rent, heating and the cost of living",
+    "sport: football, tennis and the local swimming club 🏊",
+    "a label whose name is an unbroken_identifier_of_sixty_characters_with_no_spaces",
+    "none of the above, as far as the annotator could tell",
+)
+
+
+@pytest.fixture(scope="module")
+def long_label_runs(tiny, tmp_path_factory):
+    """Two real runs of the tiny model on a table with long label names, emoji and line breaks
+    in its texts (written in the table loader's format)."""
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("long-labels")
+    rows = []
+    for i in range(8):
+        text = f"Item {i} 😀🎉: the bus was late again.\nSecond line of the post, after a break.\n\n— signed, a commuter 🚌"
+        for annotator in ("a1", "a2", "a3"):
+            chosen = [LONG_LABELS[(i + j) % len(LONG_LABELS)] for j in range((i + len(annotator)) % 3)]
+            labels = json.dumps(chosen, ensure_ascii=False)
+            rows.append({"id": f"item-{i}", "text": text, "annotator": annotator, "labels": labels})
+    pd.DataFrame(rows).to_csv(root / "test.csv", index=False)
+    label_set = "labels=" + json.dumps(LONG_LABELS, ensure_ascii=False)
+    argv = [label_set if a.startswith("labels=") else a for a in tiny.argv(root, "test")]
+    runs = []
+    for name in ("a-run-with-a-rather-long-name-zero-shot", "second"):
+        runs.append(root / name)
+        assert main([*argv, "--option", "annotator_column=annotator", "--out", str(runs[-1])]) == 0
+    return runs
+
+
+def test_a_report_with_long_labels_and_emoji_fits_the_page(long_label_runs, tmp_path):
+    """Issue 19, looked at: long labels, emoji and line breaks in texts, long run names. The page
+    fits the window (no table scrolls sideways), every figure's text stays legible, and item
+    texts keep their line breaks."""
+    needs_browser()
+    out, shot = tmp_path / "report.html", tmp_path / "report.png"
+    assert main(["report", *map(str, long_label_runs), "--out", str(out), "--examples", "2", "--resamples", "50"]) == 0
+    page = check_report(out, shot)
+    assert page["width"] <= page["viewport"] and not page["overflowing"]
+    assert all(box["min_font_px"] >= 8 for box in page["images"])
+    text = out.read_text(encoding="utf-8")
+    assert "white-space: pre-wrap" in text and "😀🎉" in text and "\nSecond line" in text
+    if os.environ.get("LABELDIST_KEEP_SCREENSHOT"):  # to look at it: the screenshot is kept there
+        shot.replace(os.environ["LABELDIST_KEEP_SCREENSHOT"])
+
+
+def test_emoji_are_drawn_in_colour(tmp_path):
+    """An emoji font is present (make test installs fonts-noto-color-emoji with chromium): an
+    emoji is drawn as a coloured glyph, not as a grey box."""
+    needs_browser()
+    from labeldist.report.browser import screenshot
+
+    page = tmp_path / "emoji.html"
+    # emoji DejaVu Sans lacks (it draws 😀 itself, in black and white; a missing glyph is a box)
+    page.write_text("<!DOCTYPE html><html><body style='margin:0'><span style='font-size:96px'>🚌🍲</span></body></html>")
+    screenshot(page, tmp_path / "emoji.png")
+    with Image.open(tmp_path / "emoji.png") as image:
+        pixels = [image.convert("RGB").getpixel((x, y)) for x in range(0, 240, 3) for y in range(0, 120, 3)]
+    saturated = [p for p in pixels if max(p) - min(p) > 80]
+    assert len(saturated) > 50, "emoji drawn without colour: no emoji font (Debian: fonts-noto-color-emoji)"
 
 
 def test_report_cli_screenshot_option(runs, tmp_path, capsys):

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from labeldist import atomic
+from labeldist.errors import LabeldistError
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = (
@@ -40,19 +41,37 @@ FLAGS = (
     "--disable-dev-shm-usage",
 )
 
-IMAGES_JS = """JSON.stringify({
-  height: Math.ceil(document.documentElement.scrollHeight),
-  width: Math.ceil(document.documentElement.scrollWidth),
-  images: Array.from(document.images).map(img => {
-    const r = img.getBoundingClientRect();
-    return {alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight,
-            x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height};
-  })
-})"""
+IMAGES_JS = """(() => {
+  const heading = el => {  // the nearest heading before an element, to name it in an error
+    for (let e = el; e; e = e.parentElement)
+      for (let p = e.previousElementSibling; p; p = p.previousElementSibling)
+        if (/^H[1-4]$/.test(p.tagName)) return p.textContent.trim();
+    return "";
+  };
+  return JSON.stringify({
+    height: Math.ceil(document.documentElement.scrollHeight),
+    width: Math.ceil(document.documentElement.scrollWidth),
+    viewport: window.innerWidth,
+    images: Array.from(document.images).map(img => {
+      const r = img.getBoundingClientRect();
+      return {alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight,
+              x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height,
+              minFontPx: parseFloat(img.dataset.minFontPx || "NaN")};
+    }),
+    // boxes whose content is wider than they are: a table that scrolls sideways hides columns
+    overflowing: Array.from(document.querySelectorAll("body *"))
+      .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== "visible")
+      .map(e => ({tag: e.tagName.toLowerCase(), heading: heading(e), content: e.scrollWidth, box: e.clientWidth})),
+  });
+})()"""
+
+# the smallest text a figure may show on screen, in CSS pixels, before the check calls it illegible
+MIN_LEGIBLE_PX = 8.0
 
 
-class BrowserError(RuntimeError):
-    """No browser, a browser that failed, or a report that did not render."""
+class BrowserError(LabeldistError, RuntimeError):
+    """No browser, a browser that failed, or a report that did not render (the command line
+    prints it as one line, like every labeldist error)."""
 
 
 def find_browser() -> str | None:
@@ -207,8 +226,10 @@ def blank(pixels) -> bool:
 
 
 def check_report(html_path: str | Path, png_path: str | Path, browser: str | None = None) -> dict:
-    """Screenshot the report and check that it made no network request and that every figure
-    rendered (decoded and not blank in the screenshot); raises :class:`BrowserError` if not."""
+    """Screenshot the report and check that it made no network request, that nothing is wider
+    than the window (the page, or a table scrolling sideways), and that every figure rendered
+    (decoded, not blank in the screenshot) with its smallest text at least
+    :data:`MIN_LEGIBLE_PX` high; raises :class:`BrowserError` if not."""
     from PIL import Image
 
     page = screenshot(html_path, png_path, browser=browser)
@@ -217,6 +238,22 @@ def check_report(html_path: str | Path, png_path: str | Path, browser: str | Non
         raise BrowserError(f"{html_path}: the page requested {len(outside)} URL(s) outside the file: {outside[:3]}")
     if not page["images"]:
         raise BrowserError(f"{html_path}: no figures in the page")
+    if page["width"] > page["viewport"]:
+        raise BrowserError(f"{html_path}: the page is {page['width']} px wide, wider than the {page['viewport']} px window")
+    for box in page["overflowing"]:
+        raise BrowserError(
+            f"{html_path}: a {box['tag']} under {box['heading']!r} is {box['content']} px wide in a {box['box']} px box "
+            "(it scrolls sideways: part of it is hidden)"
+        )
+    for number, box in enumerate(page["images"], start=1):
+        if box["naturalWidth"] and box.get("minFontPx") is not None:  # a figure of ours (others carry null)
+            shown = box["minFontPx"] * box["width"] / box["naturalWidth"]
+            box["min_font_px"] = shown
+            if shown < MIN_LEGIBLE_PX:
+                raise BrowserError(
+                    f"{html_path}: figure {number} ({box['alt']}) is drawn at {box['width']:.0f} of its "
+                    f"{box['naturalWidth']} px: its smallest text is {shown:.1f} px high, below {MIN_LEGIBLE_PX:g}"
+                )
     with Image.open(png_path) as image:
         rgb = image.convert("RGB")
         for number, box in enumerate(page["images"], start=1):

@@ -46,6 +46,19 @@ plt.rcParams.update(
 )
 
 
+# the smallest text any figure here writes (annotations, small legends); the report's
+# screenshot check scales it by how wide each figure is drawn (min_font_pixels)
+SMALLEST_FONT_PT = 7
+# figures are drawn no wider than this (inches) where a layout can choose, so that at the report's
+# page width (about 1,116 px for a PNG of 150 dpi) the smallest text stays legible (8 px or more)
+MAX_WIDTH_IN = 12.0
+
+
+def min_font_pixels() -> float:
+    """The height in PNG pixels of the smallest text (:data:`SMALLEST_FONT_PT` at the saving dpi)."""
+    return SMALLEST_FONT_PT * float(plt.rcParams["savefig.dpi"]) / 72
+
+
 def colour(i: int):
     """The ``i``-th colour of the tab10 palette, cycling."""
     return COLOURS[i % len(COLOURS)]
@@ -94,7 +107,7 @@ def _empty(ax, text: str) -> None:
 def spikiness_figure(views: Sequence[RunView]):
     """Box and strip plots of each run's slot-1 label probabilities by rank, renormalised and sorted per item."""
     k = max(len(v.labels) for v in views)
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * k + 2.5), 4.2))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(6.5, 0.9 * k + 2.5)), 4.2))
     width = 0.8 / len(views)
     rng = np.random.default_rng(0)
     handles = []
@@ -305,14 +318,15 @@ def first_vs_output_figure(views: Sequence[RunView], stats: dict):
     # the rows some run fills, and at least the 2nd (its "none written" is itself a finding)
     used = max([2] + [int(np.flatnonzero(c.sum(axis=1))[-1]) + 1 for c in counts if c.sum()])
     names = names[:used]
-    # panels wrap into rows so that many runs (or many labels) stay readable
-    most = 3 if k_max <= 8 else 2
+    # panels wrap into rows so that many runs (or many labels) stay readable at the page's width
+    panel = 0.42 * k_max + 1.9
+    most = max(1, min(3, int((MAX_WIDTH_IN - 1.0) // panel)))
     lines = -(-len(views) // most)
     columns = -(-len(views) // lines)  # balanced: 4 runs are 2 x 2, not 3 + 1
     fig, axes = plt.subplots(
         lines,
         columns,
-        figsize=((0.42 * k_max + 1.9) * columns + 1.0, (0.55 * used + 1.3) * lines + 0.5),
+        figsize=(panel * columns + 1.0, (0.55 * used + 1.3) * lines + 0.5),
         squeeze=False,
         layout="constrained",
     )

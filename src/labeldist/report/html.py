@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -49,32 +50,36 @@ CONFIG_KEYS = (
     "method",
 )
 
+# No emoji font is named here: an emoji font also has digits and spaces, and Chromium would
+# draw numbers with it (twice as wide); the browser falls back to the system's emoji font
+# (Debian: fonts-noto-color-emoji, which make test installs with chromium) for emoji alone.
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1180px;
        padding: 24px 32px 64px; color: #1d1d1f; line-height: 1.45; }
 h1 { font-size: 26px; margin-bottom: 4px; } h2 { margin-top: 40px; border-bottom: 2px solid #e5e5e5; padding-bottom: 4px; }
 h3 { margin-top: 26px; } .muted { color: #666; font-size: 13px; }
 table { border-collapse: collapse; margin: 10px 0 18px; font-size: 13px; }
-th, td { border-bottom: 1px solid #e3e3e3; padding: 4px 9px; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 4px 7px; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
 .wide { overflow-x: auto; max-width: 100%; }
-th { background: #f6f6f6; white-space: nowrap; overflow-wrap: normal; }
+th { background: #f6f6f6; overflow-wrap: normal; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.num small { color: #888; }
+td.num small { color: #888; display: block; font-size: 11px; }
 figure { margin: 16px 0 28px; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 13px; color: #444; max-width: 900px; }
 .example { border: 1px solid #e3e3e3; border-radius: 6px; padding: 10px 14px; margin: 14px 0; }
-.example .text { font-size: 15px; margin: 4px 0 8px; }
+.example .text { font-size: 15px; margin: 4px 0 8px; white-space: pre-wrap; }
 .slots { display: flex; flex-wrap: wrap; gap: 18px; }
-.slot { min-width: 260px; } .slot h4 { margin: 6px 0; font-size: 13px; }
-.bar-row { display: flex; align-items: center; font-size: 12px; height: 18px; }
-.bar-row .name { width: 110px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.bar-row .track { width: 150px; height: 12px; background: #f0f0f0; position: relative; margin: 0 6px; }
+.slot { min-width: 360px; } .slot h4 { margin: 6px 0; font-size: 13px; }
+.bar-row { display: flex; align-items: center; font-size: 12px; min-height: 18px; margin: 1px 0; }
+.bar-row .name { width: 150px; flex: none; line-height: 1.2; overflow-wrap: break-word; }
+.bar-row .track { width: 150px; flex: none; height: 12px; background: #f0f0f0; position: relative; margin: 0 6px; }
 .bar-row .fill { height: 12px; background: #4c72b0; } .bar-row.chosen .fill { background: #dd8452; }
 .bar-row.chosen .name { font-weight: bold; } .bar-row.stop .fill { background: #8c8c8c; }
 .bar-row .value { width: 48px; text-align: right; font-variant-numeric: tabular-nums; }
 .votes .fill { background: #55a868; }
 .gold { background: #e8f4ea; border-radius: 3px; padding: 0 3px; }
+.label { background: #f0f0f5; border-radius: 3px; padding: 0 4px; display: inline-block; margin: 0 0 2px; }
 code { background: #f4f4f4; padding: 1px 4px; border-radius: 3px; }
 """
 
@@ -99,15 +104,26 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _breakable(value) -> str:
+    """Escaped, with line-break opportunities after the punctuation of names and paths
+    (``platt[base=first,scope=shared]``, ``runs/sweep/share-0.2``), so a long one wraps at a
+    natural point instead of widening its table or breaking letter by letter."""
+    return re.sub(r"([/,\[@_=-])", r"\1<wbr>", _e(value))
+
+
 def _img(png: bytes, alt: str) -> str:
+    from labeldist.report.figures import min_font_pixels
+
     data = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+    # the smallest text's height in the PNG's own pixels: the screenshot check scales it by how
+    # wide the figure is drawn to tell whether that text stays legible
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" data-min-font-px="{min_font_pixels():.1f}">'
 
 
 def _cell(value) -> str:
     if not isinstance(value, dict) or value.get("value") is None or not np.isfinite(value["value"]):
         return '<td class="num">n/a</td>'
-    return f'<td class="num">{value["value"]:.3f} <small>[{value["low"]:.3f}, {value["high"]:.3f}]</small></td>'
+    return f'<td class="num">{value["value"]:.3f}<small>[{value["low"]:.3f}, {value["high"]:.3f}]</small></td>'
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -152,17 +168,17 @@ def config_section(views: Sequence[RunView]) -> str:
         values = [v.config.get(key, RunMethod.GENERATE.value if key == "method" else None) for v in views]
         if all(v is None for v in values):
             continue
-        rows.append(f"<tr><th>{_e(key)}</th>" + "".join(f"<td>{_e(v)}</td>" for v in values) + "</tr>")
+        rows.append(f"<tr><th>{_e(key)}</th>" + "".join(f"<td>{_breakable(v)}</td>" for v in values) + "</tr>")
     counts = [v.manifest.get("counts", {}) for v in views]
     for key in ("items_recorded", "unparseable_answers", "empty_answers", "unfinished_answers"):
         rows.append(f"<tr><th>{_e(key)}</th>" + "".join(f"<td>{_e(c.get(key))}</td>" for c in counts) + "</tr>")
     models = [v.manifest.get("model", {}) for v in views]
-    rows.append(
-        "<tr><th>model source</th>" + "".join(f"<td>{_e(m.get('upstream') or m.get('path'))}</td>" for m in models) + "</tr>"
-    )
-    labels = [", ".join(v.labels) for v in views]
-    rows.append("<tr><th>labels</th>" + "".join(f"<td>{_e(x)}</td>" for x in labels) + "</tr>")
-    head = "<tr><th></th>" + "".join(f"<th>{_e(v.name)}</th>" for v in views) + "</tr>"
+    sources = "".join(f"<td>{_breakable(m.get('upstream') or m.get('path'))}</td>" for m in models)
+    rows.append(f"<tr><th>model source</th>{sources}</tr>")
+    # one chip per label: a label may itself hold commas ("rent, heating and the cost of living")
+    labels = ["".join(f"<span class='label'>{_e(label)}</span> " for label in v.labels) for v in views]
+    rows.append("<tr><th>labels</th>" + "".join(f"<td>{x}</td>" for x in labels) + "</tr>")
+    head = "<tr><th></th>" + "".join(f"<th>{_breakable(v.name)}</th>" for v in views) + "</tr>"
     return f"<h2 id='runs'>Runs</h2><div class='wide'><table>{head}{''.join(rows)}</table></div>"
 
 
@@ -213,7 +229,7 @@ def evaluation_files(run: Path) -> list[tuple[Path, dict]]:
 def _evaluation_table(view: RunView, result: dict, source: str) -> str:
     head = "<tr><th>estimator</th>" + "".join(f"<th>{_e(c)}</th>" for c in EVALUATION_COLUMNS) + "</tr>"
     body = "".join(
-        f"<tr><td>{_e(name)}</td>" + "".join(_cell(row.get(c)) for c in EVALUATION_COLUMNS) + "</tr>"
+        f"<tr><td>{_breakable(name)}</td>" + "".join(_cell(row.get(c)) for c in EVALUATION_COLUMNS) + "</tr>"
         for name, row in result.get("estimators", {}).items()
     )
     notes = "".join(f"<li>{_e(n)}</li>" for n in result.get("notes", []))
@@ -258,7 +274,7 @@ def key_numbers(views: Sequence[RunView], stats: dict) -> str:
         row("1st label is gold (answers with 2+)", lambda s: s["label_order"]["by_position"][0]["value"]),
         row("2nd label is gold (answers with 2+)", lambda s: s["label_order"]["by_position"][1]["value"]),
     ]
-    head = "<tr><th></th>" + "".join(f"<th>{_e(v.name)}</th>" for v in views) + "</tr>"
+    head = "<tr><th></th>" + "".join(f"<th>{_breakable(v.name)}</th>" for v in views) + "</tr>"
     table = f"<div class='wide'><table>{head}{''.join(rows)}</table></div>"
     paired = [r for r in stats.get("paired", []) if r.get("slot1_entropy")]
     if paired:
@@ -311,7 +327,7 @@ def sweep_section(sweeps: Sequence[Path]) -> str:
         summary = data if "by_share" in data else summarize_sweep(folder)
         figure = sweep_figure(summary, sweep_title(summary.get("shared_config", {})))
         rows = "".join(
-            f"<tr><td class='num'>{r['share']:g}</td><td>{_e(r['run'])}</td><td class='num'>{r['items']}</td>"
+            f"<tr><td class='num'>{r['share']:g}</td><td>{_breakable(r['run'])}</td><td class='num'>{r['items']}</td>"
             f"<td class='num'>{_fmt(r.get('multilabel_demonstrations'), 1)}</td>"
             f"<td class='num'>{_fmt(r['labels_per_answer']['mean'])}</td><td class='num'>{_fmt(r['answers_with_2plus'])}</td>"
             f"<td class='num'>{_fmt(r['slot1_entropy']['mean'])}</td>"
