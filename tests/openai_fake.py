@@ -182,12 +182,28 @@ class FakeServer:
             top[self.lm.vocab[taken]] = float(logp[taken])
         return top
 
-    def complete(self, prompt: str, max_tokens: int, k: int | None, echo: bool, shift_echo: bool = False) -> dict:
+    def complete(
+        self,
+        prompt: str,
+        max_tokens: int,
+        k: int | None,
+        echo: bool,
+        shift_echo: bool = False,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> dict:
+        """Greedy at temperature 0, else tokens drawn from the tempered distribution with a
+        generator seeded by ``seed`` (as vLLM and llama.cpp honour a request's seed)."""
         generated, tokens, values, tops = "", [], [], []
         finish = "length"
+        rng = np.random.default_rng(seed)
         for _ in range(max_tokens):
             logp = self.lm.distribution(prompt + generated)
-            taken = int(np.argmax(logp))
+            if temperature > 0:
+                tempered = np.exp((logp - logp.max()) / temperature)
+                taken = int(rng.choice(len(logp), p=tempered / tempered.sum()))
+            else:
+                taken = int(np.argmax(logp))
             if taken == 0 and not self.eos_entry:
                 finish = "stop"
                 break
@@ -279,12 +295,21 @@ class FakeServer:
                         k,
                         bool(request.get("echo")),
                         shift_echo=fault is not None and fault[0] == "shift_echo",
+                        temperature=float(request.get("temperature") or 0.0),
+                        seed=request.get("seed"),
                     )
                     body = {"id": "cmpl-1", "object": "text_completion", "model": server.model, "choices": [choice]}
                 elif self.path == "/v1/chat/completions":
                     k = request.get("top_logprobs") if request.get("logprobs") else None
                     prompt = server.chat_prompt(request["messages"])
-                    choice = server.complete(prompt, int(request.get("max_tokens", 16)), k, False)
+                    choice = server.complete(
+                        prompt,
+                        int(request.get("max_tokens", 16)),
+                        k,
+                        False,
+                        temperature=float(request.get("temperature") or 0.0),
+                        seed=request.get("seed"),
+                    )
                     content = None
                     if choice["logprobs"] is not None:
                         lp = choice["logprobs"]

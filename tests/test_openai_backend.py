@@ -441,3 +441,34 @@ def test_server_options_need_the_server_backend(table, tmp_path, capsys):
     assert "--base-url only apply to --backend openai" in capsys.readouterr().err
     assert main([*table, "--out", str(tmp_path / "y")]) == 2
     assert "needs --base-url" in capsys.readouterr().err
+
+
+def test_sampled_answers_through_the_server():
+    """--samples on the HTTP backend: one seeded request per draw; a vanishing temperature gives
+    the greedy answer, the same seed the same draws, and the share of draws whose first label is
+    L agrees with slot 1's brute-force probability of L."""
+    with FakeServer(eos_entry=True) as server:
+        prompts = [prompt_of(i, t) for i, t in enumerate(TEXTS[:2])]
+        backend = backend_for(server)
+        greedy = [g.answer for g in backend.generate(prompts, LABELS, FMT)]
+        assert [a[0] for a in backend.sample_answers(prompts, FMT, 1, temperature=1e-6, seed=1)] == greedy
+        draws = 300
+        sampled = backend.sample_answers(prompts, FMT, draws, seed=4)
+        assert sampled == backend.sample_answers(prompts, FMT, draws, seed=4)
+        sent = [r for r in server.requests if r.get("temperature") == 1.0]
+        assert len(sent) == 2 * 2 * draws and len({r["seed"] for r in sent}) == 2 * draws
+        within = []
+        for prompt, answer, answers in zip(prompts, greedy, sampled):
+            labels, stop = expected_slots(server.lm, prompt.text, answer)[0]
+            exact = np.append(labels, stop)
+            counts = np.zeros(len(LABELS) + 1)
+            for drawn in answers:
+                written = FMT.parse(drawn, LABELS).labels
+                counts[LABELS.index(written[0]) if written else len(LABELS)] += 1
+            se = np.sqrt(np.clip(exact * (1 - exact), 1 / draws, None) / draws)
+            # labels only: the toy model writes off-format text now and then, which the exact slot
+            # leaves out and the parser reads as no label (or, leniently, as some label)
+            within.extend((np.abs(counts / draws - exact) <= 3 * se)[: len(LABELS)])
+        assert sum(within) >= len(within) - 1
+        with pytest.raises(ValueError, match="temperature"):
+            backend.sample_answers(prompts, FMT, 1, temperature=0)

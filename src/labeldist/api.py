@@ -186,6 +186,8 @@ def run(
     max_new_tokens: int = 64,
     save_hidden: bool = False,
     method: str = "generate",
+    samples: int = 0,
+    temperature: float = 1.0,
     limit: int | None = None,
     batch_size: int = 8,
     device: str | None = "auto",
@@ -207,7 +209,8 @@ def run(
     ``labeldist run``. The other settings are those of ``labeldist run`` (its ``--help`` says
     each). Running the same call again resumes the run where it stopped; a call with other
     settings on the same ``out`` is refused, naming the setting. Items the model could not
-    label are listed in :attr:`Run.gaps`; calling again retries them. ``on_gaps``: what to do
+    label are listed in :attr:`Run.gaps`; calling again retries them. ``samples=N`` also
+    draws N answers per item at ``temperature`` (for ``estimate("sample")``). ``on_gaps``: what to do
     when there are such items: ``"warn"``, ``"raise"`` (a ModelError) or ``"ignore"``.
     """
     from labeldist.models.registry import BackendSettings, make_backend
@@ -260,6 +263,8 @@ def run(
         max_new_tokens=max_new_tokens,
         save_hidden=save_hidden,
         method=method,
+        samples=samples,
+        temperature=temperature,
         server=server.identity() if server is not None else None,
     )
     settings = BackendSettings(

@@ -169,6 +169,21 @@ def run_and_report(
     help="generate: answers with per-slot label distributions; unary: 'is this label reasonable?' per label and "
     "none; pairwise: 'which label fits better, a or b?' for every pair, both orders.",
 )
+@click.option(
+    "--samples",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Also draw N answers per item from the model (seeded by --seed and the item) for the estimator sample.",
+)
+@click.option(
+    "--temperature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Temperature of the --samples answers (1: the model's own distribution).",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(**options):
@@ -217,6 +232,18 @@ def show_command(run_dir, limit, first_token):
         footer = "".join(f" {'H=' + format(s['entropy'], '.2f'):>9s}" + ("         " if first_token else "") for s in slots)
         click.echo(f"  {'entropy':{width}s}{footer}")
         click.echo(slot_sources(record, labels))
+        sampled = record.get("sampled_labels")
+        if sampled is not None and len(sampled):
+            click.echo(sampled_shares(sampled, labels, manifest["config"].get("temperature", 1.0)))
+
+
+def sampled_shares(sampled, labels, temperature) -> str:
+    """The share of an item's sampled answers naming each label, with its Monte-Carlo standard error."""
+    n = len(sampled)
+    counts = {label: sum(label in set(draw) for draw in sampled) for label in labels}
+    shown = ", ".join(f"{label} {c / n:.2f}±{np.sqrt(c / n * (1 - c / n) / n):.2f}" for label, c in counts.items() if c)
+    empty = sum(len(draw) == 0 for draw in sampled)
+    return f"  sampled answers ({n} at temperature {temperature:g}): {shown or 'no label named'}; empty {empty / n:.2f}"
 
 
 def slot_sources(record, labels) -> str:

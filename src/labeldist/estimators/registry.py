@@ -12,6 +12,8 @@ A spec is ``NAME[key=value,...]@SOURCE``, every part but the name optional:
 - ``probe[layer=-1,target=votes]``    logistic regression on first-slot hidden states, fitted
                                       on the --calibrate-on run (both made with --save-hidden)
 - ``encoder[model=models/NAME]``      a fine-tuned encoder (labeldist encoder train)
+- ``sample``, ``sample[n=8]``         share of the answers sampled with ``labeldist run --samples N``
+                                      (all of them, or the first 8) that name each label
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from labeldist.estimators.encoder import Encoder
 from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
 from labeldist.estimators.probe import Probe
+from labeldist.estimators.sampled import Sample
 from labeldist.estimators.slots import SLOT_ESTIMATORS, SOURCES, Output
 from labeldist.prompts.methods import RunMethod
 
@@ -34,6 +37,7 @@ ESTIMATORS = {
     "platt-shared": Platt,
     "probe": Probe,
     "encoder": Encoder,
+    "sample": Sample,
 }
 # what `labeldist evaluate` reports when no estimators are named, by the run's method
 DEFAULT_ESTIMATORS = {
@@ -84,6 +88,13 @@ def make_estimator(name: str, source: str = "exact", **params):
         raise ValueError("encoder reads texts; it has no first-token variant")
     if cls in (Unary, Pairwise) and source != "exact":
         raise ValueError(f"{name} scores answers exactly; it has no first-token variant")
+    if cls is Sample:
+        if source != "exact":
+            raise ValueError("sample counts sampled answers; it has no first-token variant")
+        try:
+            return cls(**params)
+        except TypeError as err:
+            raise ValueError(f"estimator {name!r}: {err}") from None
     if cls is Output:
         if source != "exact":
             raise ValueError("output reads the generated answer; it has no first-token variant")

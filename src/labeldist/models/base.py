@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labeldist.errors import ModelError
 from labeldist.prompts import AnswerFormat, ParsedAnswer, Prompt
 from labeldist.prompts.judgements import JudgementPrompt
 
@@ -100,6 +101,15 @@ class Generation:
     error: str | None = None
 
 
+def draw_seed(seed: int, item_id: str, draw: int) -> int:
+    """The seed of one sampled answer (31 bits: what every server's ``seed`` field takes), from
+    the run's seed, the item's id and the draw's number, so draws do not depend on batching."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}\0{item_id}\0{draw}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:4], "little") >> 1
+
+
 class Backend(ABC):
     """What a run calls on a model, and nothing else (as lm-evaluation-harness's LM): a backend
     renders prompts, generates answers with their label slots, scores the answers of unary and
@@ -138,3 +148,11 @@ class Backend(ABC):
     def precision_check(self, prompts: Sequence[Prompt], labels: Sequence[str], fmt: AnswerFormat, answers) -> dict:
         """The largest differences between these slots as run and in float32 (hf only)."""
         return {"items": 0, "skipped": "this backend cannot rescore in float32"}
+
+    def sample_answers(
+        self, prompts: Sequence[Prompt], answer_format: AnswerFormat, n: int, *, temperature: float = 1.0, seed: int = 0
+    ) -> list[list[str]]:
+        """``n`` answers per prompt drawn from the model at ``temperature`` (each the answer prefix
+        plus what was sampled), seeded per (seed, item, draw) so that batching and resuming do
+        not change them. A backend that cannot sample says so."""
+        raise ModelError(f"the {self.name} backend cannot sample answers (--samples)")

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Backend, Generation, SlotDistribution
+from labeldist.models.base import Backend, Generation, SlotDistribution, draw_seed
 from labeldist.models.resolve import ResolvedModel, resolve_model
-from labeldist.prompts import AnswerFormat, JsonFormat, ParsedAnswer, Prompt
+from labeldist.prompts import AnswerFormat, ParsedAnswer, Prompt
+from labeldist.prompts.formats import answer_closed
 from labeldist.prompts.judgements import FILL, JudgementPrompt
 from labeldist.slots.locate import SlotPlan, plan_slots, record_forms
 from labeldist.slots.scoring import (
@@ -286,7 +287,11 @@ class HFBackend(Backend):
             **self._last_logits_only,
         )
 
-    def _decode(self, encoded: list[list[int]], prefixes: list[str], fmt: AnswerFormat, save_hidden: bool, forced=None) -> dict:
+    def _decode(
+        self, encoded: list[list[int]], prefixes: list[str], fmt: AnswerFormat, save_hidden: bool, forced=None, choose=None
+    ) -> dict:
+        """Decode the batch: greedy, the ``forced`` token ids, or each next token from
+        ``choose(step log-probabilities (batch x vocabulary))`` (sampling)."""
 
         batch = len(encoded)
         shared, cache = self._shared_prefix(encoded, save_hidden)
@@ -316,7 +321,10 @@ class HFBackend(Backend):
         limit = self.max_new_tokens if forced is None else max(len(f) for f in forced)
         for _ in range(limit):
             # one transfer of the batch's greedy tokens per step (none when the answers are given)
-            next_tokens = [0] * batch if forced is not None else steps[-1].argmax(-1).tolist()
+            if forced is not None:
+                next_tokens = [0] * batch
+            else:
+                next_tokens = steps[-1].argmax(-1).tolist() if choose is None else choose(steps[-1])
             ending = torch.zeros(batch, dtype=torch.bool)
             for i in torch.nonzero(active).flatten().tolist():
                 if forced is not None:
@@ -327,7 +335,7 @@ class HFBackend(Backend):
                     continue
                 token = next_tokens[i]
                 generated[i].append(token)
-                if token in eos or _answer_closed(fmt, prefixes[i] + self.texts.text(generated[i])):
+                if token in eos or answer_closed(fmt, prefixes[i] + self.texts.text(generated[i])):
                     finished[i] = True
                     ending[i] = True
                 elif len(generated[i]) >= self.max_new_tokens:
@@ -594,6 +602,45 @@ class HFBackend(Backend):
         out = self.scorer.answer_logprobs(items, state["cache"], self._key_positions(state, encoded))
         return out
 
+    # -- sampling (labeldist run --samples) ----------------------------------------------------
+
+    @torch.no_grad()
+    def sample_answers(
+        self, prompts: Sequence[Prompt], answer_format: AnswerFormat, n: int, *, temperature: float = 1.0, seed: int = 0
+    ) -> list[list[str]]:
+        """``n`` answers per prompt drawn token by token from the model's distribution at
+        ``temperature`` (ancestral sampling, no top-k or top-p), each the answer prefix plus what
+        was drawn, stopping where a greedy answer would (end of turn, the answer closed, or
+        max_new_tokens). Every draw has its own generator, seeded by (seed, item id, draw), so
+        the answers do not depend on the batch they were drawn in."""
+        if n < 1:
+            raise ValueError(f"samples must be at least 1, not {n}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be above 0, not {temperature}")
+        encoded = [self.encode_prompt(p)[1] for p in prompts]
+        rows = [(i, draw) for i in range(len(prompts)) for draw in range(n)]
+        answers: list[list[str]] = [[] for _ in prompts]
+        # rows go through the model in chunks: every draw of an item is a row of its own
+        chunk = max(n, 32)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            generators = [torch.Generator().manual_seed(draw_seed(seed, prompts[i].item_id, draw)) for i, draw in part]
+
+            def choose(step: torch.Tensor, generators=generators) -> list[int]:
+                probs = torch.softmax(step.float() / temperature, dim=-1).cpu()
+                return [int(torch.multinomial(probs[r], 1, generator=g)) for r, g in enumerate(generators)]
+
+            state = self._decode(
+                [encoded[i] for i, _ in part],
+                [prompts[i].answer_prefix for i, _ in part],
+                answer_format,
+                False,
+                choose=choose,
+            )
+            for (i, _), generated in zip(part, state["generated"]):
+                answers[i].append(prompts[i].answer_prefix + self.texts.text([t for t in generated if t not in self.eos]))
+        return answers
+
     # -- attention (labeldist analyze --attention) -------------------------------------------
 
     def use_eager_attention(self) -> None:
@@ -692,12 +739,3 @@ def _boundary_before(boundaries: list[int], offset: int) -> int:
         else:
             break
     return j
-
-
-def _answer_closed(fmt: AnswerFormat, answer: str) -> bool:
-    """Whether the answer is over: the json list closed, or a list format's line ended."""
-    if isinstance(fmt, JsonFormat):
-        opened = answer.find(fmt.opener)
-        return opened >= 0 and fmt.closer in answer[opened:]
-    stripped = answer.lstrip()
-    return "\n" in stripped

@@ -610,3 +610,13 @@ def get_answer_format(name: str, match: MatchMode = "fuzzy", min_similarity: flo
     except KeyError:
         raise ValueError(f"unknown answer format {name!r}; choose from {', '.join(ANSWER_FORMATS)}") from None
     return cls(match=match, min_similarity=min_similarity)
+
+
+def answer_closed(fmt: AnswerFormat, answer: str) -> bool:
+    """Whether the answer is over, where decoding stops: the json list closed, or a list
+    format's line ended."""
+    if isinstance(fmt, JsonFormat):
+        opened = answer.find(fmt.opener)
+        return opened >= 0 and fmt.closer in answer[opened:]
+    stripped = answer.lstrip()
+    return "\n" in stripped

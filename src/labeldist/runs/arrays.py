@@ -40,6 +40,8 @@ class RunArrays:
     # unary / pairwise runs: items x questions x (positive, negative) answer log-probabilities
     answer_logprobs: np.ndarray | None = None
     questions: dict | None = None
+    # runs with --samples N: items x N x labels, 1 where a sampled answer names the label
+    sampled: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,7 +53,8 @@ class RunArrays:
         index = np.asarray(index, dtype=int)
         picked = {name: getattr(self, name)[index] for name in PER_ITEM}
         answers = None if self.answer_logprobs is None else self.answer_logprobs[index]
-        return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, **picked)
+        sampled = None if self.sampled is None else self.sampled[index]
+        return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, sampled=sampled, **picked)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunArrays:
@@ -60,7 +63,9 @@ class RunArrays:
         manifest = store.read_manifest()
         labels = tuple(manifest["labels"])
         method = manifest_method(manifest)
-        table = store.read_table(COLUMNS + (("answer_logprobs",) if method.judges else ()))
+        draws = int(manifest.get("config", {}).get("samples") or 0)
+        extra = (("answer_logprobs",) if method.judges else ()) + (("sampled_labels",) if draws else ())
+        table = store.read_table(COLUMNS + extra)
         n, k = table.num_rows, len(labels)
 
         slots = table.column("slots").combine_chunks()
@@ -84,6 +89,14 @@ class RunArrays:
             count = len(questions.get("pairs") or []) if method == RunMethod.PAIRWISE else len(questions.get("candidates") or [])
             column = table.column("answer_logprobs").combine_chunks()
             answers = _vectors(column, 2 * count, str(run_dir), "answer_logprobs").reshape(n, count, 2)
+        sampled = None
+        if draws:
+            column = table.column("sampled_labels").combine_chunks()
+            lengths = _list_lengths(column)
+            if len(lengths) and (lengths != draws).any():
+                row = int(np.flatnonzero(lengths != draws)[0])
+                raise DataError(str(run_dir), f"record {row}", f"sampled_labels has {lengths[row]} answers, not {draws}")
+            sampled = _indicators(column.flatten(), labels).reshape(n, draws, k)
         return cls(
             path=str(run_dir),
             ids=table.column("id").to_pylist(),
@@ -100,6 +113,7 @@ class RunArrays:
             method=method,
             answer_logprobs=answers,
             questions=manifest.get("questions"),
+            sampled=sampled,
         )
 
 

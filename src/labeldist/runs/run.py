@@ -52,6 +52,8 @@ class RunConfig:
     max_new_tokens: int = 64
     save_hidden: bool = False
     method: str = RunMethod.GENERATE  # a RunMethod value
+    samples: int = 0  # answers sampled per item beside the greedy one (estimator `sample`)
+    temperature: float = 1.0  # of the sampled answers
     server: dict | None = None  # an HTTP server backend's settings that decide records (None: hf)
 
     def identity(self) -> dict:
@@ -67,7 +69,7 @@ class RunConfig:
 
 
 # settings added after the first runs were made, with the value those runs had
-LEGACY_CONFIG = {"method": RunMethod.GENERATE.value, "server": None}
+LEGACY_CONFIG = {"method": RunMethod.GENERATE.value, "server": None, "samples": 0, "temperature": 1.0}
 
 
 def package_versions() -> dict[str, str]:
@@ -213,6 +215,10 @@ def _execute(
     judging = run_method(config.method).judges
     if judging and config.save_hidden:
         raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
+    if judging and config.samples:
+        raise ValueError(f"--samples draws generated answers; the {config.method} method generates none")
+    if config.samples < 0 or not config.temperature > 0:
+        raise ValueError(f"samples must be 0 or more and temperature above 0, not {config.samples} and {config.temperature}")
     # the digest is of the whole split (an --ids list may grow between attempts: the suite's
     # nested samples do) and the demonstration pool
     identity = {**config.identity(), "data_sha256": digest}
@@ -276,6 +282,16 @@ def _execute(
             for item, prompt, gen in zip(batch_items, batch_prompts, generations)
             if not gen.error
         ]
+        if config.samples and records:
+            sampled_started = time.perf_counter()
+            labelled_prompts = [prompt for prompt, gen in zip(batch_prompts, generations) if not gen.error]
+            drawn = backend.sample_answers(
+                labelled_prompts, fmt, config.samples, temperature=config.temperature, seed=config.seed
+            )
+            for record, answers in zip(records, drawn):
+                record["sampled_answers"] = answers
+                record["sampled_labels"] = [list(fmt.parse(a, dataset.labels).labels) for a in answers]
+            breakdown["sample_seconds"] = breakdown.get("sample_seconds", 0.0) + time.perf_counter() - sampled_started
         hidden = (
             {item.id: gen.hidden for item, gen in zip(batch_items, generations) if gen.hidden is not None}
             if config.save_hidden

@@ -85,6 +85,10 @@ RECORD_SCHEMA = pa.schema(
         ("token_ids", pa.list_(pa.int64())),
         ("slot_decisions", pa.list_(pa.int32())),
         ("slot_forms", pa.list_(pa.list_(pa.string()))),
+        # --samples N (null without, and in older runs): N answers drawn at the run's temperature,
+        # each the answer prefix plus what was drawn, and the labels parsed from each
+        ("sampled_answers", pa.list_(pa.string())),
+        ("sampled_labels", pa.list_(pa.list_(pa.string()))),
     ]
 )
 

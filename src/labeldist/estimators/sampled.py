@@ -1,0 +1,44 @@
+"""The practitioners' estimate: how often sampled answers name each label.
+
+``labeldist run --samples N [--temperature T]`` records N answers per item drawn from the model
+(beside the greedy one). ``Sample`` gives each label the share of those answers that name it, an
+unbiased Monte-Carlo estimate of P(label in answer) at that temperature, with standard error
+sqrt(p (1 - p) / n). It is the check on exact estimates of the same quantity, and the estimate a
+user with only an API can make.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labeldist.estimators.base import Estimator
+from labeldist.runs.arrays import RunArrays
+
+
+class Sample(Estimator):
+    """Share of the run's sampled answers naming each label; ``n``: use the first n draws only."""
+
+    name = "sample"
+
+    def __init__(self, n: int | float | None = None):
+        if n is not None and (int(n) != n or n < 1):
+            raise ValueError(f"sample[n=...] must be a whole number of draws, at least 1, not {n}")
+        self.n = None if n is None else int(n)
+
+    def _draws(self, run: RunArrays) -> np.ndarray:
+        if run.sampled is None:
+            raise ValueError(f"run {run.path} has no sampled answers: make it with labeldist run --samples N")
+        available = run.sampled.shape[1]
+        if self.n is not None and self.n > available:
+            raise ValueError(f"sample[n={self.n}]: run {run.path} has {available} sampled answers per item")
+        return run.sampled if self.n is None else run.sampled[:, : self.n]
+
+    def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """Items x labels: the share of the (first ``n``) sampled answers that name each label."""
+        return self._draws(run).mean(axis=1)
+
+    def standard_error(self, run: RunArrays) -> np.ndarray:
+        """Items x labels Monte-Carlo standard error of :meth:`predict_proba`: sqrt(p (1 - p) / n)."""
+        draws = self._draws(run)
+        p = draws.mean(axis=1)
+        return np.sqrt(p * (1 - p) / draws.shape[1])
