@@ -188,6 +188,9 @@ def run(
     method: str = "generate",
     samples: int = 0,
     temperature: float = 1.0,
+    marginal: bool = False,
+    marginal_tolerance: float = 1e-3,
+    marginal_nodes: int = 200,
     limit: int | None = None,
     batch_size: int = 8,
     device: str | None = "auto",
@@ -210,7 +213,8 @@ def run(
     each). Running the same call again resumes the run where it stopped; a call with other
     settings on the same ``out`` is refused, naming the setting. Items the model could not
     label are listed in :attr:`Run.gaps`; calling again retries them. ``samples=N`` also
-    draws N answers per item at ``temperature`` (for ``estimate("sample")``). ``on_gaps``: what to do
+    draws N answers per item at ``temperature`` (for ``estimate("sample")``); ``marginal=True``
+    computes P(label in answer) over the trie of answers (for ``estimate("marginal")``). ``on_gaps``: what to do
     when there are such items: ``"warn"``, ``"raise"`` (a ModelError) or ``"ignore"``.
     """
     from labeldist.models.registry import BackendSettings, make_backend
@@ -265,6 +269,9 @@ def run(
         method=method,
         samples=samples,
         temperature=temperature,
+        marginal=marginal,
+        marginal_tolerance=marginal_tolerance,
+        marginal_nodes=marginal_nodes,
         server=server.identity() if server is not None else None,
     )
     settings = BackendSettings(

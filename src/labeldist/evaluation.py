@@ -85,7 +85,9 @@ def evaluate(
     if calibration is not None and not len(calibration):
         raise DataError(calibrate_on, None, "has no records yet: nothing to calibrate on")
     if estimators is None:
-        estimators = list(DEFAULT_ESTIMATORS[run.method]) + (["sample"] if run.sampled is not None else [])
+        estimators = list(DEFAULT_ESTIMATORS[run.method])
+        estimators += ["marginal"] if run.marginal_lower is not None else []
+        estimators += ["sample"] if run.sampled is not None else []
         if calibration is None and cross_fit is None:
             estimators = [e for e in estimators if not e.startswith("platt")]
     if calibration is not None and calibration.method != run.method:

@@ -184,6 +184,26 @@ def run_and_report(
     type=click.FloatRange(min=0.0, min_open=True),
     help="Temperature of the --samples answers (1: the model's own distribution).",
 )
+@click.option(
+    "--marginal",
+    is_flag=True,
+    help="hf backend: also compute P(label in answer) over every answer the model could write (the trie of label "
+    "sequences, most probable first) for the estimator marginal.",
+)
+@click.option(
+    "--marginal-tolerance",
+    default=1e-3,
+    show_default=True,
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True),
+    help="Expand the trie until the unexpanded mass is below this.",
+)
+@click.option(
+    "--marginal-nodes",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="At most this many trie nodes per item.",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(**options):
@@ -232,9 +252,23 @@ def show_command(run_dir, limit, first_token):
         footer = "".join(f" {'H=' + format(s['entropy'], '.2f'):>9s}" + ("         " if first_token else "") for s in slots)
         click.echo(f"  {'entropy':{width}s}{footer}")
         click.echo(slot_sources(record, labels))
+        if record.get("marginal_lower") is not None:
+            click.echo(marginal_line(record, labels))
         sampled = record.get("sampled_labels")
         if sampled is not None and len(sampled):
             click.echo(sampled_shares(sampled, labels, manifest["config"].get("temperature", 1.0)))
+
+
+def marginal_line(record, labels) -> str:
+    """An item's P(label in answer) with its bounds, most probable first."""
+    lower, upper = np.asarray(record["marginal_lower"]), np.asarray(record["marginal_upper"])
+    order = np.argsort(-(lower + upper))
+    shown = ", ".join(f"{labels[i]} {(lower[i] + upper[i]) / 2:.3f} [{lower[i]:.3f}, {upper[i]:.3f}]" for i in order)
+    nodes, unsettled = record["marginal_nodes"], record["marginal_unsettled"]
+    return (
+        f"  P(label in answer): {shown}; empty answer {record['marginal_empty']:.3f}, expected labels "
+        f"{record['marginal_expected_labels']:.2f} ({nodes} nodes, unsettled {unsettled:.4f})"
+    )
 
 
 def sampled_shares(sampled, labels, temperature) -> str:

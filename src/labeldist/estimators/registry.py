@@ -12,6 +12,8 @@ A spec is ``NAME[key=value,...]@SOURCE``, every part but the name optional:
 - ``probe[layer=-1,target=votes]``    logistic regression on first-slot hidden states, fitted
                                       on the --calibrate-on run (both made with --save-hidden)
 - ``encoder[model=models/NAME]``      a fine-tuned encoder (labeldist encoder train)
+- ``marginal``, ``marginal[bound=lower]``  P(label in answer) over the trie of answers
+                                      (``labeldist run --marginal``): midpoint of its bounds
 - ``sample``, ``sample[n=8]``         share of the answers sampled with ``labeldist run --samples N``
                                       (all of them, or the first 8) that name each label
 """
@@ -24,7 +26,7 @@ from labeldist.estimators.encoder import Encoder
 from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
 from labeldist.estimators.probe import Probe
-from labeldist.estimators.sampled import Sample
+from labeldist.estimators.sampled import Marginal, Sample
 from labeldist.estimators.slots import SLOT_ESTIMATORS, SOURCES, Output
 from labeldist.prompts.methods import RunMethod
 
@@ -38,6 +40,7 @@ ESTIMATORS = {
     "probe": Probe,
     "encoder": Encoder,
     "sample": Sample,
+    "marginal": Marginal,
 }
 # what `labeldist evaluate` reports when no estimators are named, by the run's method
 DEFAULT_ESTIMATORS = {
@@ -88,9 +91,9 @@ def make_estimator(name: str, source: str = "exact", **params):
         raise ValueError("encoder reads texts; it has no first-token variant")
     if cls in (Unary, Pairwise) and source != "exact":
         raise ValueError(f"{name} scores answers exactly; it has no first-token variant")
-    if cls is Sample:
+    if cls in (Sample, Marginal):
         if source != "exact":
-            raise ValueError("sample counts sampled answers; it has no first-token variant")
+            raise ValueError(f"{name} reads whole answers; it has no first-token variant")
         try:
             return cls(**params)
         except TypeError as err:

@@ -1,4 +1,5 @@
-"""The practitioners' estimate: how often sampled answers name each label.
+"""P(label in answer): exactly over the trie of answers (``Marginal``), or as practitioners
+estimate it, by how often sampled answers name each label (``Sample``).
 
 ``labeldist run --samples N [--temperature T]`` records N answers per item drawn from the model
 (beside the greedy one). ``Sample`` gives each label the share of those answers that name it, an
@@ -42,3 +43,25 @@ class Sample(Estimator):
         draws = self._draws(run)
         p = draws.mean(axis=1)
         return np.sqrt(p * (1 - p) / draws.shape[1])
+
+
+class Marginal(Estimator):
+    """P(label in answer) over every answer the model could write (``labeldist run --marginal``):
+    ``bound`` "mid" (default), "lower" or "upper" of the bounds the run recorded."""
+
+    name = "marginal"
+
+    def __init__(self, bound: str = "mid"):
+        if bound not in ("mid", "lower", "upper"):
+            raise ValueError(f"marginal[bound=...] is mid, lower or upper, not {bound!r}")
+        self.bound = bound
+
+    def predict_proba(self, run: RunArrays) -> np.ndarray:
+        """Items x labels: the midpoint of the recorded bounds (or one of them)."""
+        if run.marginal_lower is None or run.marginal_upper is None:
+            raise ValueError(f"run {run.path} has no marginals: make it with labeldist run --marginal")
+        if self.bound == "lower":
+            return run.marginal_lower
+        if self.bound == "upper":
+            return run.marginal_upper
+        return (run.marginal_lower + run.marginal_upper) / 2

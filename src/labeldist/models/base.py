@@ -134,8 +134,11 @@ class Backend(ABC):
         answer_format: AnswerFormat,
         *,
         save_hidden: bool = False,
+        forced_answers: Sequence[str] | None = None,
     ) -> list[Generation]:
-        """Each prompt's answer, its parse and the label distribution at every slot."""
+        """Each prompt's answer, its parse and the label distribution at every slot;
+        ``forced_answers`` (text after the answer prefix) scores given answers instead of greedy
+        ones (the marginal's trie; a backend that cannot says so)."""
 
     @abstractmethod
     def score_answers(self, prompts: Sequence[JudgementPrompt]) -> list[np.ndarray]:

@@ -237,6 +237,11 @@ class AnswerFormat(ABC):
         self.check_labels(labels)
         return self._render(list(labels))
 
+    def write(self, labels: Sequence[str]) -> str:
+        """The answer naming ``labels`` in the order given, repeats kept: how the format writes
+        any label sequence a model might produce (labels of a set already checked)."""
+        return self._render(list(labels))
+
     # -- reading -----------------------------------------------------------------------------
 
     def parse(self, text: str, label_set: Sequence[str]) -> ParsedAnswer:

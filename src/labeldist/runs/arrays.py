@@ -42,6 +42,9 @@ class RunArrays:
     questions: dict | None = None
     # runs with --samples N: items x N x labels, 1 where a sampled answer names the label
     sampled: np.ndarray | None = None
+    # runs with --marginal: items x labels bounds on P(label in answer) (runs.marginal)
+    marginal_lower: np.ndarray | None = None
+    marginal_upper: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,8 +56,11 @@ class RunArrays:
         index = np.asarray(index, dtype=int)
         picked = {name: getattr(self, name)[index] for name in PER_ITEM}
         answers = None if self.answer_logprobs is None else self.answer_logprobs[index]
-        sampled = None if self.sampled is None else self.sampled[index]
-        return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, sampled=sampled, **picked)
+        optional = {
+            name: None if getattr(self, name) is None else getattr(self, name)[index]
+            for name in ("sampled", "marginal_lower", "marginal_upper")
+        }
+        return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, **optional, **picked)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunArrays:
@@ -64,7 +70,12 @@ class RunArrays:
         labels = tuple(manifest["labels"])
         method = manifest_method(manifest)
         draws = int(manifest.get("config", {}).get("samples") or 0)
-        extra = (("answer_logprobs",) if method.judges else ()) + (("sampled_labels",) if draws else ())
+        marginal = bool(manifest.get("config", {}).get("marginal"))
+        extra = (
+            (("answer_logprobs",) if method.judges else ())
+            + (("sampled_labels",) if draws else ())
+            + (("marginal_lower", "marginal_upper") if marginal else ())
+        )
         table = store.read_table(COLUMNS + extra)
         n, k = table.num_rows, len(labels)
 
@@ -97,6 +108,10 @@ class RunArrays:
                 row = int(np.flatnonzero(lengths != draws)[0])
                 raise DataError(str(run_dir), f"record {row}", f"sampled_labels has {lengths[row]} answers, not {draws}")
             sampled = _indicators(column.flatten(), labels).reshape(n, draws, k)
+        bounds = {}
+        if marginal:
+            for name in ("marginal_lower", "marginal_upper"):
+                bounds[name] = _vectors(table.column(name).combine_chunks(), k, str(run_dir), name).reshape(n, k)
         return cls(
             path=str(run_dir),
             ids=table.column("id").to_pylist(),
@@ -114,6 +129,7 @@ class RunArrays:
             answer_logprobs=answers,
             questions=manifest.get("questions"),
             sampled=sampled,
+            **bounds,
         )
 
 

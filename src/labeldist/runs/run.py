@@ -24,6 +24,7 @@ from labeldist.errors import DataError
 from labeldist.models.base import Backend, Generation
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.prompts.methods import RunMethod, run_method
+from labeldist.runs.marginal import answer_lead, marginal_record, marginals
 from labeldist.runs.store import RECORD_FORMAT, RunStore, manifest_method
 
 
@@ -54,6 +55,9 @@ class RunConfig:
     method: str = RunMethod.GENERATE  # a RunMethod value
     samples: int = 0  # answers sampled per item beside the greedy one (estimator `sample`)
     temperature: float = 1.0  # of the sampled answers
+    marginal: bool = False  # P(label in answer) over the trie of label sequences (estimator `marginal`)
+    marginal_tolerance: float = 1e-3  # expand until the unexpanded mass is below this
+    marginal_nodes: int = 200  # or this many nodes per item were expanded
     server: dict | None = None  # an HTTP server backend's settings that decide records (None: hf)
 
     def identity(self) -> dict:
@@ -69,7 +73,15 @@ class RunConfig:
 
 
 # settings added after the first runs were made, with the value those runs had
-LEGACY_CONFIG = {"method": RunMethod.GENERATE.value, "server": None, "samples": 0, "temperature": 1.0}
+LEGACY_CONFIG = {
+    "method": RunMethod.GENERATE.value,
+    "server": None,
+    "samples": 0,
+    "temperature": 1.0,
+    "marginal": False,
+    "marginal_tolerance": 1e-3,
+    "marginal_nodes": 200,
+}
 
 
 def package_versions() -> dict[str, str]:
@@ -217,6 +229,10 @@ def _execute(
         raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
     if judging and config.samples:
         raise ValueError(f"--samples draws generated answers; the {config.method} method generates none")
+    if judging and config.marginal:
+        raise ValueError(f"--marginal expands generated answers; the {config.method} method generates none")
+    if config.marginal and not (0 < config.marginal_tolerance < 1 and config.marginal_nodes >= 1):
+        raise ValueError("--marginal-tolerance must be in (0, 1) and --marginal-nodes at least 1")
     if config.samples < 0 or not config.temperature > 0:
         raise ValueError(f"samples must be 0 or more and temperature above 0, not {config.samples} and {config.temperature}")
     # the digest is of the whole split (an --ids list may grow between attempts: the suite's
@@ -292,6 +308,21 @@ def _execute(
                 record["sampled_answers"] = answers
                 record["sampled_labels"] = [list(fmt.parse(a, dataset.labels).labels) for a in answers]
             breakdown["sample_seconds"] = breakdown.get("sample_seconds", 0.0) + time.perf_counter() - sampled_started
+        if config.marginal and records:
+            kept = [(prompt, gen) for prompt, gen in zip(batch_prompts, generations) if not gen.error]
+            found = marginals(
+                backend,
+                [prompt for prompt, _ in kept],
+                dataset.labels,
+                fmt,
+                tolerance=config.marginal_tolerance,
+                max_nodes=config.marginal_nodes,
+                batch_size=batch_size,
+                leads=[answer_lead(gen.answer, prompt) for prompt, gen in kept],
+            )
+            for record, marginal in zip(records, found):
+                record.update(marginal_record(marginal))
+            breakdown["marginal_seconds"] = breakdown.get("marginal_seconds", 0.0) + sum(m.seconds for m in found)
         hidden = (
             {item.id: gen.hidden for item, gen in zip(batch_items, generations) if gen.hidden is not None}
             if config.save_hidden

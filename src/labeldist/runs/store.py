@@ -89,6 +89,16 @@ RECORD_SCHEMA = pa.schema(
         # each the answer prefix plus what was drawn, and the labels parsed from each
         ("sampled_answers", pa.list_(pa.string())),
         ("sampled_labels", pa.list_(pa.list_(pa.string()))),
+        # --marginal (null without, and in older runs): bounds on P(label in answer) over the
+        # trie of label sequences (runs.marginal), the settled mass of the empty answer, the
+        # expected number of labels, nodes expanded, seconds, and the mass left unsettled
+        ("marginal_lower", pa.list_(pa.float64())),
+        ("marginal_upper", pa.list_(pa.float64())),
+        ("marginal_empty", pa.float64()),
+        ("marginal_expected_labels", pa.float64()),
+        ("marginal_nodes", pa.int32()),
+        ("marginal_seconds", pa.float64()),
+        ("marginal_unsettled", pa.float64()),
     ]
 )
 

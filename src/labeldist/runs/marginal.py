@@ -1,0 +1,161 @@
+"""The probability that the model's answer contains each label, over every answer it could write.
+
+    P(L in answer) = sum over label sequences s containing L of P(s, then stop)
+
+where P(s, then stop) is the product of slot probabilities along s: slot k's distribution (each
+label as the next one, and stopping) is the exact, segmentation- and form-summed slot of
+:mod:`labeldist.slots`, computed in the context of s's first k-1 labels written as the answer
+format writes them. The label sequences form a trie; nodes are expanded most probable first,
+each by scoring its closing slot (the answer format's canonical answer naming the node's labels,
+forced), a batch of nodes per model pass, until the mass of the unexpanded nodes is below the
+tolerance or the node budget is spent.
+
+Bounds: ``lower[L]`` is the mass of finished answers (a sequence, then stop) that contain L;
+``upper[L] = 1 - `` the mass of finished answers without L: everything not settled (unexpanded
+nodes, text outside the format at some slot) could still contain L. The truth, under the slot
+model, lies between; with nothing left unsettled they meet. A label repeated in a sequence counts
+once; the model's own probabilities are followed (repeats are not masked).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from labeldist.models.base import Backend
+from labeldist.prompts import AnswerFormat, Prompt
+
+
+@dataclass
+class Marginal:
+    """One item's marginals: per label, lower and upper bounds on P(L in answer); P(empty
+    answer) (settled mass of the answer naming no label); the expected number of distinct labels
+    over the settled answers; nodes expanded; seconds; the mass left unsettled."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    empty: float
+    expected_labels: float
+    nodes: int
+    seconds: float
+    unsettled: float
+    settled: dict = field(default_factory=dict)  # label sequence -> probability (tests read it)
+
+
+def marginals(
+    backend: Backend,
+    prompts: Sequence[Prompt],
+    labels: Sequence[str],
+    fmt: AnswerFormat,
+    *,
+    tolerance: float = 1e-3,
+    max_nodes: int = 200,
+    max_depth: int | None = None,
+    batch_size: int = 8,
+    leads: Sequence[str] | None = None,
+) -> list[Marginal]:
+    """:class:`Marginal` of each prompt: the trie of label sequences expanded most probable node
+    first (``batch_size`` nodes per model pass) until the unexpanded mass is below ``tolerance``,
+    ``max_nodes`` nodes were expanded, or (tests) every sequence up to ``max_depth`` labels was.
+
+    ``leads``: per prompt, the whitespace the model writes before its answer (a plain prompt
+    ending in "Labels:" is answered " [...]"): taken from its greedy answer, so that the nodes'
+    answers read as the model writes them."""
+    leads = leads if leads is not None else [""] * len(prompts)
+    return [
+        _one(backend, prompt, tuple(labels), fmt, tolerance, max_nodes, max_depth, batch_size, lead)
+        for prompt, lead in zip(prompts, leads)
+    ]
+
+
+def answer_lead(answer: str, prompt: Prompt) -> str:
+    """The whitespace a greedy ``answer`` (answer prefix included) begins with after the prefix."""
+    rest = answer[len(prompt.answer_prefix) :]
+    return rest[: len(rest) - len(rest.lstrip())]
+
+
+def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_size, lead) -> Marginal:
+    started = time.perf_counter()
+    k = len(labels)
+    settled: dict[tuple[str, ...], float] = {}
+    off_format = 0.0
+    frontier: list[tuple[float, int, tuple[str, ...]]] = [(-1.0, 0, ())]  # (-mass, tie-break, sequence)
+    counter = 1
+    nodes = 0
+    while frontier and nodes < max_nodes:
+        unexpanded = -sum(m for m, _, _ in frontier)
+        if unexpanded < tolerance:
+            break
+        batch = [heapq.heappop(frontier) for _ in range(min(batch_size, len(frontier), max_nodes - nodes))]
+        answers = [_forced(fmt, prompt, sequence, lead) for _, _, sequence in batch]
+        scored = backend.generate([prompt] * len(batch), labels, fmt, forced_answers=answers)
+        nodes += len(batch)
+        for (negative, _, sequence), generation in zip(batch, scored):
+            mass = -negative
+            if generation.error is not None or len(generation.slots) <= len(sequence):
+                off_format += mass  # the canonical answer did not read back as written: unsettled
+                continue
+            slot = generation.slots[len(sequence)]  # the closing slot: what comes after the sequence
+            stop = mass * float(slot.stop_prob)
+            settled[sequence] = settled.get(sequence, 0.0) + stop
+            children = mass * np.asarray(slot.label_probs, dtype=float)
+            off_format += max(0.0, mass - stop - float(children.sum()))
+            deeper = max_depth is None or len(sequence) < max_depth
+            for label, child in zip(labels, children):
+                if child <= 0:
+                    continue
+                if deeper:
+                    heapq.heappush(frontier, (-child, counter, (*sequence, label)))
+                    counter += 1
+                else:
+                    off_format += child
+    unsettled = off_format - sum(m for m, _, _ in frontier)
+    lower = np.zeros(k)
+    without = np.zeros(k)
+    expected = 0.0
+    index = {label: i for i, label in enumerate(labels)}
+    for sequence, probability in settled.items():
+        named = {index[label] for label in sequence}
+        mask = np.zeros(k, dtype=bool)
+        mask[list(named)] = True
+        lower[mask] += probability
+        without[~mask] += probability
+        expected += probability * len(named)
+    return Marginal(
+        lower=lower,
+        upper=1.0 - without,
+        empty=settled.get((), 0.0),
+        expected_labels=expected,
+        nodes=nodes,
+        seconds=time.perf_counter() - started,
+        unsettled=unsettled,
+        settled=settled,
+    )
+
+
+def marginal_record(marginal: Marginal) -> dict:
+    """The record fields of an item's marginal (what the run store keeps)."""
+    return {
+        "marginal_lower": marginal.lower.tolist(),
+        "marginal_upper": marginal.upper.tolist(),
+        "marginal_empty": marginal.empty,
+        "marginal_expected_labels": marginal.expected_labels,
+        "marginal_nodes": marginal.nodes,
+        "marginal_seconds": marginal.seconds,
+        "marginal_unsettled": marginal.unsettled,
+    }
+
+
+def _forced(fmt: AnswerFormat, prompt: Prompt, sequence: tuple[str, ...], lead: str) -> str:
+    """The format's answer naming ``sequence`` (repeats kept), after the prompt's answer prefix
+    (or after ``lead``, the model's own whitespace, when the prompt has no prefix)."""
+    answer = fmt.write(sequence)
+    if not prompt.answer_prefix:
+        return lead + answer
+    if not answer.startswith(prompt.answer_prefix):
+        raise ValueError(f"the answer {answer!r} does not start with the prompt's answer prefix {prompt.answer_prefix!r}")
+    return answer[len(prompt.answer_prefix) :]
