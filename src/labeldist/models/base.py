@@ -135,10 +135,12 @@ class Backend(ABC):
         *,
         save_hidden: bool = False,
         forced_answers: Sequence[str] | None = None,
+        last_slot_only: bool = False,
     ) -> list[Generation]:
         """Each prompt's answer, its parse and the label distribution at every slot;
         ``forced_answers`` (text after the answer prefix) scores given answers instead of greedy
-        ones (the marginal's trie; a backend that cannot says so)."""
+        ones, and ``last_slot_only`` their last slot alone (the marginal's trie; a backend that
+        cannot says so)."""
 
     @abstractmethod
     def score_answers(self, prompts: Sequence[JudgementPrompt]) -> list[np.ndarray]:

@@ -249,10 +249,12 @@ class HFBackend(Backend):
         *,
         save_hidden: bool = False,
         forced_answers: Sequence[str] | None = None,
+        last_slot_only: bool = False,
     ) -> list[Generation]:
         """Greedy answers with their label slots. ``forced_answers`` (text after the answer
         prefix) replaces greedy choice by these answers, to score given answers (gold labels,
-        another model's output) exactly as if the model had written them."""
+        another model's output) exactly as if the model had written them. ``last_slot_only``:
+        score only each answer's last slot (the marginal's trie needs nothing else)."""
         labels = tuple(labels)
         rendered, encoded = map(list, zip(*(self.encode_prompt(p) for p in prompts)))
         forced = None
@@ -264,7 +266,9 @@ class HFBackend(Backend):
         state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden, forced)
         decode_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        items = [self._prepare(i, prompt, encoded[i], state, labels, answer_format) for i, prompt in enumerate(prompts)]
+        items = [
+            self._prepare(i, prompt, encoded[i], state, labels, answer_format, last_slot_only) for i, prompt in enumerate(prompts)
+        ]
         contexts = [item.context for item in items]
         scored = self.scorer.score_batch_bounded(contexts, state["cache"], self._key_positions(state, encoded))
         results = [
@@ -413,13 +417,15 @@ class HFBackend(Backend):
             rows.append(torch.where(invalid, torch.full_like(index, -1), positions))
         return torch.stack(rows)
 
-    def _prepare(self, i, prompt, encoded, state, labels, fmt) -> _PreparedItem:
+    def _prepare(self, i, prompt, encoded, state, labels, fmt, last_slot_only: bool = False) -> _PreparedItem:
         """An answer's slots and the continuations to score for them."""
         generated = state["generated"][i]
         answer_ids = [t for t in generated if t not in self.eos]
         prefix_length = len(prompt.answer_prefix)
         answer = prompt.answer_prefix + self.texts.text(answer_ids)
         plans = plan_slots(answer, prefix_length, fmt, labels)
+        if last_slot_only:
+            plans = plans[-1:]
         # character offset (in the answer) where each generated-token prefix ends
         boundaries = [prefix_length] + [prefix_length + b for b in self.texts.char_boundaries(answer_ids)]
         steps = state["steps"][: len(answer_ids) + 1, i]

@@ -92,14 +92,15 @@ def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_si
             break
         batch = [heapq.heappop(frontier) for _ in range(min(batch_size, len(frontier), max_nodes - nodes))]
         answers = [_forced(fmt, prompt, sequence, lead) for _, _, sequence in batch]
-        scored = backend.generate([prompt] * len(batch), labels, fmt, forced_answers=answers)
+        scored = backend.generate([prompt] * len(batch), labels, fmt, forced_answers=answers, last_slot_only=True)
         nodes += len(batch)
         for (negative, _, sequence), generation in zip(batch, scored):
             mass = -negative
-            if generation.error is not None or len(generation.slots) <= len(sequence):
+            # the closing slot (1-based index: one past the sequence) is what comes after it
+            if generation.error is not None or not generation.slots or generation.slots[-1].index != len(sequence) + 1:
                 off_format += mass  # the canonical answer did not read back as written: unsettled
                 continue
-            slot = generation.slots[len(sequence)]  # the closing slot: what comes after the sequence
+            slot = generation.slots[-1]
             stop = mass * float(slot.stop_prob)
             settled[sequence] = settled.get(sequence, 0.0) + stop
             children = mass * np.asarray(slot.label_probs, dtype=float)
