@@ -234,9 +234,9 @@ def analyze_command(run_dirs, out, attention, attention_items, device):
 def report_command(run_dirs, out, examples, attention, attention_items, device, resamples, title, screenshot):
     """One self-contained HTML file (figures embedded, no network): run configurations,
     evaluation tables, analyses and example items. A sweep folder adds its sweep."""
-    from labeldist.report.html import build_report
+    from labeldist.api import report
 
-    path = build_report(
+    path = report(
         run_dirs,
         out,
         examples=examples,

@@ -19,6 +19,13 @@ from labeldist.data.items import Item, gold_by_share
 from labeldist.errors import DataError
 
 
+def label_column_map(label_columns: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """Column -> label name of 0/1 label columns given as names (each its own label) or as a mapping."""
+    if isinstance(label_columns, Mapping):
+        return dict(label_columns)
+    return {column: column for column in label_columns or ()}
+
+
 def items_from_frame(
     frame,
     source: str | Path,
@@ -26,7 +33,7 @@ def items_from_frame(
     positions: np.ndarray | None = None,
     id_column: str = "id",
     text_column: str = "text",
-    column_to_label: Mapping[str, str] | None = None,
+    label_columns: Sequence[str] | Mapping[str, str] | None = None,
     label_list_column: str | None = None,
     separator: str = ",",
     labels: Sequence[str] | None = None,
@@ -36,13 +43,13 @@ def items_from_frame(
 ) -> tuple[tuple[str, ...], list[Item], list[str]]:
     """(label set, items, notes) of the rows at ``positions`` (all rows when None) of ``frame``.
 
-    Exactly one of ``column_to_label`` (0/1 columns, renamed to labels) and
+    Exactly one of ``label_columns`` (0/1 columns, or a mapping column -> label) and
     ``label_list_column``; with ``annotator_column`` each row is one annotator's rating and gold
     is the labels chosen by at least ``gold_threshold`` of an item's annotators.
     ``missing_labels="drop"`` leaves out rows with an empty label cell (counted in the notes).
     """
     source = Path(source) if not isinstance(source, Path) else source
-    column_to_label = dict(column_to_label or {})
+    column_to_label = label_column_map(label_columns)
     if (not column_to_label) == (label_list_column is None):
         raise DataError(str(source), None, "give exactly one of label columns and a label list column")
     needed = [id_column, text_column, *column_to_label]

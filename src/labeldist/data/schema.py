@@ -113,15 +113,12 @@ class Dataset:
         else:
             if labels is None:
                 raise DataError(source, None, "give labels= (0/1 label columns or a label list column) or votes=")
-            columns = None if isinstance(labels, str) else labels
             found, items, notes = items_from_frame(
                 frame,
                 source,
                 id_column=id,
                 text_column=text,
-                column_to_label=(dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns})
-                if columns is not None
-                else None,
+                label_columns=None if isinstance(labels, str) else labels,
                 label_list_column=labels if isinstance(labels, str) else None,
                 separator=separator,
                 labels=label_set,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from labeldist.data.cells import plain, split_label_string
-from labeldist.data.frames import items_from_frame
+from labeldist.data.frames import items_from_frame, label_column_map
 from labeldist.data.io import read_table, require_columns
 from labeldist.data.registry import DatasetSpec, register
 from labeldist.data.schema import Dataset
@@ -97,11 +97,8 @@ def load_table(
 
     path = data_dir if data_dir.is_file() else _find_split_file(data_dir, split)
     frame = read_table(path)
-    column_to_label: dict[str, str] = {}
-    if label_columns is not None:
-        column_to_label = dict(label_columns) if isinstance(label_columns, Mapping) else {c: c for c in label_columns}
-        if not column_to_label:
-            raise DataError(str(data_dir), None, "label_columns is empty")
+    if label_columns is not None and not len(label_columns):
+        raise DataError(str(data_dir), None, "label_columns is empty")
     if split_column is not None:
         require_columns(frame, [split_column], path)
     positions = _rows_of_split(frame, path, split, split_column) if split_column is not None else None
@@ -111,7 +108,7 @@ def load_table(
         positions=positions,
         id_column=id_column,
         text_column=text_column,
-        column_to_label=column_to_label,
+        label_columns=label_columns,
         label_list_column=label_list_column,
         separator=label_separator,
         labels=labels,
@@ -125,7 +122,7 @@ def load_table(
     options = {
         "id_column": id_column,
         "text_column": text_column,
-        "label_columns": column_to_label or None,
+        "label_columns": label_column_map(label_columns) or None,
         "label_list_column": label_list_column,
         "label_separator": label_separator,
         "annotator_column": annotator_column,
