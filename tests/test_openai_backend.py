@@ -472,3 +472,13 @@ def test_sampled_answers_through_the_server():
         assert sum(within) >= len(within) - 1
         with pytest.raises(ValueError, match="temperature"):
             backend.sample_answers(prompts, FMT, 1, temperature=0)
+
+
+def test_marginal_needs_the_hf_backend_and_writes_nothing(table, tmp_path, capsys):
+    """--marginal scores forced answers, which a server cannot: one line, before anything is written."""
+    out = tmp_path / "run"
+    with FakeServer() as server:
+        assert main([*table, "--base-url", server.url, "--marginal", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--marginal" in err[0] and "hf backend" in err[0]
+    assert not (out / "run.json").exists()

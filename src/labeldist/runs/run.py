@@ -231,6 +231,9 @@ def _execute(
         raise ValueError(f"--samples draws generated answers; the {config.method} method generates none")
     if judging and config.marginal:
         raise ValueError(f"--marginal expands generated answers; the {config.method} method generates none")
+    if config.marginal and config.server is not None:
+        # refused before anything is written: a server scores only answers it wrote itself
+        raise ValueError("--marginal scores given answers, which needs the hf backend (not --backend openai)")
     if config.marginal and not (0 < config.marginal_tolerance < 1 and config.marginal_nodes >= 1):
         raise ValueError("--marginal-tolerance must be in (0, 1) and --marginal-nodes at least 1")
     if config.samples < 0 or not config.temperature > 0:
