@@ -12,8 +12,11 @@ A spec is ``NAME[key=value,...]@SOURCE``, every part but the name optional:
 - ``probe[layer=-1,target=votes]``    logistic regression on first-slot hidden states, fitted
                                       on the --calibrate-on run (both made with --save-hidden)
 - ``encoder[model=models/NAME]``      a fine-tuned encoder (labeldist encoder train)
-- ``marginal``, ``marginal[bound=lower]``  P(label in answer) over the trie of answers
-                                      (``labeldist run --marginal``): midpoint of its bounds
+- ``marginal``, ``marginal[reading=conditional|mid|lower|upper]``  P(label in answer) over
+                                      the trie of answers (``labeldist run --marginal``):
+                                      P(an answer the format reads names L), or given the
+                                      answer is in the format, or the bounds that let an
+                                      answer outside the format name anything
 - ``sample``, ``sample[n=8]``         share of the answers sampled with ``labeldist run --samples N``
                                       (all of them, or the first 8) that name each label
 """

@@ -55,6 +55,11 @@ class SlotDistribution:
     # from there, as JSON (slots.locate.record_forms; None: not known, as over HTTP)
     decision_token: int | None = None
     forms: tuple[str, ...] | None = None
+    # log P(what the slot's events are conditioned on): the text from the context's last token
+    # boundary to the decision point, with the previous label's terminator where its event
+    # required one (models.hf, generate(..., last_slot_only=True)); the slot's events lie
+    # inside it, so exp(logprob - given_logprob) is P(event | the answer so far). None: not scored.
+    given_logprob: float | None = None
 
     @property
     def label_probs(self) -> np.ndarray:

@@ -56,6 +56,8 @@ class _PreparedItem:
     boundaries: list[int]
     context: ItemContext
     generated_tokens: int
+    # per plan (last_slot_only), the request of what the slot is conditioned on (None: certain)
+    givens: list[int | None] | None = None
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -429,18 +431,38 @@ class HFBackend(Backend):
         # character offset (in the answer) where each generated-token prefix ends
         boundaries = [prefix_length] + [prefix_length + b for b in self.texts.char_boundaries(answer_ids)]
         steps = state["steps"][: len(answer_ids) + 1, i]
-        requests, groups = [], []
+        requests, groups, givens = [], [], []
         for plan in plans:
             plan_requests, plan_groups = self._requests(plan, answer, boundaries, labels, len(requests))
             requests.extend(plan_requests)
             groups.append(plan_groups)
+            if last_slot_only:
+                given = self._given_request(plan, answer, boundaries)
+                givens.append(None if given is None else len(requests))
+                requests.extend([given] if given is not None else [])
         context = ItemContext(list(encoded) + answer_ids, len(encoded), steps, requests)
-        return _PreparedItem(answer, fmt.parse(answer, labels), plans, groups, boundaries, context, len(generated))
+        parsed = fmt.parse(answer, labels)
+        return _PreparedItem(
+            answer, parsed, plans, groups, boundaries, context, len(generated), givens if last_slot_only else None
+        )
+
+    @staticmethod
+    def _given_request(plan: SlotPlan, answer: str, boundaries: list[int]) -> ScoreRequest | None:
+        """What the slot's events are conditioned on, from the same token boundary: the text
+        from there to the decision point (the end of the previous label, its closing quote),
+        followed by the previous label's terminator where its event required one. The slot's
+        events are all inside it, so dividing by its probability gives P(event | the answer so
+        far), and a chain of slots counts each terminator once. None: nothing to condition on."""
+        residual = _residual(answer, boundaries, plan.decision)
+        if plan.given is None:
+            return ScoreRequest(_boundary_before(boundaries, plan.decision), residual) if residual else None
+        terminators, end = plan.given
+        return ScoreRequest(_boundary_before(boundaries, plan.decision), residual, terminators, end)
 
     def _assemble(self, i, item: _PreparedItem, logprobs, pruned, rendered, state, labels, save_hidden) -> Generation:
         ctx = item.context
         slots = []
-        for plan, groups in zip(item.plans, item.groups):
+        for plan_index, (plan, groups) in enumerate(zip(item.plans, item.groups)):
             # an event's probability is the sum over its surface forms (disjoint strings), and
             # so is what pruning left out of it
             event_logprobs = np.array([np.logaddexp.reduce(logprobs[g]) if g else -np.inf for g in groups])
@@ -461,6 +483,7 @@ class HFBackend(Backend):
                     stop_prob_upper=float(upper[0]),
                     decision_token=ctx.requests[groups[0][0]].boundary,
                     forms=record_forms(plan, _residual(item.answer, item.boundaries, plan.decision), labels),
+                    given_logprob=_given_logprob(item, plan_index, logprobs),
                     first_token_probs=self._first_token(
                         plan, item.answer, item.boundaries, ctx.context_ids, ctx.prompt_length, ctx.step_logprobs, labels
                     ),
@@ -729,6 +752,14 @@ def _common_prefix_length(sequences: list[list[int]]) -> int:
         if any(s[j] != token for s in sequences[1:]):
             return j
     return n
+
+
+def _given_logprob(item: _PreparedItem, plan_index: int, logprobs: np.ndarray) -> float | None:
+    """log P(what the slot is conditioned on), when it was scored (last_slot_only); 0: certain."""
+    if item.givens is None:
+        return None
+    request = item.givens[plan_index]
+    return 0.0 if request is None else float(logprobs[request])
 
 
 def _residual(answer: str, boundaries: list[int], offset: int) -> str:

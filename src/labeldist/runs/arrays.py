@@ -45,6 +45,9 @@ class RunArrays:
     # runs with --marginal: items x labels bounds on P(label in answer) (runs.marginal)
     marginal_lower: np.ndarray | None = None
     marginal_upper: np.ndarray | None = None
+    # per item: the mass that left the format, and the mass of trie nodes not expanded
+    marginal_off_format: np.ndarray | None = None
+    marginal_unexpanded: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,10 +59,7 @@ class RunArrays:
         index = np.asarray(index, dtype=int)
         picked = {name: getattr(self, name)[index] for name in PER_ITEM}
         answers = None if self.answer_logprobs is None else self.answer_logprobs[index]
-        optional = {
-            name: None if getattr(self, name) is None else getattr(self, name)[index]
-            for name in ("sampled", "marginal_lower", "marginal_upper")
-        }
+        optional = {name: None if getattr(self, name) is None else getattr(self, name)[index] for name in ("sampled", *MARGINAL)}
         return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, **optional, **picked)
 
     @classmethod
@@ -74,7 +74,7 @@ class RunArrays:
         extra = (
             (("answer_logprobs",) if method.judges else ())
             + (("sampled_labels",) if draws else ())
-            + (("marginal_lower", "marginal_upper") if marginal else ())
+            + (("marginal_lower", "marginal_upper", "marginal_unsettled", *MARGINAL[2:]) if marginal else ())
         )
         table = store.read_table(COLUMNS + extra)
         n, k = table.num_rows, len(labels)
@@ -112,6 +112,12 @@ class RunArrays:
         if marginal:
             for name in ("marginal_lower", "marginal_upper"):
                 bounds[name] = _vectors(table.column(name).combine_chunks(), k, str(run_dir), name).reshape(n, k)
+            unsettled = _floats(table, "marginal_unsettled")
+            # runs made before the two parts were recorded apart: all of it counts as unexpanded
+            # (the cautious reading: the in-format interval is then as wide as the bounds allow)
+            unexpanded = _floats(table, "marginal_unexpanded")
+            bounds["marginal_unexpanded"] = np.where(np.isnan(unexpanded), unsettled, unexpanded)
+            bounds["marginal_off_format"] = np.nan_to_num(_floats(table, "marginal_off_format"), nan=0.0)
         return cls(
             path=str(run_dir),
             ids=table.column("id").to_pylist(),
@@ -136,6 +142,13 @@ class RunArrays:
 # the per-item arrays (first axis: items)
 PER_ITEM = ("slot_probs", "first_token", "stop", "n_slots", "generated", "gold", "targets", "votes_available", "parsed")
 COLUMNS = ("id", "parsed", "labels", "gold", "vote_fractions", "votes_available", "slots")
+# the optional arrays of a --marginal run
+MARGINAL = ("marginal_lower", "marginal_upper", "marginal_off_format", "marginal_unexpanded")
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    """A float column as numpy, nulls as NaN."""
+    return table.column(name).to_numpy(zero_copy_only=False).astype(float)
 
 
 def _list_lengths(array: pa.ListArray) -> np.ndarray:

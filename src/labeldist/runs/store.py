@@ -91,7 +91,9 @@ RECORD_SCHEMA = pa.schema(
         ("sampled_labels", pa.list_(pa.list_(pa.string()))),
         # --marginal (null without, and in older runs): bounds on P(label in answer) over the
         # trie of label sequences (runs.marginal), the settled mass of the empty answer, the
-        # expected number of labels, nodes expanded, seconds, and the mass left unsettled
+        # expected number of labels, nodes expanded, seconds, and the mass left unsettled: the
+        # mass that left the format plus the mass of nodes not expanded (null in runs before
+        # the two were recorded apart)
         ("marginal_lower", pa.list_(pa.float64())),
         ("marginal_upper", pa.list_(pa.float64())),
         ("marginal_empty", pa.float64()),
@@ -99,6 +101,8 @@ RECORD_SCHEMA = pa.schema(
         ("marginal_nodes", pa.int32()),
         ("marginal_seconds", pa.float64()),
         ("marginal_unsettled", pa.float64()),
+        ("marginal_off_format", pa.float64()),
+        ("marginal_unexpanded", pa.float64()),
     ]
 )
 

@@ -90,6 +90,12 @@ class SlotPlan:
     raw: str  # the generated element ("" at the closing slot)
     label_forms: tuple[LabelForm, ...]
     close_forms: tuple[Continuation, ...]
+    # What the previous label's event required after the text up to this decision point:
+    # (terminators, end) for a label read up to a terminator that this slot's forms write (a
+    # bare json element, a list label); None when the text up to here is all it required (slot
+    # 1; a quoted element, whose closing quote is before the decision point). A chain of slots
+    # (runs.marginal) conditions each slot on this, so no terminator is counted twice.
+    given: tuple[tuple[str, ...], bool] | None = None
 
     def forms_of(self, label: str) -> list[Continuation]:
         """Every surface form of ``label`` at this slot, as continuations of the decision point."""
@@ -136,9 +142,10 @@ def _with(forms: list, realized) -> tuple:
     return tuple(forms) if realized in forms else (realized, *forms)
 
 
-def _label_slot(answer: str, k: int, decision: int, span, label_forms, close_forms) -> SlotPlan:
+def _label_slot(answer: str, k: int, decision: int, span, label_forms, close_forms, given=None) -> SlotPlan:
     """Slot ``k``, where the generated element ``span`` was written."""
-    return SlotPlan(k, decision, span.start, span.label, answer[span.start : span.end], tuple(label_forms), tuple(close_forms))
+    raw = answer[span.start : span.end]
+    return SlotPlan(k, decision, span.start, span.label, raw, tuple(label_forms), tuple(close_forms), given)
 
 
 def _json_label_forms(lead: str, spacings: tuple[str, ...]) -> list[LabelForm]:
@@ -161,6 +168,7 @@ def _json_slots(answer, prefix_length, fmt, spans, complete) -> list[SlotPlan]:
         return []
     opener_end += len(fmt.opener)
     decision = prefix_length
+    given = None
     slots: list[SlotPlan] = []
 
     def forms_at(k: int, decision: int) -> tuple[list[LabelForm], list[Continuation]]:
@@ -174,17 +182,19 @@ def _json_slots(answer, prefix_length, fmt, spans, complete) -> list[SlotPlan]:
     for k, span in enumerate(spans, start=1):
         label_forms, close_forms = forms_at(k, decision)
         realized = _json_realized(answer[decision : span.start])
-        slots.append(_label_slot(answer, k, decision, span, _with(label_forms, realized), close_forms))
+        slots.append(_label_slot(answer, k, decision, span, _with(label_forms, realized), close_forms, given))
         # the next slot starts after the element's closing quote (either kind), if it has one
         quote = answer[span.start - 1 : span.start]
-        decision = span.end + 1 if quote in _QUOTES and answer.startswith(quote, span.end) else span.end
+        closed = quote in _QUOTES and answer.startswith(quote, span.end)
+        decision = span.end + 1 if closed else span.end
+        given = None if closed else (_JSON_BARE_TERMINATORS, False)
     if complete:
         close_at = answer.find(fmt.closer, max(decision, opener_end))
         if close_at >= 0:
             k = len(spans) + 1
             label_forms, close_forms = forms_at(k, decision)
             realized = Continuation(answer[decision : close_at + len(fmt.closer)])
-            slots.append(SlotPlan(k, decision, None, STOP, "", tuple(label_forms), _with(close_forms, realized)))
+            slots.append(SlotPlan(k, decision, None, STOP, "", tuple(label_forms), _with(close_forms, realized), given))
     return slots
 
 
@@ -202,11 +212,13 @@ def _list_slots(answer, prefix_length, fmt, spans, complete, none) -> list[SlotP
             ]
         return [LabelForm(before, terminators, True) for before in later], [Continuation("", (), True)]
 
+    given = None
     for k, span in enumerate(spans, start=1):
         label_forms, close_forms = forms_at(k)
         realized = LabelForm(answer[decision : span.start], terminators, True)
-        slots.append(_label_slot(answer, k, decision, span, _with(label_forms, realized), close_forms))
+        slots.append(_label_slot(answer, k, decision, span, _with(label_forms, realized), close_forms, given))
         decision = span.end
+        given = (terminators, True)  # a list label is read up to a separator or the end
     if complete and (spans or none):
         k = len(spans) + 1
         label_forms, close_forms = forms_at(k)
@@ -215,5 +227,5 @@ def _list_slots(answer, prefix_length, fmt, spans, complete, none) -> list[SlotP
             at = answer.lower().find(fmt.none_text, decision)
             realized = Continuation(answer[decision:at] + fmt.none_text if at >= 0 else fmt.none_text, (), True)
             close_forms = list(_with(close_forms, realized))
-        slots.append(SlotPlan(k, decision, None, STOP, "", tuple(label_forms), tuple(close_forms)))
+        slots.append(SlotPlan(k, decision, None, STOP, "", tuple(label_forms), tuple(close_forms), given))
     return slots
