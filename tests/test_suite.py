@@ -343,3 +343,25 @@ def test_shipped_suite_files_load_and_share_their_datasets():
     }
     # the CPU suite's caps: 2,104 items, what its time on 2 cores was measured with
     assert sum(d.eval_items + d.calibration_items for d in cpu.datasets) == 2104
+
+
+def test_marginal_and_samples_are_made_for_the_evaluation_run_only(setup, tmp_path):
+    """run: {marginal: true, samples: 8}: the evaluation run records marginals and sampled
+    answers, the calibration run neither (no estimator fits on them; they cost many generation
+    runs), and the table has marginal and sample rows beside Platt fitted on the calibration run."""
+    config = yaml.safe_load(setup["config"].read_text())
+    config["run"].update({"marginal": True, "samples": 8, "marginal_tolerance": 0.01})
+    config["estimators"] = ["max", "platt-shared", "marginal", "marginal[reading=mid]", "sample"]
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert main(["suite", "--config", str(path), "--out", str(out), "--only", "beta", "--quiet"]) == 0
+    folder = cell(out, "beta", setup["trained"])
+    manifest = {role: json.loads((folder / role / "run.json").read_text())["config"] for role in ("eval", "calibration")}
+    assert manifest["eval"]["marginal"] is True and manifest["eval"]["samples"] == 8
+    assert not manifest["calibration"]["marginal"] and not manifest["calibration"]["samples"]
+    records = RunStore(folder / "eval").read()
+    assert records["marginal_lower"].notna().all() and records["sampled_labels"].map(len).eq(8).all()
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    found = {r["estimator"] for r in rows if r["dataset"] == "beta"}
+    assert {"max", "platt-shared", "marginal", "marginal[reading=mid]", "sample"} <= found

@@ -11,6 +11,9 @@ from labeldist.errors import ConfigError
 from labeldist.estimators.registry import SUITE_ESTIMATORS
 from labeldist.prompts.methods import RunMethod
 
+# made for a cell's evaluation run only (execute._run_config)
+EVAL_ONLY_SETTINGS = ("samples", "temperature", "marginal", "marginal_tolerance", "marginal_nodes")
+
 RUN_SETTINGS = (
     "shots",
     "seed",
@@ -22,6 +25,7 @@ RUN_SETTINGS = (
     "chat",
     "max_new_tokens",
     "save_hidden",
+    *EVAL_ONLY_SETTINGS,
 )
 
 

@@ -8,18 +8,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from labeldist import atomic
-from labeldist.workflows.suite.config import RUN_SETTINGS, Suite, _digest
+from labeldist.workflows.suite.config import EVAL_ONLY_SETTINGS, RUN_SETTINGS, Suite, _digest
 from labeldist.workflows.suite.encoder import _encoder_spec, train_suite_encoder
 from labeldist.workflows.suite.samples import Cell, SplitLoader, _check_sample, _id_files, cells
 from labeldist.workflows.suite.tables import write_tables
 
 
-def _run_config(suite: Suite, cell: Cell, split: str, ids: Path):
+def _run_config(suite: Suite, cell: Cell, split: str, ids: Path, *, calibration: bool = False):
+    """The run of one cell's evaluation or calibration sample. Sampled answers and the marginal
+    (``samples``, ``marginal``) are made for the evaluation run only: no estimator fits on them,
+    and they cost 10-40 generation runs."""
     from labeldist.runs import RunConfig
 
     ds = cell.dataset
     settings = {**suite.run, **ds.run}
-    run_settings = {k: v for k, v in settings.items() if k in RUN_SETTINGS}
+    run_settings = {k: v for k, v in settings.items() if k in RUN_SETTINGS and not (calibration and k in EVAL_ONLY_SETTINGS)}
     return RunConfig(
         dataset=ds.dataset,
         data_dir=str(ds.data_dir),
@@ -95,7 +98,7 @@ def run_suite(
         n_eval = len(eval_ids.read_text(encoding="utf-8").split())
         n_cal = len(cal_ids.read_text(encoding="utf-8").split())
         eval_config = _run_config(suite, cell, ds.eval_split, eval_ids)
-        cal_config = _run_config(suite, cell, ds.calibration_split, cal_ids)
+        cal_config = _run_config(suite, cell, ds.calibration_split, cal_ids, calibration=True)
         estimators = list(suite.estimators[cell.method])
         encoder_sha = None
         if "encoder" in estimators:
