@@ -282,7 +282,8 @@ class HFBackend(Backend):
             generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}
         return results
 
-    def _forward(self, input_ids, attention_mask, position_ids, cache, hidden: bool):
+    def _forward(self, input_ids, attention_mask, position_ids, cache, hidden: bool, every_position: bool = False):
+        keep = {} if every_position else self._last_logits_only
         return self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -290,7 +291,7 @@ class HFBackend(Backend):
             use_cache=True,
             output_hidden_states=hidden,
             **{self.cache_kwarg: cache},
-            **self._last_logits_only,
+            **keep,
         )
 
     def _decode(
@@ -325,6 +326,20 @@ class HFBackend(Backend):
         if forced is not None:
             active = torch.tensor([len(f) > 0 for f in forced])
         limit = self.max_new_tokens if forced is None else max(len(f) for f in forced)
+        if forced is not None and not save_hidden and limit > 0:
+            # given answers go through in one pass: the same columns, positions and attention
+            # as feeding them a token a step (a row past its end is fed padding, attended, as
+            # there), the causal mask standing in for the steps
+            block = torch.full((batch, limit), self.pad_id, dtype=torch.long)
+            for i, tokens in enumerate(forced):
+                block[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            attention = torch.cat([attention, torch.ones((batch, limit), dtype=torch.long, device=self.device)], dim=1)
+            positions = positions[:, -1:] + torch.arange(1, limit + 1, device=self.device)
+            out = self._forward(block.to(self.device), attention, positions, cache, False, every_position=True)
+            steps.extend(torch.log_softmax(at_least_float32(out.logits), dim=-1).unbind(1))
+            generated = [list(tokens) for tokens in forced]
+            finished = [len(tokens) > 0 for tokens in forced]
+            limit = 0
         for _ in range(limit):
             # one transfer of the batch's greedy tokens per step (none when the answers are given)
             if forced is not None:
