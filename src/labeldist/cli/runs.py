@@ -262,12 +262,14 @@ def show_command(run_dir, limit, first_token):
 def marginal_line(record, labels) -> str:
     """An item's P(label in answer), most probable first: the in-format reading (the estimator
     ``marginal``) with the bounds that let an answer outside the format name anything."""
+    from labeldist.runs.marginal import in_format
+
     lower, upper = np.asarray(record["marginal_lower"]), np.asarray(record["marginal_upper"])
     unsettled = record["marginal_unsettled"]
     off_format = record.get("marginal_off_format")
     unexpanded = record.get("marginal_unexpanded")
     unexpanded = unsettled if unexpanded is None else unexpanded  # older runs: the cautious reading
-    reading = np.minimum(lower + unexpanded / 2, upper)
+    reading = in_format(lower, upper, unexpanded)
     order = np.argsort(-reading, kind="stable")
     shown = ", ".join(f"{labels[i]} {reading[i]:.3f} [{lower[i]:.3f}, {upper[i]:.3f}]" for i in order)
     left = "" if off_format is None else f", off format {off_format:.3f}, not expanded {unexpanded:.4f}"

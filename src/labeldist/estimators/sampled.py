@@ -14,6 +14,7 @@ import numpy as np
 
 from labeldist.estimators.base import Estimator
 from labeldist.runs.arrays import RunArrays
+from labeldist.runs.marginal import in_format
 
 
 class Sample(Estimator):
@@ -81,9 +82,9 @@ class Marginal(Estimator):
             return upper
         if self.reading == "mid":
             return (lower + upper) / 2
-        in_format = np.minimum(lower + run.marginal_unexpanded[:, None] / 2, upper)
+        reading = in_format(lower, upper, run.marginal_unexpanded[:, None])
         if self.reading == "format":
-            return in_format
+            return reading
         # in-format mass: everything but what left the format
         share = 1.0 - run.marginal_off_format[:, None]
-        return np.clip(np.divide(in_format, share, out=np.zeros_like(in_format), where=share > 0), 0.0, 1.0)
+        return np.clip(np.divide(reading, share, out=np.zeros_like(reading), where=share > 0), 0.0, 1.0)

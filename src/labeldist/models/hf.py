@@ -469,9 +469,9 @@ class HFBackend(Backend):
         events are all inside it, so dividing by its probability gives P(event | the answer so
         far), and a chain of slots counts each terminator once. None: nothing to condition on."""
         residual = _residual(answer, boundaries, plan.decision)
-        if plan.given is None:
-            return ScoreRequest(_boundary_before(boundaries, plan.decision), residual) if residual else None
-        terminators, end = plan.given
+        if plan.given is None and not residual:
+            return None
+        terminators, end = plan.given or ((), False)
         return ScoreRequest(_boundary_before(boundaries, plan.decision), residual, terminators, end)
 
     def _assemble(self, i, item: _PreparedItem, logprobs, pruned, rendered, state, labels, save_hidden) -> Generation:

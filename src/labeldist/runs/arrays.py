@@ -74,7 +74,7 @@ class RunArrays:
         extra = (
             (("answer_logprobs",) if method.judges else ())
             + (("sampled_labels",) if draws else ())
-            + (("marginal_lower", "marginal_upper", "marginal_unsettled", *MARGINAL[2:]) if marginal else ())
+            + (("marginal_unsettled", *MARGINAL) if marginal else ())
         )
         table = store.read_table(COLUMNS + extra)
         n, k = table.num_rows, len(labels)
