@@ -199,6 +199,9 @@ def run(
     prune_tolerance: float = 1e-6,
     precision_check: int = 0,
     server=None,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
     progress: bool = True,
     on_gaps: str = "warn",
 ) -> Run:
@@ -216,6 +219,9 @@ def run(
     draws N answers per item at ``temperature`` (for ``estimate("sample")``); ``marginal=True``
     computes P(label in answer) over the trie of answers (for ``estimate("marginal")``). ``on_gaps``: what to do
     when there are such items: ``"warn"``, ``"raise"`` (a ModelError) or ``"ignore"``.
+    ``engine="ray"`` spreads the batches over ``workers`` Ray workers (default: one per GPU)
+    on the cluster at ``address`` (default: a local one), each loading the model once; the
+    records are those of a plain run (``pip install 'labeldist[ray]'``).
     """
     from labeldist.models.registry import BackendSettings, make_backend
     from labeldist.runs import RunConfig, execute_run
@@ -224,6 +230,7 @@ def run(
         raise ConfigError("labeldist.run", None, f"on_gaps must be 'warn', 'raise' or 'ignore', not {on_gaps!r}")
     if out is None:
         raise ConfigError("labeldist.run", None, "run(...) needs out=FOLDER: the run folder its records go to (and resume from)")
+    engine_choice = _engine_choice(engine, workers, address, server)
     data = None
     if isinstance(dataset, Dataset):
         if data_dir is not None or ids is not None or options:
@@ -291,6 +298,7 @@ def run(
         progress=progress,
         precision_check=precision_check,
         data=data,
+        engine=engine_choice,
     )
     result = Run(out)
     if result.gaps and on_gaps != "ignore":
@@ -300,6 +308,28 @@ def run(
             raise ModelError(message)
         warnings.warn(message, stacklevel=2)
     return result
+
+
+def _engine_choice(engine: str, workers: int | None, address: str | None, server):
+    """None for a run in this process; the RayChoice of ``engine="ray"``."""
+    if engine == "local":
+        if workers is not None or address is not None:
+            raise ConfigError("labeldist.run", None, "workers and address go with engine='ray' (--engine ray)")
+        return None
+    if engine != "ray":
+        raise ConfigError("labeldist.run", None, f"engine must be 'local' or 'ray', not {engine!r}")
+    if server is not None:
+        raise ConfigError(
+            "labeldist.run",
+            None,
+            "engine='ray' runs the hf backend in each worker; a served model spreads over replicas instead "
+            "(--base-url once per replica)",
+        )
+    if workers is not None and workers < 1:
+        raise ConfigError("labeldist.run", None, f"workers must be at least 1, not {workers}")
+    from labeldist.runs.ray_engine import RayChoice
+
+    return RayChoice(workers=workers, address=address)
 
 
 def evaluate_dict(

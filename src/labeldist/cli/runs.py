@@ -43,6 +43,9 @@ def run_and_report(
     method,
     out,
     quiet,
+    engine="local",
+    workers=None,
+    address=None,
     **settings,
 ):
     """What `labeldist run` does (also called by `labeldist sweep`, once per share): build the run
@@ -81,6 +84,9 @@ def run_and_report(
         prune_tolerance=prune_tolerance,
         precision_check=precision_check,
         server=server,
+        engine=engine,
+        workers=workers,
+        address=address,
         progress=not quiet,
         on_gaps="ignore",  # said below, after the summary line
         **settings,
@@ -203,6 +209,26 @@ def run_and_report(
     show_default=True,
     type=click.IntRange(min=1),
     help="At most this many trie nodes per item.",
+)
+@click.option(
+    "--engine",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "ray"]),
+    help="local: this process; ray: batches spread over Ray workers (hf backend), each loading the model once, "
+    "into the one run folder (pip install 'labeldist[ray]').",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="ray: how many workers (default: one per GPU of the cluster, else one); on CPU they share its cores.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="ray: the cluster to join (ray start --head prints it; 'auto': the one on this machine); default: "
+    "a local cluster started for the run. Over several nodes --out must be on a shared file system.",
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; rerunning the same command resumes it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -21,10 +21,10 @@ import numpy as np
 from labeldist.data import Dataset, load_dataset
 from labeldist.data.ids import read_id_list
 from labeldist.errors import DataError
-from labeldist.models.base import Backend, Generation
+from labeldist.models.base import Backend
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.prompts.methods import RunMethod, run_method
-from labeldist.runs.marginal import answer_lead, marginal_record, marginals
+from labeldist.runs.labelling import Labeller, LocalEngine
 from labeldist.runs.store import RECORD_FORMAT, RunStore, manifest_method
 
 
@@ -123,51 +123,6 @@ def data_digest(dataset: Dataset, pool: Dataset) -> str:
     return digest.hexdigest()
 
 
-def record_of(item, prompt, generation: Generation, labels, fractions_row, has_votes) -> dict:
-    """The record of one generated item as stored in the run: prompt, answer, parse, gold, vote fractions and slots."""
-    parsed = generation.parsed
-    return {
-        "id": item.id,
-        "prompt": generation.prompt_text,
-        "answer": generation.answer,
-        "generated_tokens": generation.generated_tokens,
-        "finished": generation.finished,
-        "parsed": parsed.parsed,
-        "complete": parsed.complete,
-        "labels": list(parsed.labels),
-        "unknown": list(parsed.unknown),
-        "corrections": json.dumps(parsed.corrections, ensure_ascii=False),
-        "gold": [label for label in labels if label in item.gold],
-        "vote_fractions": [float(x) for x in fractions_row],
-        "votes_available": bool(has_votes),
-        "demonstration_ids": list(prompt.demonstration_ids),
-        "token_ids": generation.token_ids,
-        "slot_decisions": None if generation.token_ids is None else [slot.decision_token for slot in generation.slots],
-        "slot_forms": None if generation.token_ids is None else [list(slot.forms or ()) for slot in generation.slots],
-        "slots": [
-            {
-                "index": slot.index,
-                "chosen": slot.chosen,
-                "raw": slot.raw,
-                "label_probs": slot.label_probs.tolist(),
-                "label_logprobs": slot.label_logprobs.tolist(),
-                # null, not NaN, where there is no number (the closing slot: no label written)
-                "first_token_probs": [None if np.isnan(x) else float(x) for x in slot.first_token_probs],
-                "stop_prob": slot.stop_prob,
-                "stop_logprob": slot.stop_logprob,
-                "entropy": slot.entropy,
-                "mass": slot.mass,
-                "label_probs_lower": None if slot.label_probs_lower is None else slot.label_probs_lower.tolist(),
-                "label_probs_upper": None if slot.label_probs_upper is None else slot.label_probs_upper.tolist(),
-                "stop_prob_lower": slot.stop_prob_lower,
-                "stop_prob_upper": slot.stop_prob_upper,
-                "coverage": slot.coverage,
-            }
-            for slot in generation.slots
-        ],
-    }
-
-
 def execute_run(
     config: RunConfig,
     out: str | Path,
@@ -178,13 +133,16 @@ def execute_run(
     progress: bool = True,
     precision_check: int = 0,
     data: tuple[Dataset, Dataset] | None = None,
+    engine=None,
 ) -> dict:
     """Label the items not yet recorded in ``out``; returns the updated manifest.
 
     ``precision_check``: with a model in half precision, score the first N items labelled now
     again in float32 and record the largest difference under ``precision`` in run.json.
     ``data``: the items to label and the demonstration pool, given in memory instead of loaded
-    from ``config`` (whose ``data_dir`` is then None; resume compares the data's digest)."""
+    from ``config`` (whose ``data_dir`` is then None; resume compares the data's digest).
+    ``engine``: None labels in this process; a :class:`labeldist.runs.ray_engine.RayChoice`
+    spreads the batches over Ray workers, each loading the model once."""
 
     started = time.perf_counter()
     if data is not None:
@@ -198,12 +156,12 @@ def execute_run(
     with store.lock():
         digest = data_digest(whole, whole if config.shots == 0 else pool)
         return _execute(
-            config, store, dataset, pool, digest, backend_factory, batch_size, limit, progress, precision_check, started
+            config, store, dataset, pool, digest, backend_factory, batch_size, limit, progress, precision_check, started, engine
         )
 
 
 def _execute(
-    config, store, dataset, pool, digest, backend_factory, batch_size, limit, progress, precision_check, started
+    config, store, dataset, pool, digest, backend_factory, batch_size, limit, progress, precision_check, started, engine_choice
 ) -> dict:
     """execute_run's work, with the run folder locked; ``digest``: the data's (data_digest)."""
     out = store.path
@@ -257,97 +215,94 @@ def _execute(
     if not todo:
         return _finish(store, manifest, dataset, time.perf_counter() - started, 0, None)
 
-    row_of = {item.id: r for r, item in enumerate(dataset.items)}
-    fractions = dataset.vote_fractions()
-    has_votes = dataset.votes_available()
-    prepared = time.perf_counter()
-    backend = backend_factory(config)
-    breakdown = {"data_seconds": prepared - started, "load_seconds": time.perf_counter() - prepared}
-    manifest["model"] = backend.describe()
-    _record_dtype(manifest)
-    store.write_manifest(manifest)
-
-    sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
-    todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
-    if judging:
-        return _judge(
-            config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options, batch_size, progress, started
-        )
-    prompts = build_prompts(
-        todo_set,
-        pool,
-        template,
-        fmt,
-        config.sampler,
-        config.shots,
-        seed=config.seed,
-        sampler_options=sampler_options,
-        shared_demonstrations=config.demonstrations == "shared",
+    labeller = Labeller(
+        config=config,
+        labels=tuple(dataset.labels),
+        fractions=dataset.vote_fractions(),
+        has_votes=dataset.votes_available(),
+        row_of={item.id: r for r, item in enumerate(dataset.items)},
+        batch_size=batch_size,
+        precision_check=precision_check,
     )
-    breakdown["prompt_seconds"] = time.perf_counter() - prepared - breakdown["load_seconds"]
-    gaps: dict[str, str] = {}
-    to_check: list[tuple] = []  # (prompt, answer after its prefix) of the first items labelled now
-    breakdown.update(decode_seconds=0.0, slot_seconds=0.0, store_seconds=0.0)
-
-    def label_batch(batch_items, batch_prompts) -> tuple[list[dict], dict | None]:
-        generations = backend.generate(batch_prompts, dataset.labels, fmt, save_hidden=config.save_hidden)
-        breakdown["decode_seconds"] += sum(g.timings.get("decode", 0.0) for g in generations)
-        breakdown["slot_seconds"] += sum(g.timings.get("slots", 0.0) for g in generations)
-        # an item the backend could not label (a server error) is a gap, not a record: it is
-        # listed in run.json and the next attempt tries it again
-        gaps.update({item.id: gen.error for item, gen in zip(batch_items, generations) if gen.error})
-        records = [
-            record_of(item, prompt, gen, dataset.labels, fractions[row_of[item.id]], has_votes[row_of[item.id]])
-            for item, prompt, gen in zip(batch_items, batch_prompts, generations)
-            if not gen.error
-        ]
-        if config.samples and records:
-            sampled_started = time.perf_counter()
-            labelled_prompts = [prompt for prompt, gen in zip(batch_prompts, generations) if not gen.error]
-            drawn = backend.sample_answers(
-                labelled_prompts, fmt, config.samples, temperature=config.temperature, seed=config.seed
-            )
-            for record, answers in zip(records, drawn):
-                record["sampled_answers"] = answers
-                record["sampled_labels"] = [list(fmt.parse(a, dataset.labels).labels) for a in answers]
-            breakdown["sample_seconds"] = breakdown.get("sample_seconds", 0.0) + time.perf_counter() - sampled_started
-        if config.marginal and records:
-            kept = [(prompt, gen) for prompt, gen in zip(batch_prompts, generations) if not gen.error]
-            found = marginals(
-                backend,
-                [prompt for prompt, _ in kept],
-                dataset.labels,
-                fmt,
-                tolerance=config.marginal_tolerance,
-                max_nodes=config.marginal_nodes,
-                batch_size=batch_size,
-                leads=[answer_lead(gen.answer, prompt) for prompt, gen in kept],
-            )
-            for record, marginal in zip(records, found):
-                record.update(marginal_record(marginal))
-            breakdown["marginal_seconds"] = breakdown.get("marginal_seconds", 0.0) + sum(m.seconds for m in found)
-        hidden = (
-            {item.id: gen.hidden for item, gen in zip(batch_items, generations) if gen.hidden is not None}
-            if config.save_hidden
-            else None
-        )
-        for prompt, gen in zip(batch_prompts, generations):
-            if not gen.error and len(to_check) < precision_check:
-                to_check.append((prompt, gen.answer[len(prompt.answer_prefix) :]))
-        return records, hidden
-
-    run_started = time.perf_counter()
+    prepared = time.perf_counter()
+    engine = start_engine(engine_choice, backend_factory, config)
     try:
-        labelled = _label_in_batches(todo, prompts, len(items), batch_size, label_batch, store, progress, breakdown)
+        breakdown = {"data_seconds": prepared - started, "load_seconds": time.perf_counter() - prepared}
+        manifest["model"] = engine.describe()
+        _record_dtype(manifest)
+        store.write_manifest(manifest)
+
+        sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
+        todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
+        prompts = _build_prompts(config, template, fmt, todo_set, pool, sampler_options)
+        if judging:
+            manifest["questions"] = _questions(config, dataset.labels)
+            store.write_manifest(manifest)
+        breakdown["prompt_seconds"] = time.perf_counter() - prepared - breakdown["load_seconds"]
+        gaps: dict[str, str] = {}
+        to_check: list[tuple] = []  # (prompt, answer after its prefix) of the first items labelled now
+        run_started = time.perf_counter()
+        try:
+            labelled = _label_in_batches(
+                todo, prompts, len(items), batch_size, engine, labeller, store, progress, breakdown, gaps, to_check
+            )
+        finally:
+            manifest["gaps"] = gaps
+            manifest["model"] = engine.describe()  # with what the backend learnt while running
+            engine_summary = engine.summary()
+        model_seconds = time.perf_counter() - run_started
+        if to_check and not judging:
+            checked = time.perf_counter()
+            _check_precision(manifest, engine, to_check[:precision_check], dataset.labels, fmt, batch_size)
+            breakdown["precision_check_seconds"] = time.perf_counter() - checked
     finally:
-        manifest["gaps"] = gaps
-        manifest["model"] = backend.describe()  # with what the backend learnt while running
-    model_seconds = time.perf_counter() - run_started
-    if to_check:
-        checked = time.perf_counter()
-        _check_precision(manifest, backend, to_check, dataset.labels, fmt, batch_size)
-        breakdown["precision_check_seconds"] = time.perf_counter() - checked
-    return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, model_seconds, breakdown)
+        engine.close()
+    seconds = time.perf_counter() - started
+    # judgement runs record no breakdown (their one stage is scoring)
+    return _finish(store, manifest, dataset, seconds, labelled, model_seconds, None if judging else breakdown, engine_summary)
+
+
+def start_engine(engine_choice, backend_factory: Callable, config: RunConfig):
+    """The engine that labels the batches: this process with one backend (``engine_choice``
+    None), or Ray workers each holding one (a :class:`labeldist.runs.ray_engine.RayChoice`)."""
+    if engine_choice is None:
+        return LocalEngine(backend_factory(config))
+    from labeldist.runs.ray_engine import RayEngine
+
+    return RayEngine(engine_choice, backend_factory, config)
+
+
+def _build_prompts(config, template, fmt, todo_set, pool, sampler_options):
+    """The prompts of the items to label: answers to generate, or questions to judge."""
+    common = {
+        "seed": config.seed,
+        "sampler_options": sampler_options,
+        "shared_demonstrations": config.demonstrations == "shared",
+    }
+    if run_method(config.method).judges:
+        from labeldist.prompts.judgements import build_judgement_prompts
+
+        return build_judgement_prompts(todo_set, pool, _judgement_template(config), config.sampler, config.shots, **common)
+    return build_prompts(todo_set, pool, template, fmt, config.sampler, config.shots, **common)
+
+
+def _judgement_template(config):
+    from labeldist.prompts.judgements import JudgementTemplate
+
+    if config.template:
+        return JudgementTemplate.from_yaml(config.template, config.method)
+    return JudgementTemplate.default(config.method)
+
+
+def _questions(config, labels) -> dict:
+    """run.json's ``questions`` of a unary / pairwise run: the candidates, pairs and answers asked."""
+    template = _judgement_template(config)
+    return {
+        "method": config.method,
+        "candidates": template.candidates(labels),
+        "pairs": template.pairs(labels) if config.method == RunMethod.PAIRWISE else None,
+        "answers": list(template.answers),
+    }
 
 
 def _record_dtype(manifest: dict) -> None:
@@ -406,92 +361,30 @@ def precision_warning(manifest: dict) -> str | None:
     return line
 
 
-def _label_in_batches(todo, prompts, total, batch_size, label_batch, store, progress, breakdown=None) -> int:
-    """The one batch loop of every method: ``label_batch(items, prompts) -> (records, hidden
-    states or None)`` labels a batch, its records are stored at once (a killed run loses at most
-    the batch in flight), and the progress bar moves on. Returns the number of records written."""
+def _label_in_batches(todo, prompts, total, batch_size, engine, labeller, store, progress, breakdown, gaps, to_check) -> int:
+    """The one batch loop of every method and engine: the items to label cut into batches of
+    ``batch_size``, each labelled and stored as one part by the engine (a killed run loses at
+    most the batches in flight), the progress bar moved on as each is stored. Gaps, timings and
+    precision-check pairs are gathered into ``gaps``, ``breakdown`` and ``to_check``. Returns
+    the number of records written."""
     from tqdm import tqdm
 
+    batches = [
+        (todo[start : start + batch_size], prompts[start : start + batch_size]) for start in range(0, len(todo), batch_size)
+    ]
     labelled = 0
     bar = tqdm(total=total, initial=total - len(todo), unit="item", disable=not progress, dynamic_ncols=True)
     try:
-        for start in range(0, len(todo), batch_size):
-            batch_items, batch_prompts = todo[start : start + batch_size], prompts[start : start + batch_size]
-            records, hidden = label_batch(batch_items, batch_prompts)
-            stored = time.perf_counter()
-            if records:
-                store.append(records, hidden)
-            if breakdown is not None:
-                breakdown["store_seconds"] += time.perf_counter() - stored
-            labelled += len(records)
-            bar.update(len(batch_items))
+        for outcome in engine.run(batches, labeller, store.path):
+            gaps.update(outcome.gaps)
+            for key, seconds in outcome.timings.items():
+                breakdown[key] = breakdown.get(key, 0.0) + seconds
+            to_check.extend(outcome.checks)
+            labelled += len(outcome.ids)
+            bar.update(len(outcome.ids) + len(outcome.gaps))
     finally:
         bar.close()
     return labelled
-
-
-def _judge(config, store, manifest, dataset, pool, todo_set, items, backend, sampler_options, batch_size, progress, started):
-    """The unary / pairwise methods: every item's questions scored as continuations of its prompt."""
-    from labeldist.prompts.judgements import FILL, JudgementTemplate, build_judgement_prompts
-
-    if config.template:
-        template = JudgementTemplate.from_yaml(config.template, config.method)
-    else:
-        template = JudgementTemplate.default(config.method)
-    prompts = build_judgement_prompts(
-        todo_set,
-        pool,
-        template,
-        config.sampler,
-        config.shots,
-        seed=config.seed,
-        sampler_options=sampler_options,
-        shared_demonstrations=config.demonstrations == "shared",
-    )
-    manifest["questions"] = {
-        "method": config.method,
-        "candidates": template.candidates(dataset.labels),
-        "pairs": template.pairs(dataset.labels) if config.method == RunMethod.PAIRWISE else None,
-        "answers": list(template.answers),
-    }
-    store.write_manifest(manifest)
-    row_of = {item.id: r for r, item in enumerate(dataset.items)}
-    fractions, has_votes = dataset.vote_fractions(), dataset.votes_available()
-    todo = todo_set.items
-
-    def label_batch(batch_items, batch_prompts) -> tuple[list[dict], None]:
-        tables = backend.score_answers(batch_prompts)
-        records = []
-        for item, prompt, table in zip(batch_items, batch_prompts, tables):
-            rendered = backend.render(prompt.prompt)
-            records.append(
-                {
-                    "id": item.id,
-                    "prompt": rendered.replace(FILL, "<candidate>"),
-                    "answer": "",
-                    "generated_tokens": 0,
-                    "finished": True,
-                    "parsed": True,
-                    "complete": True,
-                    "labels": [],
-                    "unknown": [],
-                    "corrections": "{}",
-                    "gold": [label for label in dataset.labels if label in item.gold],
-                    "vote_fractions": [float(x) for x in fractions[row_of[item.id]]],
-                    "votes_available": bool(has_votes[row_of[item.id]]),
-                    "demonstration_ids": list(prompt.prompt.demonstration_ids),
-                    "slots": [],
-                    "answer_logprobs": np.asarray(table, dtype=float).ravel().tolist(),
-                }
-            )
-        return records, None
-
-    run_started = time.perf_counter()
-    try:
-        labelled = _label_in_batches(todo, prompts, len(items), batch_size, label_batch, store, progress)
-    finally:
-        manifest["model"] = backend.describe()  # with what the backend learnt while running
-    return _finish(store, manifest, dataset, time.perf_counter() - started, labelled, time.perf_counter() - run_started)
 
 
 def answer_probabilities(answer_logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -521,8 +414,9 @@ def _judgement_counts(store: RunStore, manifest: dict) -> dict:
 
 
 def _finish(
-    store: RunStore, manifest: dict, dataset: Dataset, seconds: float, labelled: int, model_seconds, breakdown=None
+    store: RunStore, manifest: dict, dataset: Dataset, seconds: float, labelled: int, model_seconds, breakdown=None, engine=None
 ) -> dict:
+    duplicates = store.drop_duplicates()
     records = store.read()
     if manifest_method(manifest) == RunMethod.GENERATE:
         counts = {
@@ -543,6 +437,10 @@ def _finish(
         counts.update(_judgement_counts(store, manifest))
     attempts = manifest.setdefault("attempts", [])
     attempt = {"items_labelled": labelled, "seconds": round(seconds, 3)}
+    if engine and engine.get("name") != "local":
+        attempt["engine"] = engine
+    if duplicates:
+        attempt["duplicate_records_dropped"] = duplicates
     if labelled and manifest.get("model", {}).get("prune_tolerance") is not None:
         # the tolerance may change between attempts; each record's slot bounds hold either way
         attempt["prune_tolerance"] = manifest["model"]["prune_tolerance"]

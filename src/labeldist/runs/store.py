@@ -33,7 +33,10 @@ from labeldist import atomic
 from labeldist.errors import DataError
 from labeldist.prompts.methods import RunMethod
 
-PART = re.compile(r"^part-(\d{5})\.parquet$")
+# part-00012.parquet (written by this process), part-00012-3f9a1c.parquet (written by a Ray
+# worker: the suffix names the attempt, so that a worker left over from a killed attempt never
+# overwrites a part of the next one)
+PART = re.compile(r"^part-(\d{5,})(?:-([0-9a-z]+))?\.parquet$")
 LOCK = ".labeldist.lock"  # held (flock) by the process writing the run
 
 SLOT_TYPE = pa.struct(
@@ -253,12 +256,19 @@ class RunStore:
             done.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
         return done
 
-    def append(self, records: Sequence[dict], hidden: dict[str, np.ndarray] | None = None) -> Path:
-        """Write one batch; the records file appears only once it is complete."""
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+    def next_part_number(self) -> int:
+        """The number of the next part: one above the highest written so far."""
         existing = [int(PART.match(p.name).group(1)) for p in self.parts()]
-        number = max(existing) + 1 if existing else 0
-        name = f"part-{number:05d}"
+        return max(existing) + 1 if existing else 0
+
+    def append(self, records: Sequence[dict], hidden: dict[str, np.ndarray] | None = None, name: str | None = None) -> Path:
+        """Write one batch as the part ``name`` (``part-NNNNN[-suffix]``; default: the next
+        number); the records file appears only once it is complete."""
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        if name is None:
+            name = f"part-{self.next_part_number():05d}"
+        elif not PART.match(name + ".parquet"):
+            raise ValueError(f"a part is named part-NNNNN or part-NNNNN-suffix, not {name!r}")
         if hidden:
             self.hidden_dir.mkdir(parents=True, exist_ok=True)
             ids = list(hidden)
@@ -269,6 +279,35 @@ class RunStore:
         with atomic.atomic_path(target) as tmp:
             pq.write_table(table, tmp)
         return target
+
+    def drop_duplicates(self) -> int:
+        """Keep each id's first record only; returns how many were dropped.
+
+        A batch is recorded twice only when a worker that was given up for lost (a Ray worker
+        cut off from the driver, say) still finishes it after another worker redid it, or a
+        killed attempt's worker outlives its driver. Both copies hold the same records; the
+        later part is rewritten without the repeated ids (atomically), or removed when nothing
+        else is in it."""
+        seen: set[str] = set()
+        dropped = 0
+        for part in self.parts():
+            ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
+            repeated = []
+            for i, item_id in enumerate(ids):
+                if item_id in seen:
+                    repeated.append(i)
+                seen.add(item_id)
+            if not repeated:
+                continue
+            dropped += len(repeated)
+            if len(repeated) == len(ids):
+                part.unlink()
+                continue
+            table = pq.read_table(part, schema=RECORD_SCHEMA)
+            keep = sorted(set(range(len(ids))) - set(repeated))
+            with atomic.atomic_path(part) as tmp:
+                pq.write_table(table.take(keep), tmp)
+        return dropped
 
     def read(self) -> pd.DataFrame:
         """All records, in the order they were written."""
@@ -287,11 +326,13 @@ class RunStore:
         done = self.done_ids()
         ids: list[str] = []
         states = []
+        seen: set[str] = set()  # an id twice (a batch redone after a lost worker): its first states
         if self.hidden_dir.is_dir():
             for part in sorted(self.hidden_dir.glob("part-*.npz")):
                 with np.load(part) as data:
                     for item_id, state in zip(data["ids"].tolist(), data["states"]):
-                        if item_id in done:
+                        if item_id in done and item_id not in seen:
+                            seen.add(item_id)
                             ids.append(item_id)
                             states.append(state)
         if not ids:
