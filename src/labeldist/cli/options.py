@@ -173,6 +173,8 @@ def _load_config_file(ctx, param, value):
         problem = _type_problem(params[name], setting)
         if problem:
             raise click.BadParameter(f"{value}: {key}: {problem}")
+        if getattr(params[name], "multiple", False) and setting is not None and not isinstance(setting, list):
+            setting = [setting]  # base_url: one URL, or a list of replicas
         defaults[name] = setting
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value

@@ -207,7 +207,7 @@ def _gguf_path(alias: OfflineAlias, alias_name: str = "") -> Path:
 def converted_alias(key: str, alias: OfflineAlias) -> Path:
     """The safetensors folder of an alias, converting its GGUF file on first use."""
     target = cache_root() / "models" / key
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _complete(target):
         return target
     gguf = _gguf_path(alias, key)
     log.warning("converting %s to a safetensors cache at %s (once)", gguf.name, target)
@@ -231,10 +231,20 @@ def converted_alias(key: str, alias: OfflineAlias) -> Path:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if _complete(target):  # another process (a Ray worker beside this one) converted it first
+            return target
         if target.exists():
             shutil.rmtree(target)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not _complete(target):
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()

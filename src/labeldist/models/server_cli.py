@@ -32,7 +32,12 @@ def server_options(function):
             help="hf: transformers in this process; openai: an OpenAI-compatible server (vLLM, llama.cpp, TGI, "
             "SGLang, hosted APIs) at --base-url, --model naming the served model.",
         ),
-        click.option("--base-url", default=None, help="openai: the API root, e.g. http://127.0.0.1:8000/v1."),
+        click.option(
+            "--base-url",
+            multiple=True,
+            help="openai: the API root, e.g. http://127.0.0.1:8000/v1; repeat it for replicas of one model (requests "
+            "spread by load, a failing replica's requests retried on the others).",
+        ),
         click.option("--api-key-env", default=None, metavar="VAR", help="openai: environment variable holding the API key."),
         click.option(
             "--endpoint",
@@ -102,11 +107,7 @@ def pop_server_settings(settings: dict, model: str):
 
     values = {key: settings.pop(key) for key in SERVER_KEYS}
     if values["backend"] != "openai":
-        given = [
-            "--" + key.replace("_", "-")
-            for key in ("base_url", "api_key_env", "endpoint", "tokenizer")
-            if values[key] is not None
-        ]
+        given = ["--" + key.replace("_", "-") for key in ("base_url", "api_key_env", "endpoint", "tokenizer") if values[key]]
         if values["server_params"]:
             given.append("--server-param")
         if given:
@@ -120,8 +121,11 @@ def pop_server_settings(settings: dict, model: str):
         if not sep or not key.strip():
             raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--server-param")
         extra[key.strip()] = yaml.safe_load(value) if value else ""
+    urls = tuple(values["base_url"])
+    if len(set(urls)) != len(urls):
+        raise click.BadParameter(f"a replica is given twice: {', '.join(urls)}", param_hint="--base-url")
     return ServerSettings(
-        base_url=values["base_url"],
+        base_url=urls[0] if len(urls) == 1 else urls,
         model=model,
         api_key_env=values["api_key_env"],
         endpoint=values["endpoint"],

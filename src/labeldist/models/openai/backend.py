@@ -103,7 +103,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         """Run one coroutine with a fresh client (one event loop per call from sync code)."""
         s = self.settings
         client = ServerClient(
-            s.base_url,
+            s.urls,
             api_key=self.api_key,
             timeout=s.timeout,
             retries=s.retries,
@@ -144,19 +144,29 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
     async def _probe(self) -> None:
         """Check at the start that the server answers, serves the model, and returns logprobs,
         so a wrong URL, model or server fails in one line before any item is sent."""
-        try:
-            listed = await self._client.get("/models")
-            self.served = [m.get("id") for m in listed.get("data", []) if isinstance(m, dict)]
-        except RequestFailed:
-            self.served = None  # servers without /models
-        except ServerUnavailable as err:
-            if "answered 404" not in str(err):
-                raise
-            self.served = None
-        if self.served and self.settings.model not in self.served:
-            raise ModelError(
-                f"{self.settings.base_url} does not serve model {self.settings.model!r}; it serves: {', '.join(self.served)}"
-            )
+        # every replica is asked: one serving another model is a mistake to stop at
+        listings = await self._client.get_each("/models")
+        refused = [error for kind, error in listings.values() if kind == "refused"]
+        if refused:
+            raise refused[0]
+        if all(kind == "down" for kind, _ in listings.values()):
+            # none answered yet (starting up?): ask again with the retries and their backoff
+            try:
+                listings = {self.settings.urls[0]: ("ok", await self._client.get("/models"))}
+            except RequestFailed:
+                listings = {}  # servers without /models
+            except ServerUnavailable as err:
+                if "answered 404" not in str(err):
+                    raise
+                listings = {}
+        self.served = None  # servers without /models
+        for url, (kind, body) in listings.items():
+            if kind != "ok":
+                continue
+            served = [m.get("id") for m in body.get("data", []) if isinstance(m, dict)]
+            if served and self.settings.model not in served:
+                raise ModelError(f"{url} does not serve model {self.settings.model!r}; it serves: {', '.join(served)}")
+            self.served = self.served or served
         try:
             if self.endpoint == "completions":
                 body = await self._client.post(
@@ -183,7 +193,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
                 )
         except (RequestFailed, LogprobError) as err:
             raise ModelError(
-                f"{self.settings.base_url} cannot give what labeldist needs on /{self.endpoint}"
+                f"{self.settings.where} cannot give what labeldist needs on /{self.endpoint}"
                 f"{'/completions' if self.endpoint == 'chat' else ''} with logprobs "
                 f"(top {self.settings.top_logprobs}): {err}"
             ) from None
@@ -209,7 +219,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         return {
             "backend": "openai",
             "model": s.model,
-            "base_url": s.base_url,
+            "base_url": s.base_url if isinstance(s.base_url, str) else list(s.base_url),
             "endpoint": self.endpoint,
             "served_models": self.served,
             "chat_template": self.chat,

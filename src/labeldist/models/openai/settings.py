@@ -30,9 +30,11 @@ MAX_ROUNDS = 64  # rounds of expansion; each goes one token deeper
 
 @dataclass
 class ServerSettings:
-    """How to reach the server and what to ask of it (the CLI's --base-url and friends)."""
+    """How to reach the server and what to ask of it (the CLI's --base-url and friends).
+    ``base_url``: one server, or a tuple of replicas serving the same model (requests are
+    spread over them by load; see models.http.ServerClient)."""
 
-    base_url: str
+    base_url: str | tuple[str, ...]
     model: str
     api_key_env: str | None = None
     endpoint: str | None = None  # completions | chat | None: completions with a tokenizer or --no-chat
@@ -45,6 +47,17 @@ class ServerSettings:
     tolerance: float = 1e-4
     exact_tails: bool = False
     extra: dict = field(default_factory=dict)  # added to every request body (repeat_penalty=1.0 ...)
+
+    @property
+    def urls(self) -> list[str]:
+        """The server's URL, or each replica's."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+    @property
+    def where(self) -> str:
+        """The server (or the replicas) in words, for messages."""
+        urls = self.urls
+        return urls[0] if len(urls) == 1 else f"the replicas {', '.join(urls)}"
 
     def identity(self) -> dict:
         """What decides the records (a resumed run must match): not the URL, key or pacing."""
