@@ -28,6 +28,10 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason=
 
 RAY = Path(sys.executable).parent / "ray"
 SUBSET = Path(__file__).resolve().parents[1] / "src" / "labeldist" / "resources" / "goemotions_subset"
+# Ray 2.5x turns token authentication on for a cluster started while ~/.ray/auth_token exists
+# (written by the first local cluster of a machine), and a driver given --address does not use
+# it unless told: the test's clusters and drivers say explicitly that they use none
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 # columns that are not the same across two runs of one model on the same items
 TIMED = ["marginal_seconds"]
 
@@ -42,7 +46,7 @@ def _free_port() -> int:
 def cluster():
     """A one-node Ray cluster with 2 CPUs, started and stopped by the test, and its address."""
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **RAY_ENV}
     started = subprocess.run(
         [str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false"],
         env=env,
@@ -65,7 +69,7 @@ def tiny_setup(tiny, tmp_path_factory):
 
 def _labeldist(argv: list[str], **kwargs) -> subprocess.Popen:
     """`labeldist ARGV` as its own process (one Ray driver), output captured."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **RAY_ENV, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "labeldist", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
     )
@@ -163,9 +167,10 @@ def test_a_worker_killed_mid_run_and_the_run_still_completes(tiny_setup, plain_r
     base, root = tiny_setup
     out = root / "killed-worker"
     argv = [*base, "--batch-size", "2", "--engine", "ray", "--workers", "2", "--address", cluster, "--out", str(out)]
+    before = set(_worker_pids())  # workers of an earlier test may still be exiting
     driver = _labeldist(argv)
     _wait_for_parts(out, 2, driver)
-    victims = _worker_pids()
+    victims = [pid for pid in _worker_pids() if pid not in before]
     assert len(victims) == 2, victims
     os.kill(victims[0], signal.SIGKILL)
     _finish(driver)
@@ -203,3 +208,21 @@ def test_smollm2_on_a_cluster_of_its_own_equals_a_plain_run(tmp_path):
     _assert_same_records(_records(tmp_path / "ray"), _records(tmp_path / "plain"))
     engine = json.loads((tmp_path / "ray" / "run.json").read_text())["attempts"][-1]["engine"]
     assert engine["address"] == "local" and engine["workers"] == 2
+
+
+def test_an_address_where_nothing_answers_fails_at_once_in_one_line(tiny_setup, tmp_path, capsys):
+    from labeldist.cli import main
+
+    base, _ = tiny_setup
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    assert main([*base, "--engine", "ray", "--address", f"127.0.0.1:{_free_port()}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing answers at --address" in err[0], err
+    assert time.perf_counter() - started < 30 and not out.exists()
+    # engine settings without the engine, and the engine with a server backend, are refused
+    assert main([*base, "--workers", "2", "--out", str(out)]) == 2
+    assert "go with engine='ray'" in capsys.readouterr().err
+    served = [*base, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--engine", "ray", "--out", str(out)]
+    assert main(served) == 2
+    assert "runs the hf backend in each worker" in capsys.readouterr().err and not out.exists()

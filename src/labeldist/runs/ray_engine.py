@@ -104,6 +104,8 @@ class RayEngine:
         self.choice = choice
         self.connected_here = not ray.is_initialized()  # else the caller's connection (a test's cluster)
         if not ray.is_initialized():
+            if choice.address:
+                _check_reachable(choice.address)
             env = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
             try:
                 ray.init(
@@ -115,7 +117,12 @@ class RayEngine:
                 )
             except (ConnectionError, RuntimeError, ValueError) as err:
                 where = choice.address or "a local cluster"
-                raise ModelError(f"--engine ray: cannot start or reach {where}: {str(err).strip().splitlines()[0]}") from err
+                hint = ""
+                if choice.address and os.environ.get("RAY_AUTH_MODE") is None:
+                    # Ray turns token authentication on for clusters started where a token
+                    # exists, but a driver given an address only uses it when told
+                    hint = "; if the cluster uses token authentication, set RAY_AUTH_MODE=token here too"
+                raise ModelError(f"--engine ray: cannot start or reach {where}: {_first_line(err)}{hint}") from err
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
@@ -242,6 +249,22 @@ class RayEngine:
                 pass
         if self.connected_here and ray.is_initialized():
             ray.shutdown()
+
+
+def _check_reachable(address: str, seconds: float = 10.0) -> None:
+    """Fail in one line, at once, when nothing answers at a cluster's HOST:PORT (Ray itself
+    retries its connection for minutes). "auto" and ray:// (Ray Client) addresses are Ray's to
+    resolve."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as err:
+        raise ModelError(
+            f"--engine ray: nothing answers at --address {address} ({err.strerror or err}); "
+            "start the cluster there first (ray start --head prints its address)"
+        ) from None
 
 
 def _outcome_of(part: Path) -> BatchOutcome:
