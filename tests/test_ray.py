@@ -123,7 +123,7 @@ def _plain(value):
 def plain_run(tiny_setup):
     base, root = tiny_setup
     out = root / "plain"
-    _finish(_labeldist([*base, "--batch-size", "2", "--out", str(out)]))
+    _finish(_labeldist([*base, "--batch-size", "2", "--save-hidden", "--out", str(out)]))
     return out
 
 
@@ -144,9 +144,15 @@ def test_two_workers_write_the_records_of_a_plain_run(tiny_setup, plain_run, clu
     base, root = tiny_setup
     out = root / "two-workers"
     argv = [*base, "--batch-size", "2", "--engine", "ray", "--workers", "2", "--address", cluster, "--out", str(out)]
-    err = _finish(_labeldist(argv))
+    err = _finish(_labeldist([*argv, "--save-hidden"]))  # as the plain run: hidden states change float sums (1e-7)
     assert "16 items recorded (16 now" in err
     _assert_same_records(_records(out), _records(plain_run))
+    # the workers' hidden-state parts read back as a plain run's
+    ids, states = RunStore(out).read_hidden()
+    plain_ids, plain_states = RunStore(plain_run).read_hidden()
+    order, plain_order = np.argsort(ids), np.argsort(plain_ids)
+    assert sorted(ids) == sorted(plain_ids) and len(ids) == 16
+    np.testing.assert_allclose(states[order], plain_states[plain_order], atol=1e-5)
     manifest = json.loads((out / "run.json").read_text())
     engine = manifest["attempts"][-1]["engine"]
     assert engine["name"] == "ray" and engine["workers"] == 2 and engine["threads_per_worker"] == 1
@@ -166,7 +172,8 @@ def test_two_workers_write_the_records_of_a_plain_run(tiny_setup, plain_run, clu
 def test_a_worker_killed_mid_run_and_the_run_still_completes(tiny_setup, plain_run, cluster):
     base, root = tiny_setup
     out = root / "killed-worker"
-    argv = [*base, "--batch-size", "2", "--engine", "ray", "--workers", "2", "--address", cluster, "--out", str(out)]
+    argv = [*base, "--batch-size", "2", "--save-hidden", "--engine", "ray", "--workers", "2", "--address", cluster]
+    argv += ["--out", str(out)]
     before = set(_worker_pids())  # workers of an earlier test may still be exiting
     driver = _labeldist(argv)
     _wait_for_parts(out, 2, driver)
@@ -178,12 +185,15 @@ def test_a_worker_killed_mid_run_and_the_run_still_completes(tiny_setup, plain_r
     engine = json.loads((out / "run.json").read_text())["attempts"][-1]["engine"]
     assert engine["worker_deaths"] == 1
     assert victims[0] not in _worker_pids()
+    ids, _ = RunStore(out).read_hidden()
+    assert sorted(ids) == sorted(RunStore(plain_run).read_hidden()[0])
 
 
 def test_the_driver_killed_mid_run_and_the_rerun_resumes(tiny_setup, plain_run, cluster):
     base, root = tiny_setup
     out = root / "killed-driver"
-    argv = [*base, "--batch-size", "2", "--engine", "ray", "--workers", "2", "--address", cluster, "--out", str(out)]
+    argv = [*base, "--batch-size", "2", "--save-hidden", "--engine", "ray", "--workers", "2", "--address", cluster]
+    argv += ["--out", str(out)]
     driver = _labeldist(argv)
     _wait_for_parts(out, 3, driver)
     driver.send_signal(signal.SIGKILL)
