@@ -84,7 +84,8 @@ FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_STAMP := $(FLOOR_VENV)/.labeldist-floor-installed
 FLOOR_TESTS := tests/test_versions.py tests/test_slots_smollm2.py tests/test_slots_tokenizers.py tests/test_runs.py \
 	tests/test_judgements.py tests/test_precision.py tests/test_openai_backend.py tests/test_openai_llamacpp.py \
-	tests/test_tiny_models.py
+	tests/test_tiny_models.py tests/test_marginal.py tests/test_sampling.py tests/test_prompt_injection.py \
+	tests/test_openai_replicas.py
 
 $(FLOOR_STAMP): pyproject.toml Makefile tests/requirements/floor.txt $(LLAMA_STAMP)
 	test -x $(FLOOR_PY) || $(PYTHON) -m venv $(FLOOR_VENV)
