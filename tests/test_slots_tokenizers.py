@@ -418,6 +418,8 @@ BATCH_ANSWERS = {
 
 
 def _batch(backend, data, fmt_name, layout):
+    if layout == "same-prompt":  # one prompt, several answers (the marginal's nodes, sampled answers)
+        return [_shared_prefix_batch(data, fmt_name)[0]] * 3, BATCH_ANSWERS[fmt_name]
     prompts = _shared_prefix_batch(data, fmt_name) if layout == "shared-prefix" else _distinct_prompts()
     encoded = [backend.encode(p.text) for p in prompts]
     assert len({len(e) for e in encoded}) == 3  # different lengths: left padding
@@ -431,7 +433,7 @@ def _batch(backend, data, fmt_name, layout):
     return prompts, BATCH_ANSWERS[fmt_name]
 
 
-@pytest.mark.parametrize("layout", ["shared-prefix", "distinct"])
+@pytest.mark.parametrize("layout", ["shared-prefix", "distinct", "same-prompt"])
 @pytest.mark.parametrize("fmt_name", list(BATCH_ANSWERS))
 @pytest.mark.parametrize("name", [_model_param(m) for m in [*MODELS, GEMMA_WIDE]])
 def test_batch_equals_alone(backends, observed, data, name, fmt_name, layout):
@@ -461,13 +463,16 @@ def test_batch_equals_alone(backends, observed, data, name, fmt_name, layout):
                 assert np.abs(a.first_token_probs - b.first_token_probs).max() < PROB_TOL
 
 
-@pytest.mark.parametrize("layout, fmt_name", [("shared-prefix", "json"), ("distinct", "comma")])
+@pytest.mark.parametrize("layout, fmt_name", [("shared-prefix", "json"), ("distinct", "comma"), ("same-prompt", "json")])
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
 def test_batch_matches_brute_force(backends, brute_forces, observed, data, name, layout, fmt_name):
     backend = backends[name]
     fmt = get_answer_format(fmt_name)
     prompts, answers = _batch(backend, data, fmt_name, layout)
+    backend._prefix_cache = None
     together = backend.generate(prompts, LABELS, fmt, forced_answers=answers)
+    if layout == "same-prompt":  # the prompt's keys/values computed once and shared, sliding window or not
+        assert backend._prefix_cache is not None and len(backend._prefix_cache[0]) == len(backend.encode(prompts[0].text)) - 1
     for prompt, answer, generation in zip(prompts, answers, together):
         _, references = reference_slots(brute_forces[name], prompt, answer, fmt, LABELS)
         compare(observed, name, generation, references)

@@ -394,8 +394,11 @@ class HFBackend(Backend):
         # a short common prefix is not worth a separate pass
         shared = min(shared, min(len(e) for e in encoded) - 1)
         # sliding-window layers count cache slots, so padding between the shared prefix and a
-        # row's suffix would shrink that row's window: such models get a plain left-padded batch
-        if shared < MIN_SHARED_PREFIX or save_hidden or self._sliding:
+        # row's suffix would shrink that row's window: such models get a plain left-padded batch,
+        # unless every row's suffix has the same length (no padding at all: one prompt given
+        # several answers, as the marginal's nodes and the sampled answers are)
+        padded = len({len(e) - shared for e in encoded}) > 1
+        if shared < MIN_SHARED_PREFIX or save_hidden or (self._sliding and padded):
             return 0, DynamicCache()
         key = tuple(encoded[0][:shared])
         if self._prefix_cache is None or self._prefix_cache[0] != key:
