@@ -114,6 +114,23 @@ def test_a_failed_start_leaves_nothing_behind(setup, tmp_path, capsys):
     assert len(RunStore(out).read()) == 6 and (out / LOCK).is_file()
 
 
+def test_a_sampler_that_cannot_serve_the_settings_leaves_nothing_behind(setup, tmp_path, capsys):
+    """The covering sampler with fewer shots than labels fails before the model loads and
+    before run.json is written (it failed after, and the corrected command was then refused as
+    "a different config"); the corrected command runs."""
+    _, base, _ = setup
+    out = tmp_path / "run"
+    shots = base.index("--shots") + 1
+    broken = [*base[:shots], "2", *base[shots + 1 :], "--sampler", "covering"]
+    assert main(_argv(broken, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "covering sampler" in err[0], err
+    assert not out.exists()
+    fixed = [*base[:shots], "2", *base[shots + 1 :], "--sampler", "random"]
+    assert main(_argv(fixed, out)) == 0
+    assert len(RunStore(out).read()) == 6
+
+
 def test_a_split_without_items_is_refused(setup, tmp_path, capsys):
     """Case 3 (the run's side): a split with no item gives an error, not a 0-item run, whatever
     the loader: an empty table is refused by its loader, a header-only ConvAbuse file (official

@@ -225,20 +225,25 @@ def _execute(
         precision_check=precision_check,
     )
     prepared = time.perf_counter()
+    # the prompts before the model: a sampler that cannot serve these settings (covering with
+    # too few shots) fails at once, and before run.json is written, so the corrected command
+    # is not refused as "a different config"
+    sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
+    todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
+    prompts = _build_prompts(config, template, fmt, todo_set, pool, sampler_options)
+    built = time.perf_counter()
     engine = start_engine(engine_choice, backend_factory, config)
     try:
-        breakdown = {"data_seconds": prepared - started, "load_seconds": time.perf_counter() - prepared}
+        breakdown = {
+            "data_seconds": prepared - started,
+            "prompt_seconds": built - prepared,
+            "load_seconds": time.perf_counter() - built,
+        }
         manifest["model"] = engine.describe()
         _record_dtype(manifest)
-        store.write_manifest(manifest)
-
-        sampler_options = {} if config.multilabel_share is None else {"multilabel_share": config.multilabel_share}
-        todo_set = Dataset(dataset.name, dataset.labels, dataset.split, todo)
-        prompts = _build_prompts(config, template, fmt, todo_set, pool, sampler_options)
         if judging:
             manifest["questions"] = _questions(config, dataset.labels)
-            store.write_manifest(manifest)
-        breakdown["prompt_seconds"] = time.perf_counter() - prepared - breakdown["load_seconds"]
+        store.write_manifest(manifest)
         gaps: dict[str, str] = {}
         to_check: list[tuple] = []  # (prompt, answer after its prefix) of the first items labelled now
         run_started = time.perf_counter()
