@@ -143,8 +143,9 @@ def _wait_for_parts(out: Path, count: int, process: subprocess.Popen, timeout: f
 def test_two_workers_write_the_records_of_a_plain_run(tiny_setup, plain_run, cluster):
     base, root = tiny_setup
     out = root / "two-workers"
-    argv = [*base, "--batch-size", "2", "--engine", "ray", "--workers", "2", "--address", cluster, "--out", str(out)]
-    err = _finish(_labeldist([*argv, "--save-hidden"]))  # as the plain run: hidden states change float sums (1e-7)
+    # --out relative to the driver's working directory, which is not the workers'
+    argv = [*base, "--batch-size", "2", "--engine", "ray", "--workers", "2", "--address", cluster, "--out", "two-workers"]
+    err = _finish(_labeldist([*argv, "--save-hidden"], cwd=root))  # as the plain run: hidden states change float sums (1e-7)
     assert "16 items recorded (16 now" in err
     _assert_same_records(_records(out), _records(plain_run))
     # the workers' hidden-state parts read back as a plain run's

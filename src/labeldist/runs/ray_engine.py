@@ -20,6 +20,7 @@ finishes after all), the run keeps each id's first record (:meth:`RunStore.drop_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -137,6 +138,8 @@ class RayEngine:
                 raise ConfigError("--workers", None, f"{workers} workers, but the Ray cluster has {cpus} CPUs")
             options = {"num_cpus": threads}
         remote = ray.remote(LabelWorker).options(max_restarts=choice.max_restarts, max_task_retries=0, **options)
+        if Path(config.model).exists():  # a model folder: the workers' working directory is not the driver's
+            config = dataclasses.replace(config, model=str(Path(config.model).resolve()))
         self.actors = [remote.remote(backend_factory, config, threads) for _ in range(workers)]
         self.resources = {"workers": workers, "gpus_per_worker": 1 if gpus else 0, "threads_per_worker": threads}
         self.attempt = secrets.token_hex(3)
@@ -189,6 +192,7 @@ class RayEngine:
         ray = self.ray
         from labeldist.runs.store import RunStore
 
+        out = Path(out).resolve()  # the workers' working directory is not the driver's
         store = RunStore(out)
         first = store.next_part_number()
         names = [f"part-{first + index:05d}-{self.attempt}" for index in range(len(batches))]
