@@ -69,12 +69,11 @@ def record_of(item, prompt, generation: Generation, labels, fractions_row, has_v
 
 @dataclass
 class BatchOutcome:
-    """What labelling one batch gave back to the batch loop: the ids recorded (in the part named
-    ``part``, None when nothing was recorded), items the backend could not label (id -> error),
-    seconds by stage, (prompt, answer) pairs for the precision check, and the worker."""
+    """What labelling one batch gave back to the batch loop: the ids recorded, items the backend
+    could not label (id -> error), seconds by stage, (prompt, answer) pairs for the precision
+    check, and the worker."""
 
     ids: list[str]
-    part: str | None = None
     gaps: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     checks: list[tuple] = field(default_factory=list)
@@ -96,7 +95,7 @@ class Labeller:
 
     def label(self, backend: Backend, items: Sequence, prompts: Sequence) -> tuple[list[dict], dict | None, BatchOutcome]:
         """Records of ``items`` (hidden states by id with --save-hidden, else None) and the outcome
-        (its ``ids`` and ``part`` are filled in when the part is written)."""
+        (its ``ids`` are filled in when the part is written)."""
         if run_method(self.config.method).judges:
             return self._judge(backend, items, prompts)
         return self._generate(backend, items, prompts)
@@ -186,13 +185,13 @@ def label_and_store(
     labeller: Labeller, backend: Backend, out: str | Path, items, prompts, part: str | None = None
 ) -> BatchOutcome:
     """Label one batch and write its records as one part of the run folder ``out`` (named
-    ``part``, else the next free number); the outcome names the part and the ids in it."""
+    ``part``, else the next free number); the outcome names the ids in it."""
     from labeldist.runs.store import RunStore
 
     records, hidden, outcome = labeller.label(backend, items, prompts)
     stored = time.perf_counter()
     if records:
-        outcome.part = RunStore(out).append(records, hidden, name=part).name
+        RunStore(out).append(records, hidden, name=part)
         outcome.ids = [record["id"] for record in records]
     outcome.timings["store_seconds"] = time.perf_counter() - stored
     return outcome

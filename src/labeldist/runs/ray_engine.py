@@ -124,6 +124,15 @@ class RayEngine:
                     # exists, but a driver given an address only uses it when told
                     hint = "; if the cluster uses token authentication, set RAY_AUTH_MODE=token here too"
                 raise ModelError(f"--engine ray: cannot start or reach {where}: {_first_line(err)}{hint}") from err
+        try:  # from here on, a failure stops the workers and leaves the cluster as it was
+            self._start_workers(choice, backend_factory, config)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_workers(self, choice: RayChoice, backend_factory: Callable, config) -> None:
+        """Start the actors, each loading the model, and wait until every one has loaded it."""
+        ray = self.ray
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
@@ -148,10 +157,8 @@ class RayEngine:
         try:
             loaded = ray.get([actor.describe.remote() for actor in self.actors])
         except ray.exceptions.RayTaskError as err:
-            self.close()
             raise _cause(err) from None
         except ray.exceptions.RayActorError as err:
-            self.close()
             raise ModelError(f"--engine ray: a worker died while loading the model: {_first_line(err)}") from None
         self.model = loaded[0][0]
         self.where = [where for _, where in loaded]  # by actor: its process now, to see restarts
@@ -274,7 +281,7 @@ def _check_reachable(address: str, seconds: float = 10.0) -> None:
 def _outcome_of(part: Path) -> BatchOutcome:
     import pyarrow.parquet as pq
 
-    return BatchOutcome(ids=pq.read_table(part, columns=["id"]).column("id").to_pylist(), part=part.stem)
+    return BatchOutcome(ids=pq.read_table(part, columns=["id"]).column("id").to_pylist())
 
 
 def _cause(err) -> BaseException:

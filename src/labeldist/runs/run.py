@@ -23,6 +23,7 @@ from labeldist.data.ids import read_id_list
 from labeldist.errors import DataError
 from labeldist.models.base import Backend
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
+from labeldist.prompts.judgements import JudgementTemplate, build_judgement_prompts
 from labeldist.prompts.methods import RunMethod, run_method
 from labeldist.runs.labelling import Labeller, LocalEngine
 from labeldist.runs.store import RECORD_FORMAT, RunStore, manifest_method
@@ -168,7 +169,7 @@ def _execute(
     items = dataset.items if limit is None else dataset.items[:limit]
     fmt = get_answer_format(config.answer_format)
     fmt.check_labels(dataset.labels)
-    template = PromptTemplate.from_yaml(config.template) if config.template else PromptTemplate()
+    template = _template(config)
 
     manifest_base = {
         "dataset": {
@@ -242,7 +243,7 @@ def _execute(
         manifest["model"] = engine.describe()
         _record_dtype(manifest)
         if judging:
-            manifest["questions"] = _questions(config, dataset.labels)
+            manifest["questions"] = _questions(config, template, dataset.labels)
         store.write_manifest(manifest)
         gaps: dict[str, str] = {}
         to_check: list[tuple] = []  # (prompt, answer after its prefix) of the first items labelled now
@@ -256,9 +257,9 @@ def _execute(
             manifest["model"] = engine.describe()  # with what the backend learnt while running
             engine_summary = engine.summary()
         model_seconds = time.perf_counter() - run_started
-        if to_check and not judging:
+        if to_check:
             checked = time.perf_counter()
-            _check_precision(manifest, engine, to_check[:precision_check], dataset.labels, fmt, batch_size)
+            _check_precision(manifest, engine, to_check, dataset.labels, fmt, batch_size)
             breakdown["precision_check_seconds"] = time.perf_counter() - checked
     finally:
         engine.close()
@@ -277,31 +278,31 @@ def start_engine(engine_choice, backend_factory: Callable, config: RunConfig):
     return RayEngine(engine_choice, backend_factory, config)
 
 
+def _template(config):
+    """The run's template: the answers' (PromptTemplate), or the questions' of a unary / pairwise
+    run (JudgementTemplate); from the --template file, else the default."""
+    if run_method(config.method).judges:
+        if config.template:
+            return JudgementTemplate.from_yaml(config.template, config.method)
+        return JudgementTemplate.default(config.method)
+    return PromptTemplate.from_yaml(config.template) if config.template else PromptTemplate()
+
+
 def _build_prompts(config, template, fmt, todo_set, pool, sampler_options):
-    """The prompts of the items to label: answers to generate, or questions to judge."""
+    """The prompts of the items to label: answers to generate, or (with a JudgementTemplate)
+    questions to judge."""
     common = {
         "seed": config.seed,
         "sampler_options": sampler_options,
         "shared_demonstrations": config.demonstrations == "shared",
     }
     if run_method(config.method).judges:
-        from labeldist.prompts.judgements import build_judgement_prompts
-
-        return build_judgement_prompts(todo_set, pool, _judgement_template(config), config.sampler, config.shots, **common)
+        return build_judgement_prompts(todo_set, pool, template, config.sampler, config.shots, **common)
     return build_prompts(todo_set, pool, template, fmt, config.sampler, config.shots, **common)
 
 
-def _judgement_template(config):
-    from labeldist.prompts.judgements import JudgementTemplate
-
-    if config.template:
-        return JudgementTemplate.from_yaml(config.template, config.method)
-    return JudgementTemplate.default(config.method)
-
-
-def _questions(config, labels) -> dict:
+def _questions(config, template, labels) -> dict:
     """run.json's ``questions`` of a unary / pairwise run: the candidates, pairs and answers asked."""
-    template = _judgement_template(config)
     return {
         "method": config.method,
         "candidates": template.candidates(labels),
@@ -384,7 +385,7 @@ def _label_in_batches(todo, prompts, total, batch_size, engine, labeller, store,
             gaps.update(outcome.gaps)
             for key, seconds in outcome.timings.items():
                 breakdown[key] = breakdown.get(key, 0.0) + seconds
-            to_check.extend(outcome.checks)
+            to_check.extend(outcome.checks[: labeller.precision_check - len(to_check)])  # the first N items
             labelled += len(outcome.ids)
             bar.update(len(outcome.ids) + len(outcome.gaps))
     finally:
