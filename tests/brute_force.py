@@ -13,7 +13,7 @@ import torch
 
 from labeldist.prompts import Prompt
 from labeldist.slots.locate import plan_slots
-from labeldist.slots.scoring import PRUNE_TOLERANCE
+from labeldist.slots.requests import PRUNE_TOLERANCE
 
 
 class BruteForce:

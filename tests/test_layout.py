@@ -157,16 +157,21 @@ def test_backends_are_the_interface_runs_call():
     """The abstract Backend's methods are what the run loop calls (no hasattr probing): both
     backends implement all of them, a backend missing one cannot be made, and runs/ calls
     nothing on a backend that the interface does not declare."""
+    import dataclasses
+
     import pytest
 
-    from labeldist.models.base import Backend
-    from labeldist.models.hf import HFBackend
-    from labeldist.models.openai import OpenAIBackend
+    from labeldist.models.base import Backend, Capabilities
+    from labeldist.models.registry import BACKENDS, backend_class
 
     interface = {name for name in dir(Backend) if not name.startswith("_")}
-    assert {"describe", "render", "generate", "score_answers", "score", "precision_check"} <= interface
-    for cls in (HFBackend, OpenAIBackend):
-        assert issubclass(cls, Backend) and not cls.__abstractmethods__
+    assert {"describe", "render", "generate", "score_answers", "score", "precision_check", "create"} <= interface
+    assert {"hf", "openai"} <= set(BACKENDS)
+    for name in BACKENDS:  # every registered backend: the whole interface, what it can do, its settings
+        cls = backend_class(name)
+        assert issubclass(cls, Backend) and not cls.__abstractmethods__, name
+        assert isinstance(cls.capabilities, Capabilities) and dataclasses.is_dataclass(cls.settings_class), name
+        assert callable(getattr(cls.settings_class, "identity", None)), name
 
     class Partial(Backend):
         def describe(self):
@@ -213,3 +218,20 @@ def test_long_files_say_why_they_stay_one_file():
         if text.count("\n") > LONG_FILE and "Why one file:" not in (ast.get_docstring(ast.parse(text)) or ""):
             unexplained.append(f"{module} ({text.count(chr(10))} lines)")
     assert not unexplained, "long modules without a 'Why one file:' paragraph in their docstring: " + ", ".join(unexplained)
+
+
+def test_backends_import_only_what_they_use():
+    """The registry and the HTTP backend import no model library: naming a backend or running
+    against a server never loads torch (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, labeldist.models.registry, labeldist.models.openai, labeldist.models.hf.settings, labeldist.slots; "
+        "from labeldist.models.registry import capabilities, make_settings; "
+        "assert not capabilities('openai').exact_slots; make_settings('openai', 'm', {'base_url': 'http://127.0.0.1:1/v1'}); "
+        "heavy = [m for m in ('torch', 'transformers', 'vllm') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -416,7 +416,8 @@ def test_run_records_bounds_and_gaps_and_a_rerun_fills_them(table, tmp_path, cap
         assert "1 items not labelled" in err and "d1: " in err and "answered 400" in err
         manifest = json.loads((out / "run.json").read_text())
         assert list(manifest["gaps"]) == ["d1"] and manifest["counts"]["items_recorded"] == 4
-        assert manifest["config"]["server"]["backend"] == "openai" and manifest["model"]["backend"] == "openai"
+        assert manifest["config"]["backend"] == "openai" and manifest["config"]["backend_settings"]["backend"] == "openai"
+        assert manifest["model"]["backend"] == "openai"
         records = RunStore(out).read()
         assert sorted(records["id"]) == ["d0", "d2", "d3", "d4"]
         slot = records.iloc[0]["slots"][0]
@@ -480,5 +481,5 @@ def test_marginal_needs_the_hf_backend_and_writes_nothing(table, tmp_path, capsy
     with FakeServer() as server:
         assert main([*table, "--base-url", server.url, "--marginal", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--marginal" in err[0] and "hf backend" in err[0]
+    assert len(err) == 1 and "--marginal" in err[0] and "--backend hf" in err[0]
     assert not (out / "run.json").exists()

@@ -16,7 +16,7 @@ import torch
 from labeldist.data import load_dataset
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.slots.locate import plan_slots
-from labeldist.slots.scoring import PRUNE_TOLERANCE
+from labeldist.slots.requests import PRUNE_TOLERANCE
 
 SUBSET = Path(__file__).resolve().parents[1] / "src" / "labeldist" / "resources" / "goemotions_subset"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -193,10 +193,12 @@ def run(
     marginal_nodes: int = 200,
     limit: int | None = None,
     batch_size: int = 8,
-    device: str | None = "auto",
+    backend: str | None = None,
+    backend_options: dict | None = None,
+    device: str | None = None,
     dtype: str | None = None,
     quantization: str | None = None,
-    prune_tolerance: float = 1e-6,
+    prune_tolerance: float | None = None,
     precision_check: int = 0,
     server=None,
     engine: str = "local",
@@ -222,15 +224,24 @@ def run(
     ``engine="ray"`` spreads the batches over ``workers`` Ray workers (default: one per GPU)
     on the cluster at ``address`` (default: a local one), each loading the model once; the
     records are those of a plain run (``pip install 'labeldist[ray]'``).
+
+    ``backend`` names the model backend (``labeldist backends`` lists them; default ``hf``,
+    or ``openai`` when ``server`` is given); ``device``, ``dtype``, ``quantization`` and
+    ``prune_tolerance`` (None: the backend's default) and ``backend_options`` are its settings,
+    and an option the backend does not take is a ConfigError. ``server``: the
+    :class:`labeldist.models.openai.ServerSettings` of ``backend="openai"``.
     """
-    from labeldist.models.registry import BackendSettings, make_backend
+    from labeldist.models.registry import backend_of, make_backend, settings_for
     from labeldist.runs import RunConfig, execute_run
 
     if on_gaps not in ("warn", "raise", "ignore"):
         raise ConfigError("labeldist.run", None, f"on_gaps must be 'warn', 'raise' or 'ignore', not {on_gaps!r}")
     if out is None:
         raise ConfigError("labeldist.run", None, "run(...) needs out=FOLDER: the run folder its records go to (and resume from)")
-    engine_choice = _engine_choice(engine, workers, address, server)
+    common = {"device": device, "dtype": dtype, "quantization": quantization, "prune_tolerance": prune_tolerance}
+    settings = settings_for(backend, model, {k: v for k, v in common.items() if v is not None}, backend_options, server)
+    backend = backend_of(settings)
+    engine_choice = _engine_choice(engine, workers, address)
     data = None
     if isinstance(dataset, Dataset):
         if data_dir is not None or ids is not None or options:
@@ -279,20 +290,13 @@ def run(
         marginal=marginal,
         marginal_tolerance=marginal_tolerance,
         marginal_nodes=marginal_nodes,
-        server=server.identity() if server is not None else None,
-    )
-    settings = BackendSettings(
-        device=device,
-        dtype=dtype,
-        quantization=quantization,
-        prune_tolerance=prune_tolerance,
-        server=server,
-        progress=progress,
+        backend=backend,
+        backend_settings=settings.identity(),
     )
     execute_run(
         config,
         out,
-        lambda cfg: make_backend(cfg, settings),
+        partial(make_backend, settings=settings, progress=progress),
         batch_size=batch_size,
         limit=limit,
         progress=progress,
@@ -310,21 +314,15 @@ def run(
     return result
 
 
-def _engine_choice(engine: str, workers: int | None, address: str | None, server):
-    """None for a run in this process; the RayChoice of ``engine="ray"``."""
+def _engine_choice(engine: str, workers: int | None, address: str | None):
+    """None for a run in this process; the RayChoice of ``engine="ray"`` (whether the backend
+    can run in Ray workers is checked with the run's other needs)."""
     if engine == "local":
         if workers is not None or address is not None:
             raise ConfigError("labeldist.run", None, "workers and address go with engine='ray' (--engine ray)")
         return None
     if engine != "ray":
         raise ConfigError("labeldist.run", None, f"engine must be 'local' or 'ray', not {engine!r}")
-    if server is not None:
-        raise ConfigError(
-            "labeldist.run",
-            None,
-            "engine='ray' runs the hf backend in each worker; a served model spreads over replicas instead "
-            "(--base-url once per replica)",
-        )
     if workers is not None and workers < 1:
         raise ConfigError("labeldist.run", None, f"workers must be at least 1, not {workers}")
     from labeldist.runs.ray_engine import RayChoice

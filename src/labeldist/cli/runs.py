@@ -17,7 +17,7 @@ from labeldist.cli.options import (
     prompt_options,
 )
 from labeldist.errors import ModelError
-from labeldist.models.server_cli import pop_server_settings, server_options
+from labeldist.models.server_cli import pop_backend_settings, server_options
 from labeldist.prompts.methods import RunMethod
 
 
@@ -59,7 +59,7 @@ def run_and_report(
     from labeldist.api import run
     from labeldist.runs.run import precision_warning
 
-    server = pop_server_settings(settings, model)
+    backend, backend_options, server = pop_backend_settings(settings, model)
     template = settings.pop("template")
     result = run(
         name,
@@ -83,6 +83,8 @@ def run_and_report(
         quantization=quantization,
         prune_tolerance=prune_tolerance,
         precision_check=precision_check,
+        backend=backend,
+        backend_options=backend_options,
         server=server,
         engine=engine,
         workers=workers,
@@ -146,17 +148,16 @@ def run_and_report(
 )
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1), help="Longest answer.")
 @click.option("--chat/--no-chat", default=None, help="Use the model's chat template (default: when it has one).")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... or auto.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, ... or auto (the default).")
 @click.option("--dtype", default=None, help="Model dtype (float32, bfloat16, float16); default float32 on CPU.")
 @click.option("--quantization", default=None, type=click.Choice(["4bit", "8bit"]), help="bitsandbytes quantization (CUDA only).")
 @click.option("--save-hidden", is_flag=True, help="Also store hidden states (all layers) at the first label slot.")
 @click.option(
     "--prune-tolerance",
-    default=1e-6,
-    show_default=True,
+    default=None,
     type=click.FloatRange(min=0.0, max=1.0, max_open=True),
-    help="hf backend: tokenisation prefixes less likely than this are not extended; what they could add is "
-    "recorded as each slot's bounds. Larger is faster (1e-4: about 60%% fewer tree tokens on SmolLM2).",
+    help="Exact backends: tokenisation prefixes less likely than this (default 1e-6) are not extended; what they "
+    "could add is recorded as each slot's bounds. Larger is faster (1e-4: about 60%% fewer tree tokens on SmolLM2).",
 )
 @click.option(
     "--precision-check",
@@ -401,3 +402,32 @@ def _sweep_command() -> click.Command:
 
 
 cli.add_command(_sweep_command())
+
+
+@cli.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+def backends_command(as_json):
+    """The model backends (--backend NAME): what each can do and the settings it takes."""
+    import dataclasses
+
+    from labeldist.models.registry import BACKENDS, backend_class
+
+    listing = {}
+    for name, entry in BACKENDS.items():
+        cls = backend_class(name)
+        settings = {
+            f.name: (None if f.default is dataclasses.MISSING else f.default)
+            for f in dataclasses.fields(cls.settings_class)
+            if f.name != "model" and f.default_factory is dataclasses.MISSING
+        }
+        listing[name] = {"summary": entry.summary, "capabilities": cls.capabilities.as_dict(), "settings": settings}
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for name, info in listing.items():
+        can = [key for key, able in info["capabilities"].items() if able]
+        cannot = [key for key, able in info["capabilities"].items() if not able]
+        click.echo(f"{name}: {info['summary']}")
+        click.echo(f"  can: {', '.join(can) or '-'}; cannot: {', '.join(cannot) or '-'}")
+        shown = ", ".join(f"{key}={value}" for key, value in info["settings"].items())
+        click.echo(f"  settings (--backend-option KEY=VALUE): {shown or '-'}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -115,13 +116,54 @@ def draw_seed(seed: int, item_id: str, draw: int) -> int:
     return int.from_bytes(digest[:4], "little") >> 1
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared on its class, so that a run refuses what its backend
+    cannot serve before anything is loaded or written (``labeldist backends`` lists them)."""
+
+    # every slot's label and stop probabilities under the exact definition (every surface form,
+    # every tokenisation, pruning bounds); False: bounded from what the model reports (top-k)
+    exact_slots: bool = False
+    marginal: bool = False  # scores given answers (forced_answers, last_slot_only): --marginal
+    samples: bool = False  # draws answers at a temperature: --samples
+    hidden_states: bool = False  # hidden states at the first label slot: --save-hidden
+    judgements: bool = False  # scores unary and pairwise questions: --method unary|pairwise
+    precision_check: bool = False  # rescores slots in float32: --precision-check
+    ray: bool = False  # one per Ray worker: --engine ray
+
+    def as_dict(self) -> dict[str, bool]:
+        """Each capability by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# the run settings that need a capability, and how the refusal names them
+NEEDS = {
+    "marginal": "--marginal",
+    "samples": "--samples",
+    "hidden_states": "--save-hidden",
+    "judgements": "--method unary/pairwise",
+    "ray": "--engine ray",
+}
+
+
 class Backend(ABC):
     """What a run calls on a model, and nothing else (as lm-evaluation-harness's LM): a backend
     renders prompts, generates answers with their label slots, scores the answers of unary and
     pairwise questions, and describes itself for run.json. ``precision_check`` is optional: a
-    backend that cannot rescore in float32 says so."""
+    backend that cannot rescore in float32 says so.
+
+    A backend class also declares what it can do (``capabilities``), the dataclass of its
+    settings (``settings_class``: its ``identity()`` is what decides records, stored in the run
+    config) and how it is made from them (:meth:`create`); ``models/registry.py`` names it."""
 
     name: str = "backend"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    settings_class: ClassVar[type]
+
+    @classmethod
+    @abstractmethod
+    def create(cls, model: str, settings: Any, *, chat: bool | None, max_new_tokens: int, progress: bool) -> Backend:
+        """The backend for ``model`` under ``settings`` (an instance of ``settings_class``)."""
 
     @abstractmethod
     def describe(self) -> dict:

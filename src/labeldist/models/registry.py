@@ -1,16 +1,52 @@
-"""One way to make a backend from a run's settings, used by ``labeldist run`` and the suite.
+"""The backends by name: one entry each (name -> the class, imported only when asked for).
 
-``BackendSettings`` holds what is not part of a run's identity (where and how the model runs);
-``make_backend(config, settings)`` gives the transformers backend, or the OpenAI-compatible HTTP
-backend when ``settings.server`` is set."""
+A backend is one folder under ``models/`` (its class, its settings dataclass and whatever
+computes its slots) plus one line in :data:`BACKENDS`. The class declares what it can do
+(``capabilities``), its settings (``settings_class``) and how it is made (``create``); this
+module turns a name and a dict of options into settings (:func:`make_settings`), checks a
+run's needs against the capabilities (:func:`refusal`) and makes the backend
+(:func:`make_backend`). Nothing here imports a model library: the HTTP backend stays free of
+torch, and naming a backend costs only its own imports.
+"""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import dataclasses
+import importlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from labeldist.models.base import Backend
+from labeldist.errors import ConfigError
+from labeldist.models.base import NEEDS, Backend, Capabilities
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A backend's name, where its class lives (``module:Class``) and what it is, in a line."""
+
+    name: str
+    target: str
+    summary: str
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    entry.name: entry
+    for entry in (
+        BackendEntry("hf", "labeldist.models.hf:HFBackend", "transformers in this process (CPU or CUDA); every slot exact"),
+        BackendEntry(
+            "openai",
+            "labeldist.models.openai:OpenAIBackend",
+            "an OpenAI-compatible server (vLLM, llama.cpp, TGI, SGLang, hosted APIs) at --base-url; slots bounded "
+            "from the top-k it reports",
+        ),
+        BackendEntry(
+            "vllm",
+            "labeldist.models.vllm:VLLMBackend",
+            "vLLM in this process (GPU, or its CPU build); every slot exact, the hf backend's numbers",
+        ),
+    )
+}
+DEFAULT_BACKEND = "hf"
 
 
 class ModelChoice(Protocol):
@@ -22,50 +58,94 @@ class ModelChoice(Protocol):
     max_new_tokens: int
 
 
-@dataclass(frozen=True)
-class BackendSettings:
-    """How a model runs: device, dtype, quantization, pruning tolerance of the slot tree (hf),
-    or the server settings of ``--backend openai``; ``progress`` shows the server's progress."""
-
-    device: str = "auto"
-    dtype: str | None = None
-    quantization: str | None = None
-    prune_tolerance: float | None = None
-    server: Any = None  # labeldist.models.openai.ServerSettings
-    progress: bool = True
+def backend_names() -> tuple[str, ...]:
+    """Every registered backend's name."""
+    return tuple(BACKENDS)
 
 
-def make_backend(config: ModelChoice, settings: BackendSettings = BackendSettings()) -> Backend:
-    """The backend that labels ``config``'s items with ``config.model``."""
-    if settings.server is not None:
-        from labeldist.models.openai import OpenAIBackend
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend ``name``, imported now (a ConfigError for a name not registered)."""
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise ConfigError("--backend", None, f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    module, _, attribute = entry.target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
-        return OpenAIBackend(settings.server, chat=config.chat, max_new_tokens=config.max_new_tokens, progress=settings.progress)
-    from labeldist.models.hf import HFBackend
 
-    options = {"quantization": settings.quantization}
-    if settings.prune_tolerance is not None:
-        options["prune_tolerance"] = settings.prune_tolerance
-    with _transformers_bars(settings.progress):  # --quiet also hides transformers' "Loading weights" bar
-        return HFBackend(
-            config.model,
-            device=settings.device,
-            dtype=settings.dtype,
-            chat=config.chat,
-            max_new_tokens=config.max_new_tokens,
-            **options,
+def capabilities(name: str) -> Capabilities:
+    """What backend ``name`` can do."""
+    return backend_class(name).capabilities
+
+
+def setting_names(name: str) -> tuple[str, ...]:
+    """The options backend ``name`` takes (its settings dataclass's fields, but the model)."""
+    return tuple(f.name for f in dataclasses.fields(backend_class(name).settings_class) if f.name != "model")
+
+
+def make_settings(name: str, model: str, options: dict[str, Any] | None = None) -> Any:
+    """Backend ``name``'s settings from ``options`` (keys: its :func:`setting_names`); an option
+    it does not take is a ConfigError naming the backend and the options it does take."""
+    settings_class = backend_class(name).settings_class
+    options = dict(options or {})
+    known = setting_names(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        shown = ", ".join("--" + key.replace("_", "-") for key in unknown)
+        raise ConfigError(
+            "--backend", None, f"{shown} do not apply to --backend {name} (its settings: {', '.join(known) or 'none'})"
         )
-
-
-@contextmanager
-def _transformers_bars(shown: bool):
-    from transformers.utils import logging as transformers_logging
-
-    before = transformers_logging.is_progress_bar_enabled()
-    if not shown:
-        transformers_logging.disable_progress_bar()
+    if any(f.name == "model" for f in dataclasses.fields(settings_class)):
+        options["model"] = model
     try:
-        yield
-    finally:
-        if before and not shown:
-            transformers_logging.enable_progress_bar()
+        return settings_class(**options)
+    except TypeError as err:  # a required setting missing
+        raise ConfigError("--backend", None, f"--backend {name}: {err}") from None
+
+
+def settings_for(
+    backend: str | None, model: str, common: dict[str, Any], options: dict[str, Any] | None = None, server: Any = None
+) -> Any:
+    """The settings of a run's backend (``backend`` None: the default, or the backend whose
+    settings ``server`` are). ``common``: the options every exact backend may take (``--device``,
+    ``--dtype``, ``--quantization``, ``--prune-tolerance``) that were given; ``options``: the
+    ``--backend-option`` values; ``server``: settings made already (the HTTP backend's), to
+    which ``options`` are applied."""
+    options = dict(options or {})
+    if server is None:
+        return make_settings(backend or DEFAULT_BACKEND, model, {**common, **options})
+    name = backend_of(server)
+    if backend not in (None, name):
+        raise ConfigError("--backend", None, f"the server settings given are those of --backend {name}, not {backend}")
+    if common:
+        shown = ", ".join("--" + key.replace("_", "-") for key in sorted(common))
+        raise ConfigError("--backend", None, f"{shown} do not apply to a served model (--backend {name})")
+    if not options:
+        return server
+    given = {f.name: getattr(server, f.name) for f in dataclasses.fields(server) if f.name != "model"}
+    return make_settings(name, model, {**given, **options})
+
+
+def backend_of(settings: Any) -> str:
+    """The registered name of the backend whose settings ``settings`` are."""
+    for name in BACKENDS:
+        if type(settings) is backend_class(name).settings_class:
+            return name
+    raise ConfigError("--backend", None, f"{type(settings).__name__} are not the settings of a registered backend")
+
+
+def refusal(name: str, needs: dict[str, bool]) -> str | None:
+    """Why backend ``name`` cannot serve a run needing ``needs`` (capability -> needed), or None."""
+    can = capabilities(name)
+    missing = [NEEDS[key] for key, needed in needs.items() if needed and not getattr(can, key)]
+    if not missing:
+        return None
+    able = [other for other in BACKENDS if all(getattr(capabilities(other), k) for k, v in needs.items() if v)]
+    hint = f" (use --backend {' or '.join(able)})" if able else ""
+    return f"--backend {name} cannot serve {', '.join(missing)}{hint}"
+
+
+def make_backend(config: ModelChoice, settings: Any, *, progress: bool = True) -> Backend:
+    """The backend that labels ``config``'s items with ``config.model`` under ``settings`` (a
+    registered backend's settings dataclass)."""
+    cls = backend_class(backend_of(settings))
+    return cls.create(config.model, settings, chat=config.chat, max_new_tokens=config.max_new_tokens, progress=progress)

@@ -1,12 +1,14 @@
-"""The ``labeldist run`` options of the HTTP server backend, kept here so the command itself
-only gains one decorator and a few lines."""
+"""The ``labeldist run`` options that choose a backend (``--backend``, ``--backend-option``) and
+those of the HTTP server backend, kept here so the command itself only gains one decorator and
+a few lines."""
 
 from __future__ import annotations
 
 import click
 
+from labeldist.models.registry import BACKENDS, DEFAULT_BACKEND
+
 SERVER_KEYS = (
-    "backend",
     "base_url",
     "api_key_env",
     "endpoint",
@@ -22,15 +24,22 @@ SERVER_KEYS = (
 
 
 def server_options(function):
-    """--backend and the options of --backend openai."""
+    """--backend, --backend-option and the options of --backend openai."""
     decorators = [
         click.option(
             "--backend",
-            default="hf",
+            default=DEFAULT_BACKEND,
             show_default=True,
-            type=click.Choice(["hf", "openai"]),
-            help="hf: transformers in this process; openai: an OpenAI-compatible server (vLLM, llama.cpp, TGI, "
-            "SGLang, hosted APIs) at --base-url, --model naming the served model.",
+            type=click.Choice(list(BACKENDS)),
+            help="; ".join(f"{entry.name}: {entry.summary}" for entry in BACKENDS.values())
+            + " (labeldist backends: what each can do and its settings).",
+        ),
+        click.option(
+            "--backend-option",
+            "backend_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A setting of the chosen backend, repeatable (labeldist backends lists each backend's).",
         ),
         click.option(
             "--base-url",
@@ -98,15 +107,36 @@ def server_options(function):
     return function
 
 
-def pop_server_settings(settings: dict, model: str):
-    """Take the server options out of ``settings``; the :class:`ServerSettings` of
-    ``--backend openai``, None for hf (where server options are refused, naming them)."""
+def pop_backend_settings(settings: dict, model: str) -> tuple[str, dict, object]:
+    """Take the backend options out of ``settings``: the backend's name, its ``--backend-option``
+    values, and the :class:`ServerSettings` of ``--backend openai`` (None for the others, where
+    server options are refused, naming them)."""
+    backend = settings.pop("backend")
+    options = parse_key_values(settings.pop("backend_options"), "--backend-option")
+    server = pop_server_settings(settings, model, backend)
+    return backend, options, server
+
+
+def parse_key_values(pairs, hint: str) -> dict:
+    """KEY=VALUE pairs as a dict, each VALUE read as YAML (numbers, booleans, lists)."""
     import yaml
 
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint=hint)
+        out[key.strip().replace("-", "_") if hint == "--backend-option" else key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def pop_server_settings(settings: dict, model: str, backend: str):
+    """Take the server options out of ``settings``; the :class:`ServerSettings` of
+    ``--backend openai``, None for the others (where server options are refused, naming them)."""
     from labeldist.models.openai import ServerSettings
 
     values = {key: settings.pop(key) for key in SERVER_KEYS}
-    if values["backend"] != "openai":
+    if backend != "openai":
         given = ["--" + key.replace("_", "-") for key in ("base_url", "api_key_env", "endpoint", "tokenizer") if values[key]]
         if values["server_params"]:
             given.append("--server-param")
@@ -115,12 +145,7 @@ def pop_server_settings(settings: dict, model: str):
         return None
     if not values["base_url"]:
         raise click.UsageError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    extra = {}
-    for pair in values["server_params"]:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--server-param")
-        extra[key.strip()] = yaml.safe_load(value) if value else ""
+    extra = parse_key_values(values["server_params"], "--server-param")
     urls = tuple(values["base_url"])
     if len(set(urls)) != len(urls):
         raise click.BadParameter(f"a replica is given twice: {', '.join(urls)}", param_hint="--base-url")

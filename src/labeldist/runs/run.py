@@ -20,8 +20,9 @@ import numpy as np
 
 from labeldist.data import Dataset, load_dataset
 from labeldist.data.ids import read_id_list
-from labeldist.errors import DataError
+from labeldist.errors import ConfigError, DataError
 from labeldist.models.base import Backend
+from labeldist.models.registry import refusal
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.prompts.judgements import JudgementTemplate, build_judgement_prompts
 from labeldist.prompts.methods import RunMethod, run_method
@@ -59,7 +60,8 @@ class RunConfig:
     marginal: bool = False  # P(label in answer) over the trie of label sequences (estimator `marginal`)
     marginal_tolerance: float = 1e-3  # expand until the unexpanded mass is below this
     marginal_nodes: int = 200  # or this many nodes per item were expanded
-    server: dict | None = None  # an HTTP server backend's settings that decide records (None: hf)
+    backend: str = "hf"  # a name in models.registry.BACKENDS
+    backend_settings: dict | None = None  # the backend's settings that decide records (its settings' identity())
 
     def identity(self) -> dict:
         """The config as stored and compared on resume (paths resolved, template by content)."""
@@ -76,13 +78,26 @@ class RunConfig:
 # settings added after the first runs were made, with the value those runs had
 LEGACY_CONFIG = {
     "method": RunMethod.GENERATE.value,
-    "server": None,
+    "backend": "hf",
+    "backend_settings": None,
     "samples": 0,
     "temperature": 1.0,
     "marginal": False,
     "marginal_tolerance": 1e-3,
     "marginal_nodes": 200,
 }
+
+
+def upgrade_config(stored: dict) -> dict:
+    """A stored run config in today's keys: settings added since it was made take the value it
+    had (LEGACY_CONFIG), and a config from before the backend registry (``server``: the HTTP
+    backend's settings, None for hf) names its backend."""
+    stored = dict(stored)
+    if "server" in stored:
+        server = stored.pop("server")
+        stored.setdefault("backend", "openai" if server else "hf")
+        stored.setdefault("backend_settings", server)
+    return {**LEGACY_CONFIG, **stored}
 
 
 def package_versions() -> dict[str, str]:
@@ -190,9 +205,19 @@ def _execute(
         raise ValueError(f"--samples draws generated answers; the {config.method} method generates none")
     if judging and config.marginal:
         raise ValueError(f"--marginal expands generated answers; the {config.method} method generates none")
-    if config.marginal and config.server is not None:
-        # refused before anything is written: a server scores only answers it wrote itself
-        raise ValueError("--marginal scores given answers, which needs the hf backend (not --backend openai)")
+    # refused before anything is written or loaded: what the backend cannot do
+    why = refusal(
+        config.backend,
+        {
+            "marginal": config.marginal,
+            "samples": config.samples > 0,
+            "hidden_states": config.save_hidden,
+            "judgements": judging,
+            "ray": engine_choice is not None,
+        },
+    )
+    if why:
+        raise ConfigError("labeldist run", None, why)
     if config.marginal and not (0 < config.marginal_tolerance < 1 and config.marginal_nodes >= 1):
         raise ValueError("--marginal-tolerance must be in (0, 1) and --marginal-nodes at least 1")
     if config.samples < 0 or not config.temperature > 0:
@@ -200,7 +225,7 @@ def _execute(
     # the digest is of the whole split (an --ids list may grow between attempts: the suite's
     # nested samples do) and the demonstration pool
     identity = {**config.identity(), "data_sha256": digest}
-    manifest = store.open(identity, manifest_base, legacy=LEGACY_CONFIG)
+    manifest = store.open(identity, manifest_base, upgrade=upgrade_config)
     manifest.get("precision", {}).pop("check", None)  # a check describes the attempt that made it
     done = store.done_ids()
     todo = [item for item in items if item.id not in done]

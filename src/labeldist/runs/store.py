@@ -20,7 +20,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -214,18 +214,19 @@ class RunStore:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
 
-    def open(self, config: dict, manifest: dict, legacy: dict | None = None) -> dict:
+    def open(self, config: dict, manifest: dict, upgrade: Callable[[dict], dict] | None = None) -> dict:
         """Start a run, or check that an existing one was made with the same config.
 
         Returns the manifest in force; a new run's is not written here (the caller writes it
         once the model has loaded, so a failed start leaves nothing to refuse the corrected
         command with). A different config is an error naming the settings that differ, so a
-        resumed run never mixes records of two setups. ``legacy``: values of settings added
-        since older runs were made (a run without the key had that value).
+        resumed run never mixes records of two setups. ``upgrade``: the stored config in today's
+        keys (settings added since older runs were made take the value those runs had).
         """
         if self.exists():
             existing = self.read_manifest()
-            before = {**(legacy or {}), **existing.get("config", {})}
+            stored = existing.get("config", {})
+            before = upgrade(stored) if upgrade else stored
             keys = set(before) | set(config)
             if "data_sha256" in before:
                 # the data is compared by content: a moved or re-linked data folder (or template,
@@ -238,6 +239,7 @@ class RunStore:
             if differing:
                 shown = "; ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in differing)
                 raise DataError(str(self.path), None, f"exists with a different config ({shown}); use another --out or delete it")
+            existing["config"] = before  # in today's keys
             return existing
         return dict(manifest, config=config, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
+
+from labeldist.slots.requests import CONTEXT_TAIL_TOKENS
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 METASPACE = "\u2581"  # "▁"
@@ -136,3 +138,57 @@ def eos_ids(tokenizer, model_config=None, generation_config=None) -> list[int]:
         if token_id is not None and getattr(tokenizer, "chat_template", None) and name in tokenizer.chat_template:
             ids.add(int(token_id))
     return sorted(ids)
+
+
+class ContextTokenizer:
+    """Canonical tokens of a text where it follows given context tokens, remembered: the same
+    label strings recur after the same few tokens in every item."""
+
+    def __init__(self, tokenizer, texts: TokenTexts):
+        self.tokenizer = tokenizer
+        self.texts = texts
+        self._known: dict[tuple, tuple[int, ...]] = {}
+
+    def tokenize(self, prefix_ids: Sequence[int], text: str) -> list[int]:
+        """Canonical tokens of ``text`` when it follows the tokens ``prefix_ids``.
+
+        The last few context tokens are re-tokenised alone and with the text appended; when the
+        first reproduces itself at the front of the second, the rest is the text's tokens. When
+        the tokenizer merges across the boundary, the text is tokenised after a line break
+        instead, which keeps SentencePiece tokenizers from adding a word-initial marker.
+        """
+        if not text:
+            return []
+        # the result depends on the last context tokens and the text alone
+        key = (tuple(prefix_ids[-CONTEXT_TAIL_TOKENS:]), text)
+        tokens = self._known.get(key)
+        if tokens is None:
+            if len(self._known) > 200_000:
+                self._known.clear()
+            tokens = self._known[key] = tuple(self._tokenize(prefix_ids, text))
+        return list(tokens)
+
+    def _tokenize(self, prefix_ids: Sequence[int], text: str) -> list[int]:
+        tail_text = self.texts.text(prefix_ids[-CONTEXT_TAIL_TOKENS:])
+        alone = self._encode(tail_text)
+        together = self._encode(tail_text + text)
+        if together[: len(alone)] == alone:
+            return together[len(alone) :]
+        anchor = self._encode("\n")
+        together = self._encode("\n" + text)
+        if together[: len(anchor)] == anchor:
+            return together[len(anchor) :]
+        return self._encode(text)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def follow_mask(texts: TokenTexts, eos: Sequence[int], terminators: tuple[str, ...], end: bool) -> np.ndarray:
+    """The tokens that may follow a continuation: those starting with one of ``terminators``,
+    and with ``end`` (the answer may end there) a line break or an end-of-sequence token."""
+    mask = texts.starting_with(*terminators, *(("\n",) if end else ())) if (terminators or end) else None
+    mask = np.zeros(texts.size, dtype=bool) if mask is None else mask.copy()
+    if end:
+        mask[[i for i in eos if i < texts.size]] = True
+    return mask

@@ -4,6 +4,7 @@ with per-slot bounds; expansion and scoring come from its two parts."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Backend, Generation, SlotDistribution
+from labeldist.models.base import Backend, Capabilities, Generation, SlotDistribution
 from labeldist.models.http import RequestFailed, ServerClient, ServerUnavailable
 from labeldist.models.openai.expansion import Expansion
 from labeldist.models.openai.sampling import Sampling
@@ -45,6 +46,18 @@ from labeldist.slots.locate import SlotPlan, plan_slots
 
 class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
     """Greedy generation and continuation scoring through an OpenAI-compatible server."""
+
+    # slots bounded from the top-k the server reports (exact where expansion closed them: the
+    # run records each slot's coverage); a server scores only the answers it wrote itself
+    capabilities = Capabilities(samples=True, judgements=True)
+    settings_class = ServerSettings
+
+    @classmethod
+    def create(cls, model: str, settings: ServerSettings, *, chat: bool | None, max_new_tokens: int, progress: bool):
+        """A client of the server(s) in ``settings``, which serve ``model`` (checked at once)."""
+        if settings.model != model:
+            settings = dataclasses.replace(settings, model=model)
+        return cls(settings, chat=chat, max_new_tokens=max_new_tokens, progress=progress)
 
     def __init__(
         self,

@@ -73,13 +73,13 @@ def run_suite(
     backends: dict = {}
 
     def default_backend(config):
-        from labeldist.models.registry import BackendSettings, make_backend
+        from labeldist.models.registry import make_backend, make_settings
 
         key = (config.model, config.chat, config.max_new_tokens)
         if key not in backends:
             backends.clear()  # one model in memory at a time
-            settings = BackendSettings(device=suite.run.get("device", "auto"), dtype=suite.run.get("dtype"))
-            backends[key] = make_backend(config, settings)
+            options = {name: suite.run[name] for name in ("device", "dtype") if suite.run.get(name) is not None}
+            backends[key] = make_backend(config, make_settings(config.backend, config.model, options), progress=progress)
         return backends[key]
 
     factory = backend_factory or default_backend

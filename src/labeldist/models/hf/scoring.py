@@ -34,26 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from labeldist.slots.tokens import TokenTexts
-
-# Tokens of context re-tokenised together with a continuation, so the continuation's tokens
-# are the ones the tokenizer produces *in context* (leading spaces, SentencePiece prefixes).
-CONTEXT_TAIL_TOKENS = 6
-# A tokenisation prefix less likely than this is not extended; its probability is recorded as
-# the bound on what the slot's number leaves out (the issue-16 definition's default).
-PRUNE_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class ScoreRequest:
-    """One continuation to score: ``text`` from a token boundary of the generated answer, and what must follow it."""
-
-    boundary: int  # the context is prompt + generated[:boundary]
-    text: str  # continuation text from that token boundary
-    terminators: tuple[str, ...] = ()
-    end: bool = False
-    # score exactly these tokens (loglikelihood of the text), no terminator or last-token rule
-    exact_tokens: bool = False
+from labeldist.slots.requests import PRUNE_TOLERANCE, ScoreRequest
+from labeldist.slots.tokens import ContextTokenizer, TokenTexts, follow_mask
 
 
 class ContinuationScorer:
@@ -71,12 +53,11 @@ class ContinuationScorer:
         self.model = model
         self.tokenizer = tokenizer
         self.texts = token_texts
-        self.eos = np.zeros(token_texts.size, dtype=bool)
-        self.eos[[i for i in eos_ids if i < token_texts.size]] = True
+        self.eos_ids = list(eos_ids)
         self.forward_kwarg = forward_kwarg  # "cache" (transformers >= 5.x) or "past_key_values"
         self.tolerance = tolerance
         self._end_masks: dict[tuple, tuple[torch.Tensor, bool]] = {}
-        self._tokens_in_context: dict[tuple, list[int]] = {}
+        self.context_tokenizer = ContextTokenizer(tokenizer, token_texts)
         # what the tree passes cost, since creation: passes, tree tokens, and positions fed
         # (tree tokens plus the padding of rows narrower than the widest)
         self.stats = {"passes": 0, "tree_tokens": 0, "fed": 0}
@@ -84,49 +65,14 @@ class ContinuationScorer:
     # -- tokenisation ------------------------------------------------------------------------
 
     def tokenize_in_context(self, prefix_ids: Sequence[int], text: str) -> list[int]:
-        """Canonical tokens of ``text`` when it follows the tokens ``prefix_ids``.
-
-        The last few context tokens are re-tokenised alone and with the text appended; when the
-        first reproduces itself at the front of the second, the rest is the text's tokens. When
-        the tokenizer merges across the boundary, the text is tokenised after a line break
-        instead, which keeps SentencePiece tokenizers from adding a word-initial marker.
-        """
-        if not text:
-            return []
-        # the result depends on the last context tokens and the text alone, and the same label
-        # strings recur after the same few tokens in every item: remember them
-        key = (tuple(prefix_ids[-CONTEXT_TAIL_TOKENS:]), text)
-        tokens = self._tokens_in_context.get(key)
-        if tokens is None:
-            if len(self._tokens_in_context) > 200_000:
-                self._tokens_in_context.clear()
-            tokens = self._tokens_in_context[key] = self._tokenize_in_context(prefix_ids, text)
-        return list(tokens)
-
-    def _tokenize_in_context(self, prefix_ids: Sequence[int], text: str) -> list[int]:
-        tail_text = self.texts.text(prefix_ids[-CONTEXT_TAIL_TOKENS:])
-        alone = self._encode(tail_text)
-        together = self._encode(tail_text + text)
-        if together[: len(alone)] == alone:
-            return together[len(alone) :]
-        anchor = self._encode("\n")
-        together = self._encode("\n" + text)
-        if together[: len(anchor)] == anchor:
-            return together[len(anchor) :]
-        return self._encode(text)
-
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Canonical tokens of ``text`` after ``prefix_ids`` (:class:`ContextTokenizer`)."""
+        return self.context_tokenizer.tokenize(prefix_ids, text)
 
     def follow_mask(self, terminators: tuple[str, ...], end: bool) -> tuple[torch.Tensor, bool]:
         """The ids of the tokens that may follow a continuation (on the model's device), and whether any may."""
         key = (terminators, end)
         if key not in self._end_masks:
-            mask = self.texts.starting_with(*terminators, *(("\n",) if end else ())) if (terminators or end) else None
-            mask = np.zeros(self.texts.size, dtype=bool) if mask is None else mask.copy()
-            if end:
-                mask |= self.eos
-            self._end_masks[key] = self._device_mask(mask)
+            self._end_masks[key] = self._device_mask(follow_mask(self.texts, self.eos_ids, terminators, end))
         return self._end_masks[key]
 
     def _device_mask(self, mask: np.ndarray) -> tuple[torch.Tensor, bool]:

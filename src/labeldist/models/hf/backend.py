@@ -4,7 +4,7 @@ Generation is a plain greedy loop over a left-padded batch with a key/value cach
 everything later scoring needs is kept from the one pass: the next-token log-distribution
 at every step and the cache of every generated token. The label slots of each answer are then
 scored against that cache in one extra "tree" forward pass per item
-(:mod:`labeldist.slots.scoring`); no prompt is ever encoded twice.
+(:mod:`labeldist.models.hf.scoring`); no prompt is ever encoded twice.
 
 Why one file: generation, slot scoring, the float32 precision check and the unary/pairwise
 answer scoring all run on the same key/value cache and decoding state that this class owns.
@@ -12,33 +12,34 @@ answer scoring all run on the same key/value cache and decoding state that this 
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
-import re
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Backend, Generation, SlotDistribution, draw_seed
-from labeldist.models.resolve import ResolvedModel, resolve_model
-from labeldist.prompts import AnswerFormat, ParsedAnswer, Prompt
-from labeldist.prompts.formats import answer_closed
-from labeldist.prompts.judgements import FILL, JudgementPrompt
-from labeldist.slots.locate import SlotPlan, plan_slots, record_forms
-from labeldist.slots.scoring import (
-    PRUNE_TOLERANCE,
+from labeldist.models.base import Backend, Capabilities, Generation, draw_seed
+from labeldist.models.encoding import PromptEncoding, special_token_strings
+from labeldist.models.hf.scoring import (
     AnswerContext,
     ContinuationScorer,
     ItemContext,
-    ScoreRequest,
     at_least_float32,
     sliding_window,
 )
+from labeldist.models.hf.settings import HFSettings
+from labeldist.models.resolve import ResolvedModel, resolve_model
+from labeldist.models.slot_plans import PreparedAnswer, first_token_ids, prepare_answer, slot_distributions
+from labeldist.prompts import AnswerFormat, Prompt
+from labeldist.prompts.formats import answer_closed
+from labeldist.prompts.judgements import JudgementPrompt
+from labeldist.slots.locate import SlotPlan
+from labeldist.slots.requests import PRUNE_TOLERANCE, ScoreRequest
 from labeldist.slots.tokens import TokenTexts, eos_ids
 
 log = logging.getLogger("labeldist")
@@ -49,15 +50,8 @@ MIN_SHARED_PREFIX = 16
 
 @dataclass
 class _PreparedItem:
-    answer: str
-    parsed: ParsedAnswer
-    plans: list[SlotPlan]
-    groups: list[list[list[int]]]  # per plan, the requests of each event: the close, then every label
-    boundaries: list[int]
+    prepared: PreparedAnswer
     context: ItemContext
-    generated_tokens: int
-    # per plan (last_slot_only), the request of what the slot is conditioned on (None: certain)
-    givens: list[int | None] | None = None
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -67,12 +61,31 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-class HFBackend(Backend):
+class HFBackend(PromptEncoding, Backend):
     """A causal LM from transformers, greedy, batched with left padding.
 
     ``chat``: use the tokenizer's chat template (None: when it has one). ``quantization``:
     "4bit" or "8bit" through bitsandbytes, CUDA only.
     """
+
+    capabilities = Capabilities(
+        exact_slots=True, marginal=True, samples=True, hidden_states=True, judgements=True, precision_check=True, ray=True
+    )
+    settings_class = HFSettings
+
+    @classmethod
+    def create(cls, model: str, settings: HFSettings, *, chat: bool | None, max_new_tokens: int, progress: bool) -> HFBackend:
+        """The model loaded under ``settings`` (``progress``: transformers' loading bar)."""
+        with _transformers_bars(progress):  # --quiet also hides transformers' "Loading weights" bar
+            return cls(
+                model,
+                device=settings.device,
+                dtype=settings.dtype,
+                chat=chat,
+                max_new_tokens=max_new_tokens,
+                quantization=settings.quantization,
+                prune_tolerance=settings.prune_tolerance,
+            )
 
     def __init__(
         self,
@@ -162,62 +175,6 @@ class HFBackend(Backend):
         self.scorer = ContinuationScorer(self.model, self.tokenizer, self.texts, self.eos, self.cache_kwarg)
 
     # -- prompts -----------------------------------------------------------------------------
-
-    def render(self, prompt: Prompt) -> str:
-        """The exact text the model reads: the chat template with a generation prompt and the
-        answer prefix, or the plain-text prompt."""
-        if self.chat:
-            text = self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
-            return text + prompt.answer_prefix
-        return prompt.text
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``; a plain prompt gets the tokenizer's special tokens (BOS), a chat-rendered one does not."""
-        # the chat template writes its own special tokens; a plain prompt gets BOS if the model uses one
-        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
-
-    def encode_prompt(self, prompt: Prompt) -> tuple[str, list[int]]:
-        """The rendered prompt and its token ids, with the prompt's own text (item text,
-        demonstrations, instructions) encoded as text: a special-token string in it, such as
-        ``<|im_end|>`` in a scraped post, becomes ordinary characters, never a turn marker.
-        A prompt without such strings is encoded exactly as :meth:`encode` encodes it."""
-        guarded, markers = self._guard(prompt)
-        rendered = self.render(guarded)
-        return _restore(rendered, markers), self._encode_guarded(rendered, markers)
-
-    def _guard(self, prompt: Prompt) -> tuple[Prompt, dict[str, str]]:
-        """``prompt`` with each special-token string in its texts replaced by a private-use
-        placeholder (which the chat template passes through as text), and the placeholders."""
-        texts = [m["content"] for m in prompt.messages] + [prompt.text, prompt.answer_prefix]
-        found = [s for s in self._specials if any(s in t for t in texts)]
-        if not found:
-            return prompt, {}
-        # supplementary private use area B: no tokenizer's special token, and not labeldist's FILL
-        unused = (chr(c) for c in range(0x100000, 0x10FFFE) if not any(chr(c) in t for t in texts))
-        markers = {next(unused): s for s in found}
-
-        def hide(text: str) -> str:
-            for placeholder, special in markers.items():  # longest first (see special_token_strings)
-                text = text.replace(special, placeholder)
-            return text
-
-        messages = [{**m, "content": hide(m["content"])} for m in prompt.messages]
-        guarded = dataclasses.replace(prompt, messages=messages, text=hide(prompt.text), answer_prefix=hide(prompt.answer_prefix))
-        return guarded, markers
-
-    def _encode_guarded(self, text: str, markers: dict[str, str]) -> list[int]:
-        if not markers:
-            return self.encode(text)
-        as_text = {"add_special_tokens": False, "split_special_tokens": True}
-        if not self.chat:  # a plain prompt is all text: no special token in it is real
-            return self.tokenizer(_restore(text, markers), add_special_tokens=True, split_special_tokens=True)["input_ids"]
-        ids: list[int] = []
-        for piece in re.split("(" + "|".join(markers) + ")", text):
-            if piece in markers:
-                ids += self.tokenizer(markers[piece], **as_text)["input_ids"]
-            elif piece:
-                ids += self.encode(piece)
-        return ids
 
     def describe(self) -> dict:
         """The hf backend's model source and type, tokenizer, device, dtype, quantization, EOS ids and pruning tolerance."""
@@ -439,118 +396,38 @@ class HFBackend(Backend):
 
     def _prepare(self, i, prompt, encoded, state, labels, fmt, last_slot_only: bool = False) -> _PreparedItem:
         """An answer's slots and the continuations to score for them."""
-        generated = state["generated"][i]
-        answer_ids = [t for t in generated if t not in self.eos]
-        prefix_length = len(prompt.answer_prefix)
-        answer = prompt.answer_prefix + self.texts.text(answer_ids)
-        plans = plan_slots(answer, prefix_length, fmt, labels)
-        if last_slot_only:
-            plans = plans[-1:]
-        # character offset (in the answer) where each generated-token prefix ends
-        boundaries = [prefix_length] + [prefix_length + b for b in self.texts.char_boundaries(answer_ids)]
-        steps = state["steps"][: len(answer_ids) + 1, i]
-        requests, groups, givens = [], [], []
-        for plan in plans:
-            plan_requests, plan_groups = self._requests(plan, answer, boundaries, labels, len(requests))
-            requests.extend(plan_requests)
-            groups.append(plan_groups)
-            if last_slot_only:
-                given = self._given_request(plan, answer, boundaries)
-                givens.append(None if given is None else len(requests))
-                requests.extend([given] if given is not None else [])
-        context = ItemContext(list(encoded) + answer_ids, len(encoded), steps, requests)
-        parsed = fmt.parse(answer, labels)
-        return _PreparedItem(
-            answer, parsed, plans, groups, boundaries, context, len(generated), givens if last_slot_only else None
-        )
-
-    @staticmethod
-    def _given_request(plan: SlotPlan, answer: str, boundaries: list[int]) -> ScoreRequest | None:
-        """What the slot's events are conditioned on, from the same token boundary: the text
-        from there to the decision point (the end of the previous label, its closing quote),
-        followed by the previous label's terminator where its event required one. The slot's
-        events are all inside it, so dividing by its probability gives P(event | the answer so
-        far), and a chain of slots counts each terminator once. None: nothing to condition on."""
-        residual = _residual(answer, boundaries, plan.decision)
-        if plan.given is None and not residual:
-            return None
-        terminators, end = plan.given or ((), False)
-        return ScoreRequest(_boundary_before(boundaries, plan.decision), residual, terminators, end)
+        prepared = prepare_answer(prompt.answer_prefix, state["generated"][i], self.eos, self.texts, labels, fmt, last_slot_only)
+        steps = state["steps"][: len(prepared.answer_ids) + 1, i]
+        context = ItemContext(list(encoded) + prepared.answer_ids, len(encoded), steps, prepared.requests)
+        return _PreparedItem(prepared, context)
 
     def _assemble(self, i, item: _PreparedItem, logprobs, pruned, rendered, state, labels, save_hidden) -> Generation:
-        ctx = item.context
-        slots = []
-        for plan_index, (plan, groups) in enumerate(zip(item.plans, item.groups)):
-            # an event's probability is the sum over its surface forms (disjoint strings), and
-            # so is what pruning left out of it
-            event_logprobs = np.array([np.logaddexp.reduce(logprobs[g]) if g else -np.inf for g in groups])
-            event_pruned = np.array([pruned[g].sum() for g in groups])
-            lower = np.exp(event_logprobs)
-            upper = np.minimum(lower + event_pruned, 1.0)
-            slots.append(
-                SlotDistribution(
-                    index=plan.index,
-                    chosen=plan.chosen,
-                    raw=plan.raw,
-                    label_logprobs=event_logprobs[1:],
-                    stop_logprob=float(event_logprobs[0]),
-                    # the sum over tokenisations leaves out prefixes below the tolerance: at most this much
-                    label_probs_lower=lower[1:],
-                    label_probs_upper=upper[1:],
-                    stop_prob_lower=float(lower[0]),
-                    stop_prob_upper=float(upper[0]),
-                    decision_token=ctx.requests[groups[0][0]].boundary,
-                    forms=record_forms(plan, _residual(item.answer, item.boundaries, plan.decision), labels),
-                    given_logprob=_given_logprob(item, plan_index, logprobs),
-                    first_token_probs=self._first_token(
-                        plan, item.answer, item.boundaries, ctx.context_ids, ctx.prompt_length, ctx.step_logprobs, labels
-                    ),
-                )
-            )
+        prepared, ctx = item.prepared, item.context
+
+        def first_token(plan: SlotPlan) -> np.ndarray:
+            # the original method: each label's first token at the label's start, softmax over
+            # the label set (labels sharing a first token get the same share)
+            found = first_token_ids(plan, prepared, ctx.context_ids, ctx.prompt_length, self.scorer.context_tokenizer, labels)
+            if found is None:
+                return np.full(len(labels), np.nan)
+            j, first_ids = found
+            logits = ctx.step_logprobs[j][torch.tensor(first_ids, device=ctx.step_logprobs.device)]
+            return torch.softmax(logits, dim=0).cpu().numpy().astype(np.float64)
+
+        slots = slot_distributions(prepared, logprobs, pruned, labels, first_token)
         hidden = None
         if save_hidden:
-            anchor = 0
-            if item.plans:
-                first = item.plans[0]
-                anchor = first.label_start if first.label_start is not None else first.decision
-            hidden = state["hidden"][_boundary_before(item.boundaries, anchor) if item.plans else 0][:, i].numpy()
+            hidden = state["hidden"][prepared.hidden_step()][:, i].numpy()
         return Generation(
             prompt_text=rendered,
-            answer=item.answer,
-            generated_tokens=item.generated_tokens,
-            parsed=item.parsed,
+            answer=prepared.answer,
+            generated_tokens=prepared.generated_tokens,
+            parsed=prepared.parsed,
             slots=slots,
             hidden=hidden,
             finished=state["finished"][i],
             token_ids=list(state["generated"][i]),
         )
-
-    def _requests(
-        self, plan: SlotPlan, answer: str, boundaries: list[int], labels, offset: int
-    ) -> tuple[list[ScoreRequest], list[list[int]]]:
-        """Every form of the close, then of each label, all from the slot's decision point (from
-        the last token boundary before it); and which requests (numbered from ``offset``) make
-        up each event: the close first, then the labels in order."""
-        j = _boundary_before(boundaries, plan.decision)
-        residual = _residual(answer, boundaries, plan.decision)
-        requests: list[ScoreRequest] = []
-        groups: list[list[int]] = []
-        for forms in (plan.close_forms, *(plan.forms_of(label) for label in labels)):
-            groups.append(list(range(offset + len(requests), offset + len(requests) + len(forms))))
-            requests.extend(ScoreRequest(j, residual + f.text, f.terminators, f.end) for f in forms)
-        return requests, groups
-
-    def _first_token(self, plan, answer, boundaries, context, prompt_length, steps, labels) -> np.ndarray:
-        """The original method: each label's first token at the label's start, softmax over the
-        label set (labels sharing a first token get the same share)."""
-        if plan.label_start is None:
-            return np.full(len(labels), np.nan)
-        j = _boundary_before(boundaries, plan.label_start)
-        residual = answer[boundaries[j] : plan.label_start]
-        prefix_ids = context[: prompt_length + j]
-        first_ids = [self.scorer.tokenize_in_context(prefix_ids, residual + label)[0] for label in labels]
-        logits = steps[j][torch.tensor(first_ids, device=steps.device)]
-        return torch.softmax(logits, dim=0).cpu().numpy().astype(np.float64)
 
     # -- precision ---------------------------------------------------------------------------
 
@@ -613,34 +490,7 @@ class HFBackend(Backend):
         The prompts' common part (shared demonstrations) is computed once and kept across
         batches, each prompt's own part once; all fills and answers of the batch then go
         through the model in one tree pass."""
-        encoded, tails = [], []
-        for prompt in prompts:
-            guarded, markers = self._guard(prompt.prompt)
-            rendered = self.render(guarded)
-            if rendered.count(FILL) != 1:
-                raise ModelError(f"item {prompt.item_id}: its prompt must hold the fill marker once (the text contains U+E000?)")
-            head, tail = rendered.split(FILL)
-            # the item text lies before the fill (see prompts.judgements); the tail is the template's
-            encoded.append(self._encode_guarded(head, markers))
-            tails.append(_restore(tail, markers))
-        contexts = []
-        for prompt, ids, tail in zip(prompts, encoded, tails):
-            fills, answers = [], []
-            answer_texts = prompt.answer_texts(self.chat)
-            for fill in prompt.fills:
-                fill_ids = self.scorer.tokenize_in_context(ids, fill + tail)
-                per_answer = []
-                for answer in answer_texts:
-                    both = self.scorer.tokenize_in_context(ids, fill + tail + answer)
-                    if both[: len(fill_ids)] != fill_ids or len(both) == len(fill_ids):
-                        raise ModelError(
-                            f"item {prompt.item_id}: the answer {answer!r} merges with the text before it in this "
-                            "tokenizer; end the question (or the template's answer lead) with a space or line break"
-                        )
-                    per_answer.append(both[len(fill_ids) :])
-                fills.append(fill_ids)
-                answers.append(per_answer)
-            contexts.append((fills, answers))
+        encoded, contexts = self.encode_judgements(prompts, self.scorer.context_tokenizer)
         state = self._decode(encoded, [""] * len(prompts), None, False, forced=[[] for _ in prompts])
         items = [
             AnswerContext(ids, state["steps"][0:1, i], fills, answers)
@@ -732,18 +582,18 @@ class HFBackend(Backend):
         return self.scorer.score(ids, n, cache, steps, requests).tolist()
 
 
-def special_token_strings(tokenizer) -> tuple[str, ...]:
-    """The texts a tokenizer reads as special tokens (``<|im_start|>``, ``<eos>``, ...), longest
-    first so that one containing another is replaced whole."""
-    specials = {token.content for token in getattr(tokenizer, "added_tokens_decoder", {}).values() if token.special}
-    specials |= set(getattr(tokenizer, "all_special_tokens", []))
-    return tuple(sorted((s for s in specials if s), key=lambda s: (-len(s), s)))
+@contextmanager
+def _transformers_bars(shown: bool):
+    from transformers.utils import logging as transformers_logging
 
-
-def _restore(text: str, markers: dict[str, str]) -> str:
-    for placeholder, special in markers.items():
-        text = text.replace(placeholder, special)
-    return text
+    before = transformers_logging.is_progress_bar_enabled()
+    if not shown:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if before and not shown:
+            transformers_logging.enable_progress_bar()
 
 
 def _cast_floating(model, dtype: torch.dtype) -> dict[str, torch.dtype]:
@@ -770,27 +620,3 @@ def _common_prefix_length(sequences: list[list[int]]) -> int:
         if any(s[j] != token for s in sequences[1:]):
             return j
     return n
-
-
-def _given_logprob(item: _PreparedItem, plan_index: int, logprobs: np.ndarray) -> float | None:
-    """log P(what the slot is conditioned on), when it was scored (last_slot_only); 0: certain."""
-    if item.givens is None:
-        return None
-    request = item.givens[plan_index]
-    return 0.0 if request is None else float(logprobs[request])
-
-
-def _residual(answer: str, boundaries: list[int], offset: int) -> str:
-    """The text from the last token boundary at or before ``offset`` up to it."""
-    return answer[boundaries[_boundary_before(boundaries, offset)] : offset]
-
-
-def _boundary_before(boundaries: list[int], offset: int) -> int:
-    """Index of the last token boundary at or before a character offset."""
-    j = 0
-    for index, boundary in enumerate(boundaries):
-        if boundary <= offset:
-            j = index
-        else:
-            break
-    return j

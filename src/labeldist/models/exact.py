@@ -1,0 +1,243 @@
+"""A backend with exact slots over any model that gives next-token distributions after token ids
+(vLLM in this process; a test's transformers model): the prompts are encoded on this side
+exactly as the hf backend encodes them, the slots planned as it plans them
+(``models/slot_plans.py``) and every continuation scored over every tokenisation by the lattice
+walk of ``slots/lattice.py``, each level's distributions asked for in one batch. The numbers are
+the hf backend's (same definition, same pruning and bounds), computed by another engine.
+
+The engine (:class:`NextTokenModel`) does three things: greedy continuations with the
+distribution before each token, the distributions after any token sequences, and sampled
+continuations. Everything else is here.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from labeldist.errors import ModelError
+from labeldist.models.base import Backend, Generation, draw_seed
+from labeldist.models.encoding import PromptEncoding, special_token_strings
+from labeldist.models.slot_plans import first_token_ids, prepare_answer, slot_distributions
+from labeldist.prompts import AnswerFormat, Prompt
+from labeldist.prompts.formats import answer_closed
+from labeldist.prompts.judgements import JudgementPrompt
+from labeldist.slots.lattice import LatticeItem, LatticeScorer
+from labeldist.slots.requests import ScoreRequest
+from labeldist.slots.tokens import ContextTokenizer, TokenTexts
+
+
+class NextTokenModel(ABC):
+    """What an exact backend needs of a model. Distributions are float32 (or wider) arrays of
+    log-probabilities over the vocabulary (``vocab_size`` wide: a token the model does not
+    have reads -inf)."""
+
+    vocab_size: int
+
+    @abstractmethod
+    def greedy(
+        self, prompts: Sequence[list[int]], max_tokens: int, stop_ids: Sequence[int]
+    ) -> list[tuple[list[int], list[np.ndarray]]]:
+        """Per prompt: the greedy continuation (up to ``max_tokens``, ending at a ``stop_ids``
+        token if one comes) and the distribution before each of its tokens."""
+
+    @abstractmethod
+    def distributions(self, prefixes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+        """The next-token distribution after each token sequence."""
+
+    @abstractmethod
+    def sample(
+        self, prompts: Sequence[list[int]], max_tokens: int, stop_ids: Sequence[int], temperature: float, seeds: Sequence[int]
+    ) -> list[list[int]]:
+        """One continuation per prompt drawn at ``temperature`` (no top-k or top-p), each seeded by its ``seeds`` entry."""
+
+
+class ExactBackend(PromptEncoding, Backend):
+    """Exact slots from a :class:`NextTokenModel` and the model's tokenizer (subclasses load
+    both, and describe themselves)."""
+
+    def _setup_exact(
+        self, engine: NextTokenModel, tokenizer, eos: Sequence[int], chat: bool | None, max_new_tokens: int, tolerance: float
+    ):
+        if not 0.0 <= tolerance < 1.0:
+            raise ModelError(f"the prune tolerance must be in [0, 1), not {tolerance!r}")
+        self.engine = engine
+        self.tokenizer = tokenizer
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if chat and not has_template:
+            raise ModelError(f"model {self.name!r} has no chat template; run without --chat")
+        self.chat = has_template if chat is None else chat
+        self.max_new_tokens = max_new_tokens
+        self.texts = TokenTexts(tokenizer)
+        self._specials = special_token_strings(tokenizer)
+        self.eos = list(eos)
+        self.context_tokenizer = ContextTokenizer(tokenizer, self.texts)
+        self._known: dict[tuple[int, ...], np.ndarray] = {}  # distributions of the batch in hand
+        self.scorer = LatticeScorer(self.texts, self.context_tokenizer, self.eos, self._distributions, tolerance)
+
+    # -- distributions -----------------------------------------------------------------------
+
+    def _distributions(self, prefixes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+        missing = [p for p in dict.fromkeys(prefixes) if p not in self._known]
+        if missing:
+            for prefix, dist in zip(missing, self.engine.distributions(missing)):
+                self._known[prefix] = dist
+        return [self._known[p] for p in prefixes]
+
+    # -- generation --------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        labels: Sequence[str],
+        answer_format: AnswerFormat,
+        *,
+        save_hidden: bool = False,
+        forced_answers: Sequence[str] | None = None,
+        last_slot_only: bool = False,
+    ) -> list[Generation]:
+        """Greedy answers (or ``forced_answers``) with their exact label slots, as the hf backend."""
+        if save_hidden:
+            raise ModelError(f"the {self.name_of_backend} backend does not return hidden states; run --save-hidden with hf")
+        labels = tuple(labels)
+        rendered, encoded = map(list, zip(*(self.encode_prompt(p) for p in prompts)))
+        started = time.perf_counter()
+        try:
+            if forced_answers is not None:
+                if len(forced_answers) != len(prompts):
+                    raise ValueError(f"{len(forced_answers)} forced answers for {len(prompts)} prompts")
+                generated = [self.context_tokenizer.tokenize(ids, text) for ids, text in zip(encoded, forced_answers)]
+                finished = [len(tokens) > 0 for tokens in generated]
+            else:
+                generated, finished = self._greedy(encoded, [p.answer_prefix for p in prompts], answer_format)
+            decode_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            prepared = [
+                prepare_answer(p.answer_prefix, tokens, self.eos, self.texts, labels, answer_format, last_slot_only)
+                for p, tokens in zip(prompts, generated)
+            ]
+            items = [
+                LatticeItem(list(ids) + answer.answer_ids, len(ids), answer.requests) for ids, answer in zip(encoded, prepared)
+            ]
+            scored = self.scorer.score(items)
+            results = []
+            for i, (answer, item, (logprobs, pruned)) in enumerate(zip(prepared, items, scored)):
+                slots = slot_distributions(answer, logprobs, pruned, labels, self._first_token_reader(answer, item, labels))
+                results.append(
+                    Generation(
+                        prompt_text=rendered[i],
+                        answer=answer.answer,
+                        generated_tokens=answer.generated_tokens,
+                        parsed=answer.parsed,
+                        slots=slots,
+                        finished=finished[i],
+                        token_ids=list(generated[i]),
+                    )
+                )
+        finally:
+            self._known.clear()
+        slot_seconds = time.perf_counter() - started
+        for generation in results:
+            generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}
+        return results
+
+    def _greedy(self, encoded, prefixes, fmt) -> tuple[list[list[int]], list[bool]]:
+        """Greedy answers cut where the hf backend stops (EOS, the answer closed, the token
+        limit); the distributions seen on the way are kept for the slots."""
+        outputs = self.engine.greedy(encoded, self.max_new_tokens, self.eos)
+        generated, finished = [], []
+        for ids, prefix, (tokens, steps) in zip(encoded, prefixes, outputs):
+            kept, done = self._cut(tokens, prefix, fmt)
+            for j, dist in enumerate(steps[: len(kept) + 1]):
+                self._known[tuple(ids) + tuple(kept[:j])] = dist
+            generated.append(kept)
+            finished.append(done)
+        return generated, finished
+
+    def _cut(self, tokens: Sequence[int], prefix: str, fmt: AnswerFormat) -> tuple[list[int], bool]:
+        """``tokens`` up to where the hf backend's decoding stops (an EOS token, the answer
+        closed, the token limit), and whether the answer finished (not cut by the limit)."""
+        kept: list[int] = []
+        for token in tokens[: self.max_new_tokens]:
+            kept.append(token)
+            if token in self.eos or answer_closed(fmt, prefix + self.texts.text([t for t in kept if t not in self.eos])):
+                return kept, True
+        return kept, False
+
+    def _first_token_reader(self, answer, item: LatticeItem, labels):
+        def first_token(plan) -> np.ndarray:
+            # the original method: each label's first token at the label's start, softmax over
+            # the label set (labels sharing a first token get the same share)
+            found = first_token_ids(plan, answer, item.context_ids, item.prompt_length, self.context_tokenizer, labels)
+            if found is None:
+                return np.full(len(labels), np.nan)
+            j, first_ids = found
+            (dist,) = self._distributions([tuple(item.context_ids[: item.prompt_length + j])])
+            logits = dist[first_ids].astype(np.float64)
+            shares = np.exp(logits - logits.max())
+            return shares / shares.sum()
+
+        return first_token
+
+    @property
+    def name_of_backend(self) -> str:
+        """The registry name of this backend, for messages."""
+        return type(self).__name__.removesuffix("Backend").lower()
+
+    # -- questions and continuations ---------------------------------------------------------
+
+    def score_answers(self, prompts: Sequence[JudgementPrompt]) -> list[np.ndarray]:
+        """For each unary/pairwise prompt, log P(answer | prompt with fill) for every fill x
+        answer: every token of the answer, in context."""
+        encoded, contexts = self.encode_judgements(prompts, self.context_tokenizer)
+        wanted = []  # (item, fill, answer, prefix, token)
+        for i, (ids, (fills, answers)) in enumerate(zip(encoded, contexts)):
+            for f, (fill, per_answer) in enumerate(zip(fills, answers)):
+                for a, tokens in enumerate(per_answer):
+                    for k, token in enumerate(tokens):
+                        wanted.append((i, f, a, tuple(ids) + tuple(fill) + tuple(tokens[:k]), token))
+        try:
+            dists = self._distributions([w[3] for w in wanted])
+        finally:
+            self._known.clear()
+        out = [np.zeros((len(fills), max((len(a) for a in answers), default=0))) for fills, answers in (c for c in contexts)]
+        for (i, f, a, _, token), dist in zip(wanted, dists):
+            out[i][f, a] += float(dist[token]) if token < len(dist) else float("-inf")
+        return out
+
+    def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | prefix) for each continuation, in its canonical tokens."""
+        ids = self.encode(prefix)
+        item = LatticeItem(ids, len(ids), [ScoreRequest(0, text, exact_tokens=True) for text in continuations])
+        try:
+            ((logprobs, _),) = self.scorer.score([item])
+        finally:
+            self._known.clear()
+        return [float(x) for x in logprobs]
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def sample_answers(
+        self, prompts: Sequence[Prompt], answer_format: AnswerFormat, n: int, *, temperature: float = 1.0, seed: int = 0
+    ) -> list[list[str]]:
+        """``n`` answers per prompt drawn at ``temperature`` (the engine's sampler, seeded per
+        (seed, item, draw): the same draws whatever the batch), cut where a greedy answer
+        would stop. The draws are the engine's, not the hf backend's: the same distribution,
+        other random numbers."""
+        if n < 1:
+            raise ValueError(f"samples must be at least 1, not {n}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be above 0, not {temperature}")
+        encoded = [self.encode_prompt(p)[1] for p in prompts]
+        rows = [(i, draw) for i in range(len(prompts)) for draw in range(n)]
+        seeds = [draw_seed(seed, prompts[i].item_id, draw) for i, draw in rows]
+        drawn = self.engine.sample([encoded[i] for i, _ in rows], self.max_new_tokens, self.eos, temperature, seeds)
+        answers: list[list[str]] = [[] for _ in prompts]
+        for (i, _), tokens in zip(rows, drawn):
+            prefix = prompts[i].answer_prefix
+            kept, _ = self._cut(tokens, prefix, answer_format)
+            answers[i].append(prefix + self.texts.text([t for t in kept if t not in self.eos]))
+        return answers

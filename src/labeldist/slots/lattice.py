@@ -1,0 +1,163 @@
+"""The exact probability of continuation strings over every tokenisation, for a backend that
+gives next-token distributions after any token sequence (vLLM's one-token requests with every
+log-probability, a served model that takes token ids): the same walk as the hf backend's tree
+passes (``models/hf/scoring.py``, whose docstring defines the numbers), with each level's
+distributions asked for in one batch instead of computed in one tree pass.
+
+From a request's token boundary, every vocabulary token whose text is a proper prefix of the
+rest of the text leads to a lattice node one token deeper; a token equal to the rest completes
+the text (then a terminator must follow: the log-sum of the follow tokens' probabilities), and
+a token running past the end counts when what it adds begins with a terminator (any token, for
+a text without terminators). A prefix less likely than the tolerance is not extended; its
+probability is the request's pruned mass, the bound on what its number leaves out. The
+distributions are read where they are needed and dropped with the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeldist.slots.requests import PRUNE_TOLERANCE, ScoreRequest
+from labeldist.slots.tokens import ContextTokenizer, TokenTexts, follow_mask
+
+# token ids after which the next-token log-distributions are wanted -> those distributions
+# (log-probabilities over the vocabulary; a token the model does not have reads -inf)
+Distributions = Callable[[Sequence[tuple[int, ...]]], Sequence[np.ndarray]]
+
+
+@dataclass
+class LatticeItem:
+    """One item's context (prompt + generated tokens), its prompt's length, and the requests
+    (each from a token boundary of the generated part)."""
+
+    context_ids: Sequence[int]
+    prompt_length: int
+    requests: Sequence[ScoreRequest]
+
+
+@dataclass
+class _Path:
+    row: int
+    request: int
+    tokens: tuple[int, ...]  # after the request's cut
+    offset: int  # bytes (or exact tokens) consumed
+    logprob: float
+
+
+@dataclass
+class _Spec:
+    data: bytes
+    follow: np.ndarray | None  # ids of the tokens that may follow (None: the text only has to start what follows)
+    starts: tuple[bytes, ...]
+    exact: list[int] | None
+    cut: int  # the context's length at the request's boundary
+
+
+class LatticeScorer:
+    """Log-probabilities of :class:`ScoreRequest` continuations, summed over every tokenisation,
+    from next-token distributions asked of ``distributions`` a lattice level at a time."""
+
+    def __init__(
+        self,
+        texts: TokenTexts,
+        context_tokenizer: ContextTokenizer,
+        eos_ids: Sequence[int],
+        distributions: Distributions,
+        tolerance: float = PRUNE_TOLERANCE,
+    ):
+        self.texts = texts
+        self.context_tokenizer = context_tokenizer
+        self.eos_ids = list(eos_ids)
+        self.distributions = distributions
+        self.tolerance = tolerance
+        self._follow: dict[tuple, np.ndarray] = {}
+        self.stats = {"levels": 0, "distributions": 0}
+
+    def _follow_ids(self, terminators: tuple[str, ...], end: bool) -> np.ndarray:
+        key = (terminators, end)
+        if key not in self._follow:
+            self._follow[key] = np.flatnonzero(follow_mask(self.texts, self.eos_ids, terminators, end))
+        return self._follow[key]
+
+    def _spec(self, item: LatticeItem, request: ScoreRequest) -> _Spec:
+        cut = item.prompt_length + request.boundary
+        if request.exact_tokens:
+            return _Spec(b"", None, (), self.context_tokenizer.tokenize(list(item.context_ids[:cut]), request.text), cut)
+        terminated = bool(request.terminators) or request.end
+        if not request.text and not terminated:
+            raise ValueError(f"empty continuation with no terminator: {request}")
+        follow = self._follow_ids(request.terminators, request.end) if terminated else None
+        starts = tuple(t.encode("utf-8") for t in request.terminators) + ((b"\n",) if request.end else ())
+        return _Spec(request.text.encode("utf-8"), follow, starts, None, cut)
+
+    def score(self, items: Sequence[LatticeItem]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per item: each request's log-probability (every tokenisation) and its pruned mass."""
+        log_tolerance = math.log(self.tolerance) if self.tolerance > 0 else float("-inf")
+        specs = [[self._spec(item, request) for request in item.requests] for item in items]
+        totals: list[list[list[float]]] = [[[] for _ in item.requests] for item in items]
+        pruned = [np.zeros(len(item.requests)) for item in items]
+        frontier = [_Path(b, r, (), 0, 0.0) for b, item in enumerate(items) for r in range(len(item.requests))]
+        while frontier:
+            # what each path reads next, from the distribution after its prefix
+            pending: list[tuple[_Path, tuple, int | np.ndarray, int, int]] = []  # (path, prefix, token or ids, token, length)
+            for path in frontier:
+                spec = specs[path.row][path.request]
+                prefix = (path.row, spec.cut, path.tokens)
+                if spec.exact is not None:
+                    if path.offset == len(spec.exact):
+                        totals[path.row][path.request].append(path.logprob)
+                    else:
+                        token = spec.exact[path.offset]
+                        pending.append((path, prefix, token, token, 1))
+                    continue
+                rest = spec.data[path.offset :]
+                if not rest:  # the whole text is written: a terminator must follow
+                    if spec.follow is not None and len(spec.follow):
+                        pending.append((path, prefix, spec.follow, -1, -1))
+                    continue
+                for token, length in self.texts.prefixes_of(rest):
+                    pending.append((path, prefix, token, token, length))
+                for token in self.texts.extending(rest):
+                    extra = self.texts.bytes[token][len(rest) :]
+                    if not extra:  # the token is the rest: a node, or the end of an open text
+                        pending.append((path, prefix, token, token, len(rest)))
+                    elif spec.follow is None or extra.startswith(spec.starts):
+                        pending.append((path, prefix, token, token, -1))
+            if not pending:
+                break
+            prefixes = list(dict.fromkeys(p[1] for p in pending))
+            asked = [tuple(items[row].context_ids[:cut]) + tokens for row, cut, tokens in prefixes]
+            got = self.distributions(asked)
+            self.stats["levels"] += 1
+            self.stats["distributions"] += len(asked)
+            where = dict(zip(prefixes, got))
+            frontier = []
+            for path, prefix, read, token, length in pending:
+                spec = specs[path.row][path.request]
+                dist = where[prefix]
+                if isinstance(read, np.ndarray):
+                    value = float(np.logaddexp.reduce(dist[read[read < len(dist)]].astype(np.float64)))
+                else:
+                    value = float(dist[read]) if read < len(dist) else float("-inf")
+                logprob = path.logprob + value
+                offset = path.offset + length
+                if spec.exact is not None:
+                    done = offset == len(spec.exact)
+                else:
+                    done = length < 0 or (spec.follow is None and offset == len(spec.data))
+                if done:
+                    totals[path.row][path.request].append(logprob)
+                    continue
+                if spec.exact is None and logprob < log_tolerance:
+                    pruned[path.row][path.request] += math.exp(logprob)
+                    continue
+                frontier.append(_Path(path.row, path.request, path.tokens + (token,), offset, logprob))
+        out = []
+        for item_totals, item_pruned in zip(totals, pruned):
+            logprobs = np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in item_totals])
+            out.append((logprobs, item_pruned))
+        return out
