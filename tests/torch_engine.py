@@ -27,20 +27,24 @@ class TorchNextTokenModel(NextTokenModel):
         self.calls["greedy"] += len(prompts)
         out = []
         for ids in prompts:
-            tokens, steps = [], []
+            tokens: list[int] = []
             for _ in range(max_tokens):
-                logprobs = torch.log_softmax(self._logits(list(ids) + tokens), dim=-1)
-                steps.append(logprobs.numpy())
-                tokens.append(int(logprobs.argmax()))
+                tokens.append(int(self._logits(list(ids) + tokens).argmax()))
                 if tokens[-1] in stop_ids:
                     break
-            steps.append(torch.log_softmax(self._logits(list(ids) + tokens), dim=-1).numpy())
-            out.append((tokens, steps))
+            out.append(tokens)
         return out
 
-    def distributions(self, prefixes):
+    def distributions(self, prefixes, wanted):
         self.calls["distributions"] += len(prefixes)
-        return [torch.log_softmax(self._logits(p), dim=-1).numpy() for p in prefixes]
+        out = []
+        for prefix, ids in zip(prefixes, wanted):
+            full = torch.log_softmax(self._logits(prefix), dim=-1).numpy()
+            if ids is not None:  # as an engine sending only the ids asked for: anything else read is NaN
+                full, values = np.full_like(full, np.nan), full
+                full[ids] = values[ids]
+            out.append(full)
+        return out
 
     def sample(self, prompts, max_tokens, stop_ids, temperature, seeds):
         self.calls["sample"] += len(prompts)

@@ -38,15 +38,15 @@ class NextTokenModel(ABC):
     vocab_size: int
 
     @abstractmethod
-    def greedy(
-        self, prompts: Sequence[list[int]], max_tokens: int, stop_ids: Sequence[int]
-    ) -> list[tuple[list[int], list[np.ndarray]]]:
-        """Per prompt: the greedy continuation (up to ``max_tokens``, ending at a ``stop_ids``
-        token if one comes) and the distribution before each of its tokens."""
+    def greedy(self, prompts: Sequence[list[int]], max_tokens: int, stop_ids: Sequence[int]) -> list[list[int]]:
+        """Per prompt: the greedy continuation, up to ``max_tokens``, ending at a ``stop_ids``
+        token if one comes. (The distributions the slots need are asked for afterwards, only
+        where they are read: a whole distribution at every step costs more than the answer.)"""
 
     @abstractmethod
-    def distributions(self, prefixes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-        """The next-token distribution after each token sequence."""
+    def distributions(self, prefixes: Sequence[tuple[int, ...]], wanted: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        """The next-token distribution after each token sequence, exact at least at its
+        ``wanted`` token ids (None: every id); an engine may send only those."""
 
     @abstractmethod
     def sample(
@@ -75,17 +75,47 @@ class ExactBackend(PromptEncoding, Backend):
         self._specials = special_token_strings(tokenizer)
         self.eos = list(eos)
         self.context_tokenizer = ContextTokenizer(tokenizer, self.texts)
-        self._known: dict[tuple[int, ...], np.ndarray] = {}  # distributions of the batch in hand
+        # distributions of the batch in hand: (values, which are exact; None: all)
+        self._known: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray | None]] = {}
         self.scorer = LatticeScorer(self.texts, self.context_tokenizer, self.eos, self._distributions, tolerance)
 
     # -- distributions -----------------------------------------------------------------------
 
-    def _distributions(self, prefixes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-        missing = [p for p in dict.fromkeys(prefixes) if p not in self._known]
-        if missing:
-            for prefix, dist in zip(missing, self.engine.distributions(missing)):
-                self._known[prefix] = dist
-        return [self._known[p] for p in prefixes]
+    def _distributions(
+        self, prefixes: Sequence[tuple[int, ...]], wanted: Sequence[np.ndarray | None] | None = None
+    ) -> list[np.ndarray]:
+        """The distribution after each prefix, exact at least at its ``wanted`` ids (None: all),
+        from what the batch in hand already has or from the engine (only what is missing)."""
+        size = self.engine.vocab_size
+        wanted = [None if ids is None else ids[ids < size] for ids in wanted] if wanted is not None else [None] * len(prefixes)
+        asked: dict[tuple[int, ...], np.ndarray | None] = {}
+        for prefix, ids in zip(prefixes, wanted):
+            known = self._known.get(prefix)
+            if known is not None:
+                valid = known[1]
+                if valid is None or (ids is not None and valid[ids].all()):
+                    continue
+                ids = None if ids is None else ids[~valid[ids]]
+            if prefix in asked:  # the same prefix twice: the union of what both read
+                before = asked[prefix]
+                asked[prefix] = None if before is None or ids is None else np.union1d(before, ids)
+            else:
+                asked[prefix] = ids
+        if asked:
+            for (prefix, ids), dist in zip(asked.items(), self.engine.distributions(list(asked), list(asked.values()))):
+                self._remember(prefix, dist, ids)
+        return [self._known[p][0] for p in prefixes]
+
+    def _remember(self, prefix: tuple[int, ...], dist: np.ndarray, ids: np.ndarray | None) -> None:
+        """Keep ``dist`` for the batch: whole (``ids`` None), or exact at ``ids`` only."""
+        if ids is None:
+            self._known[prefix] = (dist, None)
+            return
+        known = self._known.get(prefix)
+        if known is None:
+            known = self._known[prefix] = (np.full(len(dist), -np.inf, dtype=dist.dtype), np.zeros(len(dist), dtype=bool))
+        known[0][ids] = dist[ids]
+        known[1][ids] = True
 
     # -- generation --------------------------------------------------------------------------
 
@@ -145,14 +175,11 @@ class ExactBackend(PromptEncoding, Backend):
         return results
 
     def _greedy(self, encoded, prefixes, fmt) -> tuple[list[list[int]], list[bool]]:
-        """Greedy answers cut where the hf backend stops (EOS, the answer closed, the token
-        limit); the distributions seen on the way are kept for the slots."""
+        """Greedy answers cut where the hf backend stops (EOS, the answer closed, the token limit)."""
         outputs = self.engine.greedy(encoded, self.max_new_tokens, self.eos)
         generated, finished = [], []
-        for ids, prefix, (tokens, steps) in zip(encoded, prefixes, outputs):
+        for prefix, tokens in zip(prefixes, outputs):
             kept, done = self._cut(tokens, prefix, fmt)
-            for j, dist in enumerate(steps[: len(kept) + 1]):
-                self._known[tuple(ids) + tuple(kept[:j])] = dist
             generated.append(kept)
             finished.append(done)
         return generated, finished
@@ -175,7 +202,7 @@ class ExactBackend(PromptEncoding, Backend):
             if found is None:
                 return np.full(len(labels), np.nan)
             j, first_ids = found
-            (dist,) = self._distributions([tuple(item.context_ids[: item.prompt_length + j])])
+            (dist,) = self._distributions([tuple(item.context_ids[: item.prompt_length + j])], [np.asarray(first_ids)])
             logits = dist[first_ids].astype(np.float64)
             shares = np.exp(logits - logits.max())
             return shares / shares.sum()
@@ -200,7 +227,7 @@ class ExactBackend(PromptEncoding, Backend):
                     for k, token in enumerate(tokens):
                         wanted.append((i, f, a, tuple(ids) + tuple(fill) + tuple(tokens[:k]), token))
         try:
-            dists = self._distributions([w[3] for w in wanted])
+            dists = self._distributions([w[3] for w in wanted], [np.asarray([w[4]]) for w in wanted])
         finally:
             self._known.clear()
         out = [np.zeros((len(fills), max((len(a) for a in answers), default=0))) for fills, answers in (c for c in contexts)]

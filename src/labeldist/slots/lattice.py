@@ -24,9 +24,10 @@ import numpy as np
 from labeldist.slots.requests import PRUNE_TOLERANCE, ScoreRequest
 from labeldist.slots.tokens import ContextTokenizer, TokenTexts, follow_mask
 
-# token ids after which the next-token log-distributions are wanted -> those distributions
-# (log-probabilities over the vocabulary; a token the model does not have reads -inf)
-Distributions = Callable[[Sequence[tuple[int, ...]]], Sequence[np.ndarray]]
+# (token ids after which next-token log-distributions are wanted, the ids read from each) ->
+# those distributions (log-probabilities over the vocabulary; exact at least at the ids read, so
+# that an engine may send only those; a token the model does not have reads -inf)
+Distributions = Callable[[Sequence[tuple[int, ...]], Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 
 @dataclass
@@ -129,9 +130,12 @@ class LatticeScorer:
                         pending.append((path, prefix, token, token, -1))
             if not pending:
                 break
-            prefixes = list(dict.fromkeys(p[1] for p in pending))
+            reads: dict[tuple, list] = {}
+            for _, prefix, read, _, _ in pending:
+                reads.setdefault(prefix, []).append(np.atleast_1d(read))
+            prefixes = list(reads)
             asked = [tuple(items[row].context_ids[:cut]) + tokens for row, cut, tokens in prefixes]
-            got = self.distributions(asked)
+            got = self.distributions(asked, [np.unique(np.concatenate(reads[p])) for p in prefixes])
             self.stats["levels"] += 1
             self.stats["distributions"] += len(asked)
             where = dict(zip(prefixes, got))

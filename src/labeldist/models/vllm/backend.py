@@ -61,6 +61,7 @@ class VLLMBackend(ExactBackend):
         dtype = settings.dtype or ("float32" if self.on_cpu else "auto")
         utilisation = settings.gpu_memory_utilization or (0.2 if self.on_cpu else 0.9)
         eager = self.on_cpu if settings.enforce_eager is None else settings.enforce_eager
+        block_size = settings.block_size or (32 if self.on_cpu else None)
         started = time.perf_counter()
         path = self.resolved.path
         try:
@@ -81,6 +82,7 @@ class VLLMBackend(ExactBackend):
                 "enforce_eager": eager,
                 "seed": 0,
                 **({"max_model_len": settings.max_model_len} if settings.max_model_len else {}),
+                **({"block_size": block_size} if block_size else {}),
                 **settings.engine_args,
             }
             self.llm = vllm.LLM(**arguments)
