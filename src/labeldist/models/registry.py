@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,9 +93,11 @@ def make_settings(name: str, model: str, options: dict[str, Any] | None = None) 
     unknown = sorted(set(options) - set(known))
     if unknown:
         shown = ", ".join("--" + key.replace("_", "-") for key in unknown)
+        verb = "does" if len(unknown) == 1 else "do"
         raise ConfigError(
-            "--backend", None, f"{shown} do not apply to --backend {name} (its settings: {', '.join(known) or 'none'})"
+            "--backend", None, f"{shown} {verb} not apply to --backend {name} (its settings: {', '.join(known) or 'none'})"
         )
+    options = {key: _typed(name, settings_class, key, value) for key, value in options.items()}
     if any(f.name == "model" for f in dataclasses.fields(settings_class)):
         options["model"] = model
     try:
@@ -118,11 +122,36 @@ def settings_for(
         raise ConfigError("--backend", None, f"the server settings given are those of --backend {name}, not {backend}")
     if common:
         shown = ", ".join("--" + key.replace("_", "-") for key in sorted(common))
-        raise ConfigError("--backend", None, f"{shown} do not apply to a served model (--backend {name})")
+        verb = "does" if len(common) == 1 else "do"
+        raise ConfigError("--backend", None, f"{shown} {verb} not apply to a served model (--backend {name})")
     if not options:
         return server
     given = {f.name: getattr(server, f.name) for f in dataclasses.fields(server) if f.name != "model"}
     return make_settings(name, model, {**given, **options})
+
+
+def _typed(backend: str, settings_class: type, key: str, value: Any) -> Any:
+    """``value`` as the type the setting declares (``1e-4`` from the command line is text to
+    YAML: a float setting reads it as a number); a value that is not of that type is refused."""
+    hint = typing.get_type_hints(settings_class).get(key)
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds = tuple(typing.get_origin(a) or a for a in allowed)
+    if value is None and type(None) in kinds:
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(value, bool) and bool in kinds:
+        return value
+    if number and isinstance(value, int) and int in kinds:
+        return value
+    if float in kinds and (number or isinstance(value, str)):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, bool | int | float) and any(k not in (bool, int, float) and isinstance(value, k) for k in kinds):
+        return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+    raise ConfigError("--backend", None, f"--backend {backend}: {key} must be {names}, not {value!r}")
 
 
 def backend_of(settings: Any) -> str:
