@@ -236,4 +236,5 @@ def test_an_address_where_nothing_answers_fails_at_once_in_one_line(tiny_setup, 
     assert "go with engine='ray'" in capsys.readouterr().err
     served = [*base, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--engine", "ray", "--out", str(out)]
     assert main(served) == 2
-    assert "runs the hf backend in each worker" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert "--backend openai cannot serve --engine ray" in err and "replica" in err and not out.exists()

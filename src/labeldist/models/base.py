@@ -158,6 +158,8 @@ class Backend(ABC):
 
     name: str = "backend"
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # what to do instead of a capability the backend lacks, said with its refusal
+    instead: ClassVar[dict[str, str]] = {}
     settings_class: ClassVar[type]
 
     @classmethod

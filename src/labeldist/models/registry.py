@@ -169,8 +169,9 @@ def refusal(name: str, needs: dict[str, bool]) -> str | None:
     if not missing:
         return None
     able = [other for other in BACKENDS if all(getattr(capabilities(other), k) for k, v in needs.items() if v)]
-    hint = f" (use --backend {' or '.join(able)})" if able else ""
-    return f"--backend {name} cannot serve {', '.join(missing)}{hint}"
+    hints = [backend_class(name).instead[k] for k, v in needs.items() if v and k in backend_class(name).instead]
+    hints += [f"use --backend {' or '.join(able)}"] if able else []
+    return f"--backend {name} cannot serve {', '.join(missing)}" + (f" ({'; '.join(hints)})" if hints else "")
 
 
 def make_backend(config: ModelChoice, settings: Any, *, progress: bool = True) -> Backend:

@@ -50,6 +50,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
     # slots bounded from the top-k the server reports (exact where expansion closed them: the
     # run records each slot's coverage); a server scores only the answers it wrote itself
     capabilities = Capabilities(samples=True, judgements=True)
+    instead = {"ray": "a served model spreads over replicas instead: --base-url once per replica"}
     settings_class = ServerSettings
 
     @classmethod
