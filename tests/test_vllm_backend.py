@@ -180,3 +180,19 @@ def test_a_vllm_run_resumes_into_the_records_of_an_hf_run(tmp_path):
             values = [*s["label_probs"], s["stop_prob"]], [*t["label_probs"], t["stop_prob"]]
             worst = max(worst, float(np.abs(np.subtract(*values)).max()))
     assert worst < TOL
+
+
+def test_the_benchmark_runs_in_smoke_mode(tmp_path):
+    """benchmarks/bench_vllm.py runs (2 items of the bundled subset) and its vLLM and hf slots agree."""
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vllm.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    numbers = json.loads(out.read_text())
+    assert numbers["items"] == 2 and numbers["labeldist_vllm_ratio"] > 0 and numbers["largest_difference_vllm_hf"] < TOL
