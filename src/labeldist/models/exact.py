@@ -131,7 +131,7 @@ class ExactBackend(PromptEncoding, Backend):
     ) -> list[Generation]:
         """Greedy answers (or ``forced_answers``) with their exact label slots, as the hf backend."""
         if save_hidden:
-            raise ModelError(f"the {self.name_of_backend} backend does not return hidden states; run --save-hidden with hf")
+            raise ModelError(f"{type(self).__name__} does not return hidden states; run --save-hidden with --backend hf")
         labels = tuple(labels)
         rendered, encoded = map(list, zip(*(self.encode_prompt(p) for p in prompts)))
         started = time.perf_counter()
@@ -208,11 +208,6 @@ class ExactBackend(PromptEncoding, Backend):
             return shares / shares.sum()
 
         return first_token
-
-    @property
-    def name_of_backend(self) -> str:
-        """The registry name of this backend, for messages."""
-        return type(self).__name__.removesuffix("Backend").lower()
 
     # -- questions and continuations ---------------------------------------------------------
 

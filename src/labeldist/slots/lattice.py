@@ -30,6 +30,40 @@ from labeldist.slots.tokens import ContextTokenizer, TokenTexts, follow_mask
 Distributions = Callable[[Sequence[tuple[int, ...]], Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 
+FOLLOW = -1  # a read of the follow set's total, not of one token
+
+
+def next_reads(
+    texts: TokenTexts, data: bytes, offset: int, exact: list[int] | None, terminated: bool, can_follow: bool, starts
+) -> list[tuple[int, int]]:
+    """What a tokenisation prefix that has consumed ``offset`` bytes of ``data`` (or ``offset``
+    of the ``exact`` tokens) reads next: (token, or FOLLOW for the follow set; bytes consumed,
+    or -1 when the read completes the text). ``terminated``: a terminator must follow the text
+    (``can_follow``: some token may); ``starts``: what a token running past the text must
+    continue with. The walk of both the hf tree passes and :class:`LatticeScorer`."""
+    if exact is not None:
+        return [(exact[offset], 1)]
+    rest = data[offset:]
+    if not rest:  # the whole text is written: a terminator must follow
+        return [(FOLLOW, -1)] if terminated and can_follow else []
+    out = list(texts.prefixes_of(rest))
+    for token in texts.extending(rest):
+        extra = texts.bytes[token][len(rest) :]
+        if not extra:  # the token is the rest: a node, or the end of an open text
+            out.append((token, len(rest)))
+        elif not terminated or extra.startswith(starts):
+            out.append((token, -1))
+    return out
+
+
+def completes(data: bytes, exact: list[int] | None, terminated: bool, offset: int, length: int) -> bool:
+    """Whether a read that took a prefix to ``offset`` (``length``: as :func:`next_reads` gave
+    it) completes the text."""
+    if exact is not None:
+        return offset == len(exact)
+    return length < 0 or (not terminated and offset == len(data))
+
+
 @dataclass
 class LatticeItem:
     """One item's context (prompt + generated tokens), its prompt's length, and the requests
@@ -108,26 +142,14 @@ class LatticeScorer:
             for path in frontier:
                 spec = specs[path.row][path.request]
                 prefix = (path.row, spec.cut, path.tokens)
-                if spec.exact is not None:
-                    if path.offset == len(spec.exact):
-                        totals[path.row][path.request].append(path.logprob)
-                    else:
-                        token = spec.exact[path.offset]
-                        pending.append((path, prefix, token, token, 1))
+                if spec.exact is not None and path.offset == len(spec.exact):
+                    totals[path.row][path.request].append(path.logprob)
                     continue
-                rest = spec.data[path.offset :]
-                if not rest:  # the whole text is written: a terminator must follow
-                    if spec.follow is not None and len(spec.follow):
-                        pending.append((path, prefix, spec.follow, -1, -1))
-                    continue
-                for token, length in self.texts.prefixes_of(rest):
-                    pending.append((path, prefix, token, token, length))
-                for token in self.texts.extending(rest):
-                    extra = self.texts.bytes[token][len(rest) :]
-                    if not extra:  # the token is the rest: a node, or the end of an open text
-                        pending.append((path, prefix, token, token, len(rest)))
-                    elif spec.follow is None or extra.startswith(spec.starts):
-                        pending.append((path, prefix, token, token, -1))
+                terminated = spec.follow is not None
+                for token, length in next_reads(
+                    self.texts, spec.data, path.offset, spec.exact, terminated, terminated and len(spec.follow) > 0, spec.starts
+                ):
+                    pending.append((path, prefix, spec.follow if token == FOLLOW else token, token, length))
             if not pending:
                 break
             reads: dict[tuple, list] = {}
@@ -149,11 +171,7 @@ class LatticeScorer:
                     value = float(dist[read]) if read < len(dist) else float("-inf")
                 logprob = path.logprob + value
                 offset = path.offset + length
-                if spec.exact is not None:
-                    done = offset == len(spec.exact)
-                else:
-                    done = length < 0 or (spec.follow is None and offset == len(spec.data))
-                if done:
+                if completes(spec.data, spec.exact, spec.follow is not None, offset, length):
                     totals[path.row][path.request].append(logprob)
                     continue
                 if spec.exact is None and logprob < log_tolerance:

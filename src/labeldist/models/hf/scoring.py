@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from labeldist.slots.lattice import FOLLOW, completes, next_reads
 from labeldist.slots.requests import PRUNE_TOLERANCE, ScoreRequest
 from labeldist.slots.tokens import ContextTokenizer, TokenTexts, follow_mask
 
@@ -140,26 +141,18 @@ class ContinuationScorer:
                 for path in frontier:
                     spec = specs[path.row][path.request]
                     where = (-1, items[path.row].requests[path.request].boundary) if path.node < 0 else (0, path.node)
-                    if spec.exact is not None:
-                        if path.offset == len(spec.exact):
-                            totals[path.row][path.request].append(path.logprob)
-                        else:
-                            token = spec.exact[path.offset]
-                            pending.append((path, reads.token(path.row, *where, token), token, 1))
+                    if spec.exact is not None and path.offset == len(spec.exact):
+                        totals[path.row][path.request].append(path.logprob)
                         continue
-                    rest = spec.data[path.offset :]
-                    if not rest:  # the whole text is written: a terminator must follow
-                        if spec.follow is not None and spec.follow[1]:
+                    terminated = spec.follow is not None
+                    can_follow = terminated and spec.follow[1]
+                    for token, length in next_reads(
+                        self.texts, spec.data, path.offset, spec.exact, terminated, can_follow, spec.starts
+                    ):
+                        if token == FOLLOW:
                             pending.append((path, reads.follow(path.row, *where, spec.follow[0]), -1, -1))
-                        continue
-                    for token, length in self.texts.prefixes_of(rest):
-                        pending.append((path, reads.token(path.row, *where, token), token, length))
-                    for token in self.texts.extending(rest):
-                        extra = self.texts.bytes[token][len(rest) :]
-                        if not extra:  # the token is the rest: a node, or the end of an open text
-                            pending.append((path, reads.token(path.row, *where, token), token, len(rest)))
-                        elif spec.follow is None or extra.startswith(spec.starts):
-                            pending.append((path, reads.token(path.row, *where, token), token, -1))
+                        else:
+                            pending.append((path, reads.token(path.row, *where, token), token, length))
                 values = reads.resolve()
                 frontier = []
                 new_nodes: list[list[int]] = [[] for _ in items]
@@ -167,11 +160,7 @@ class ContinuationScorer:
                     spec = specs[path.row][path.request]
                     logprob = path.logprob + values[read]
                     offset = path.offset + length
-                    if spec.exact is not None:
-                        done = offset == len(spec.exact)
-                    else:
-                        done = length < 0 or (spec.follow is None and offset == len(spec.data))
-                    if done:
+                    if completes(spec.data, spec.exact, spec.follow is not None, offset, length):
                         totals[path.row][path.request].append(logprob)
                         continue
                     if spec.exact is None and logprob < log_tolerance:
