@@ -235,3 +235,24 @@ def test_backends_import_only_what_they_use():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_help_imports_no_model_library():
+    """`labeldist --help` and each command's --help import no torch, transformers, matplotlib,
+    Ray or vLLM (checked in a fresh interpreter; issue 32: a quick command line)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from labeldist.cli import main\n"
+        "for argv in (['--help'], ['run', '--help'], ['evaluate', '--help'], ['suite', '--help'], ['report', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'ray', 'vllm', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -8,11 +8,29 @@ The Python API (see :mod:`labeldist.api` and docs/tutorial.md)::
     ld.evaluate(run, cross_fit=5)
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from labeldist.api import DEFAULT_MODEL, Dataset, Run, compare, evaluate, load_dataset, report, run
-from labeldist.data.schema import Item
 from labeldist.errors import ConfigError, DataError, LabeldistError, ModelError, TemplateError
+
+# the API's names are imported when first used (pandas alone takes 0.2 s): `labeldist --help`
+# and the backends that import a submodule do not pay for them
+_LAZY = {
+    **{
+        name: "labeldist.api"
+        for name in ("DEFAULT_MODEL", "Dataset", "Run", "compare", "evaluate", "load_dataset", "report", "run")
+    },
+    "Item": "labeldist.data.schema",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labeldist' has no attribute {name!r}")
+
 
 try:
     __version__ = version("labeldist")
