@@ -225,7 +225,7 @@ class ExactBackend(PromptEncoding, Backend):
             dists = self._distributions([w[3] for w in wanted], [np.asarray([w[4]]) for w in wanted])
         finally:
             self._known.clear()
-        out = [np.zeros((len(fills), max((len(a) for a in answers), default=0))) for fills, answers in (c for c in contexts)]
+        out = [np.zeros((len(fills), max((len(a) for a in answers), default=0))) for fills, answers in contexts]
         for (i, f, a, _, token), dist in zip(wanted, dists):
             out[i][f, a] += float(dist[token]) if token < len(dist) else float("-inf")
         return out
