@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_slots_tokenizers import CASES, LABELS, prompts_for
+from test_slots_tokenizers import CASES, LABELS, prompts_for, tiny_data
 from tiny_models import byte_level_bpe_tokenizer, sentencepiece_style_tokenizer, synthetic_examples, tiny_gemma3, tiny_llama
 from torch_engine import TorchExactBackend, slot_arrays
 
@@ -53,30 +53,7 @@ def pairs(tmp_path_factory, one_thread):
 
 @pytest.fixture(scope="module")
 def data():
-    def item(i, text, gold):
-        return Item(f"i{i}", text, gold=frozenset(gold))
-
-    pool = Dataset(
-        "tiny",
-        LABELS,
-        "train",
-        [
-            item(0, "I am so happy today", {"joy"}),
-            item(1, "that movie was scary and he lied to me again", {"fear", "anger"}),
-            item(2, "it is raining again", set()),
-        ],
-    )
-    dev = Dataset(
-        "tiny",
-        LABELS,
-        "dev",
-        [
-            item(10, "the dog barked all night and I could not sleep", {"anger"}),
-            item(11, "we lost the game", {"sadness"}),
-            item(12, "what a wonderful morning, thank you so much for the help", {"joy", "admiration"}),
-        ],
-    )
-    return dev, pool
+    return tiny_data()
 
 
 def assert_same(hf_generations, exact_generations, tol=TOL):

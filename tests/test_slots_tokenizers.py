@@ -116,6 +116,12 @@ def _note(observed, name, key, value):
 
 @pytest.fixture(scope="module")
 def data():
+    return tiny_data()
+
+
+def tiny_data() -> tuple[Dataset, Dataset]:
+    """The dev items and the demonstration pool of these tests (tests/test_exact_backend.py reads them too)."""
+
     def item(i, text, gold):
         return Item(f"i{i}", text, gold=frozenset(gold))
 

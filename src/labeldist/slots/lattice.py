@@ -56,6 +56,17 @@ def next_reads(
     return out
 
 
+def request_text(request: ScoreRequest) -> tuple[bytes, bool, tuple[bytes, ...]]:
+    """A (non exact-token) request's text as bytes, whether a terminator must follow it, and what
+    a token running past the text must continue with (its terminators; a line break where the
+    answer may end)."""
+    terminated = bool(request.terminators) or request.end
+    if not request.text and not terminated:
+        raise ValueError(f"empty continuation with no terminator: {request}")
+    starts = tuple(t.encode("utf-8") for t in request.terminators) + ((b"\n",) if request.end else ())
+    return request.text.encode("utf-8"), terminated, starts
+
+
 def completes(data: bytes, exact: list[int] | None, terminated: bool, offset: int, length: int) -> bool:
     """Whether a read that took a prefix to ``offset`` (``length``: as :func:`next_reads` gave
     it) completes the text."""
@@ -122,12 +133,9 @@ class LatticeScorer:
         cut = item.prompt_length + request.boundary
         if request.exact_tokens:
             return _Spec(b"", None, (), self.context_tokenizer.tokenize(list(item.context_ids[:cut]), request.text), cut)
-        terminated = bool(request.terminators) or request.end
-        if not request.text and not terminated:
-            raise ValueError(f"empty continuation with no terminator: {request}")
+        data, terminated, starts = request_text(request)
         follow = self._follow_ids(request.terminators, request.end) if terminated else None
-        starts = tuple(t.encode("utf-8") for t in request.terminators) + ((b"\n",) if request.end else ())
-        return _Spec(request.text.encode("utf-8"), follow, starts, None, cut)
+        return _Spec(data, follow, starts, None, cut)
 
     def score(self, items: Sequence[LatticeItem]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per item: each request's log-probability (every tokenisation) and its pruned mass."""

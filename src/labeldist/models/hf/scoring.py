@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from labeldist.slots.lattice import FOLLOW, completes, next_reads
+from labeldist.slots.lattice import FOLLOW, completes, next_reads, request_text
 from labeldist.slots.requests import PRUNE_TOLERANCE, ScoreRequest
 from labeldist.slots.tokens import ContextTokenizer, TokenTexts, follow_mask
 
@@ -185,12 +185,9 @@ class ContinuationScorer:
         if request.exact_tokens:
             prefix = list(item.context_ids[: item.prompt_length + request.boundary])
             return _Spec(b"", None, (), self.tokenize_in_context(prefix, request.text))
-        terminated = bool(request.terminators) or request.end
-        if not request.text and not terminated:
-            raise ValueError(f"empty continuation with no terminator: {request}")
+        data, terminated, starts = request_text(request)
         follow = self.follow_mask(request.terminators, request.end) if terminated else None
-        starts = tuple(t.encode("utf-8") for t in request.terminators) + ((b"\n",) if request.end else ())
-        return _Spec(request.text.encode("utf-8"), follow, starts, None)
+        return _Spec(data, follow, starts, None)
 
     @torch.no_grad()
     def answer_logprobs(self, items: Sequence[AnswerContext], cache, key_positions: torch.Tensor) -> list[np.ndarray]:
