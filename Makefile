@@ -130,7 +130,7 @@ vllm: $(VLLM_STAMP)
 # the vLLM backend against the hf backend and brute force (LABELDIST_REQUIRE_VLLM: fail, not skip,
 # where vLLM does not import)
 test-vllm: vllm
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_VLLM=1 $(VLLM_PY) -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_VLLM=1 $(VLLM_PY) -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py tests/test_vllm_served.py
 
 # LABELDIST_REQUIRE_BROWSER: the screenshot tests fail, instead of skipping, without Chromium;
 # LABELDIST_REQUIRE_LLAMA_CPP: the llama.cpp server test fails, instead of skipping, without it

@@ -76,3 +76,15 @@ def test_backend_options_reach_the_backend_and_old_runs_resume(setup, capsys):
     assert main([*base, "--limit", "5", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "different config" in err and "backend: 'openai' -> 'hf'" in err
+
+
+def test_the_http_backend_can_score_given_answers_only_where_exact_slots_are_required():
+    from labeldist.models.registry import make_settings, refusal
+
+    topk = make_settings("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})
+    exact = make_settings("openai", "m", {"base_url": "http://127.0.0.1:9/v1", "exact": True})
+    assert topk.exact is None and exact.exact is True and exact.identity()["exact"] is True
+    why = refusal("openai", {"marginal": True}, topk.identity())
+    assert why.startswith("--backend openai cannot serve --marginal") and "exact=true" in why
+    assert refusal("openai", {"marginal": True, "samples": True}, exact.identity()) is None
+    assert refusal("openai", {"hidden_states": True}, exact.identity()).startswith("--backend openai cannot serve --save-hidden")

@@ -106,6 +106,19 @@ class Generation:
     # without usable logprobs): the run records a gap instead of a record, and a rerun retries it
     error: str | None = None
 
+    @classmethod
+    def failed(cls, prompt_text: str, error: str) -> Generation:
+        """An item the backend could not label: no answer, no slots, and why (a gap in the run)."""
+        return cls(
+            prompt_text=prompt_text,
+            answer="",
+            generated_tokens=0,
+            parsed=ParsedAnswer(labels=(), parsed=False, complete=False),
+            slots=[],
+            finished=False,
+            error=error,
+        )
+
 
 def draw_seed(seed: int, item_id: str, draw: int) -> int:
     """The seed of one sampled answer (31 bits: what every server's ``seed`` field takes), from
@@ -161,6 +174,12 @@ class Backend(ABC):
     # what to do instead of a capability the backend lacks, said with its refusal
     instead: ClassVar[dict[str, str]] = {}
     settings_class: ClassVar[type]
+
+    @classmethod
+    def capabilities_for(cls, settings: dict | None) -> Capabilities:
+        """What the backend can do under ``settings`` (their ``identity()``, as a run config
+        stores them; None: not known): the class's ``capabilities`` unless a setting adds some."""
+        return cls.capabilities
 
     @classmethod
     @abstractmethod

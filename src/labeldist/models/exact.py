@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +31,13 @@ from labeldist.slots.requests import ScoreRequest
 from labeldist.slots.tokens import ContextTokenizer, TokenTexts
 
 
+@dataclass(frozen=True)
+class ItemFailed:
+    """What :meth:`NextTokenModel.greedy` gives for a prompt the engine refused, and why."""
+
+    reason: str
+
+
 class NextTokenModel(ABC):
     """What an exact backend needs of a model. Distributions are float32 (or wider) arrays of
     log-probabilities over the vocabulary (``vocab_size`` wide: a token the model does not
@@ -38,10 +46,12 @@ class NextTokenModel(ABC):
     vocab_size: int
 
     @abstractmethod
-    def greedy(self, prompts: Sequence[list[int]], max_tokens: int, stop_ids: Sequence[int]) -> list[list[int]]:
+    def greedy(self, prompts: Sequence[list[int]], max_tokens: int, stop_ids: Sequence[int]) -> list[list[int] | ItemFailed]:
         """Per prompt: the greedy continuation, up to ``max_tokens``, ending at a ``stop_ids``
-        token if one comes. (The distributions the slots need are asked for afterwards, only
-        where they are read: a whole distribution at every step costs more than the answer.)"""
+        token if one comes, or :class:`ItemFailed` where the engine refused that prompt alone (a
+        server's answer to one request; the item is recorded as a gap and retried by a rerun).
+        (The distributions the slots need are asked for afterwards, only where they are read: a
+        whole distribution at every step costs more than the answer.)"""
 
     @abstractmethod
     def distributions(self, prefixes: Sequence[tuple[int, ...]], wanted: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -144,41 +154,60 @@ class ExactBackend(PromptEncoding, Backend):
             else:
                 generated, finished = self._greedy(encoded, [p.answer_prefix for p in prompts], answer_format)
             decode_seconds = time.perf_counter() - started
+            # an item the engine refused becomes a gap; the others are scored as a batch
+            kept = [i for i, tokens in enumerate(generated) if not isinstance(tokens, ItemFailed)]
             started = time.perf_counter()
-            prepared = [
-                prepare_answer(p.answer_prefix, tokens, self.eos, self.texts, labels, answer_format, last_slot_only)
-                for p, tokens in zip(prompts, generated)
-            ]
-            items = [
-                LatticeItem(list(ids) + answer.answer_ids, len(ids), answer.requests) for ids, answer in zip(encoded, prepared)
-            ]
-            scored = self.scorer.score(items)
-            results = []
-            for i, (answer, item, (logprobs, pruned)) in enumerate(zip(prepared, items, scored)):
-                slots = slot_distributions(answer, logprobs, pruned, labels, self._first_token_reader(answer, item, labels))
-                results.append(
-                    Generation(
-                        prompt_text=rendered[i],
-                        answer=answer.answer,
-                        generated_tokens=answer.generated_tokens,
-                        parsed=answer.parsed,
-                        slots=slots,
-                        finished=finished[i],
-                        token_ids=list(generated[i]),
-                    )
-                )
+            scored = self._scored(
+                [prompts[i] for i in kept],
+                [encoded[i] for i in kept],
+                [generated[i] for i in kept],
+                labels,
+                answer_format,
+                last_slot_only,
+            )
         finally:
             self._known.clear()
         slot_seconds = time.perf_counter() - started
-        for generation in results:
-            generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}
+        results = [
+            Generation.failed(text, tokens.reason) if isinstance(tokens, ItemFailed) else None
+            for text, tokens in zip(rendered, generated)
+        ]
+        for i, (answer, slots) in zip(kept, scored):
+            results[i] = Generation(
+                prompt_text=rendered[i],
+                answer=answer.answer,
+                generated_tokens=answer.generated_tokens,
+                parsed=answer.parsed,
+                slots=slots,
+                finished=finished[i],
+                token_ids=list(generated[i]),
+                timings={"decode": decode_seconds / len(prompts), "slots": slot_seconds / max(1, len(kept))},
+            )
         return results
+
+    def _scored(self, prompts, encoded, generated, labels, answer_format, last_slot_only):
+        """Each answer (``generated`` after ``encoded``) prepared, with its slots."""
+        prepared = [
+            prepare_answer(p.answer_prefix, tokens, self.eos, self.texts, labels, answer_format, last_slot_only)
+            for p, tokens in zip(prompts, generated)
+        ]
+        items = [LatticeItem(list(ids) + answer.answer_ids, len(ids), answer.requests) for ids, answer in zip(encoded, prepared)]
+        out = []
+        for answer, item, (logprobs, pruned) in zip(prepared, items, self.scorer.score(items)):
+            out.append(
+                (answer, slot_distributions(answer, logprobs, pruned, labels, self._first_token_reader(answer, item, labels)))
+            )
+        return out
 
     def _greedy(self, encoded, prefixes, fmt) -> tuple[list[list[int]], list[bool]]:
         """Greedy answers cut where the hf backend stops (EOS, the answer closed, the token limit)."""
         outputs = self.engine.greedy(encoded, self.max_new_tokens, self.eos)
         generated, finished = [], []
         for prefix, tokens in zip(prefixes, outputs):
+            if isinstance(tokens, ItemFailed):
+                generated.append(tokens)
+                finished.append(False)
+                continue
             kept, done = self._cut(tokens, prefix, fmt)
             generated.append(kept)
             finished.append(done)

@@ -74,9 +74,9 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), attribute)
 
 
-def capabilities(name: str) -> Capabilities:
-    """What backend ``name`` can do."""
-    return backend_class(name).capabilities
+def capabilities(name: str, settings: dict | None = None) -> Capabilities:
+    """What backend ``name`` can do (under ``settings``, its settings' ``identity()``, where given)."""
+    return backend_class(name).capabilities_for(settings)
 
 
 def setting_names(name: str) -> tuple[str, ...]:
@@ -162,9 +162,10 @@ def backend_of(settings: Any) -> str:
     raise ConfigError("--backend", None, f"{type(settings).__name__} are not the settings of a registered backend")
 
 
-def refusal(name: str, needs: dict[str, bool]) -> str | None:
-    """Why backend ``name`` cannot serve a run needing ``needs`` (capability -> needed), or None."""
-    can = capabilities(name)
+def refusal(name: str, needs: dict[str, bool], settings: dict | None = None) -> str | None:
+    """Why backend ``name`` (under ``settings``, its settings' ``identity()``) cannot serve a run
+    needing ``needs`` (capability -> needed), or None."""
+    can = capabilities(name, settings)
     missing = [NEEDS[key] for key, needed in needs.items() if needed and not getattr(can, key)]
     if not missing:
         return None

@@ -215,6 +215,7 @@ def _execute(
             "judgements": judging,
             "ray": engine_choice is not None,
         },
+        config.backend_settings,
     )
     if why:
         raise ConfigError("labeldist run", None, why)

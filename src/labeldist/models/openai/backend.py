@@ -1,5 +1,9 @@
 """The HTTP backend: the client, its probe of the server, rendering, description and greedy generation
-with per-slot bounds; expansion and scoring come from its two parts."""
+with per-slot bounds; expansion and scoring come from its two parts, exact slots from ``exact``.
+
+Why one file: the client's plumbing (sessions, request bodies), the probe and the greedy path
+all read and write the same per-run state (what the server reported, request counts); what
+could stand alone (expansion, scoring, sampling, the exact path) already does."""
 
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ from labeldist.models.openai.settings import (
     ServerSettings,
     _anchor,
     _choice,
-    _gap,
     _Item,
     _load_tokenizer,
 )
@@ -50,7 +53,11 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
     # slots bounded from the top-k the server reports (exact where expansion closed them: the
     # run records each slot's coverage); a server scores only the answers it wrote itself
     capabilities = Capabilities(samples=True, judgements=True)
-    instead = {"ray": "a served model spreads over replicas instead: --base-url once per replica"}
+    instead = {
+        "ray": "a served model spreads over replicas instead: --base-url once per replica",
+        "marginal": "or exact slots from a server that takes token ids: vllm serve --max-logprobs -1, --tokenizer and "
+        "--backend-option exact=true",
+    }
     settings_class = ServerSettings
 
     @classmethod
@@ -58,7 +65,22 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         """A client of the server(s) in ``settings``, which serve ``model`` (checked at once)."""
         if settings.model != model:
             settings = dataclasses.replace(settings, model=model)
-        return cls(settings, chat=chat, max_new_tokens=max_new_tokens, progress=progress)
+        client = cls(settings, chat=chat, max_new_tokens=max_new_tokens, progress=progress)
+        if settings.exact is False:
+            return client
+        from labeldist.models.openai.exact import exact_or_top_k
+
+        return exact_or_top_k(client, max_new_tokens)
+
+    @classmethod
+    def capabilities_for(cls, settings: dict | None) -> Capabilities:
+        """The top-k path's capabilities, or the exact path's where exact slots are required
+        (``exact=true``: the run stops at the start if the server cannot give them)."""
+        if (settings or {}).get("exact") is True:
+            from labeldist.models.openai.exact import EXACT_CAPABILITIES
+
+            return EXACT_CAPABILITIES
+        return cls.capabilities
 
     def __init__(
         self,
@@ -103,6 +125,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
                 "--tokenizer (a model alias, folder or hub id with the template), or --no-chat for plain prompts"
             )
         self.served: list[str] | None = None
+        self.exact_refused: str | None = None  # why the server cannot give exact slots (asked by create)
         self.top_seen = 0
         self.echo_state = "unused" if not settings.exact_tails else "untested"
         self.inexact_scores = 0
@@ -154,6 +177,23 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
 
     def _body(self, **fields) -> dict:
         return {"model": self.settings.model, "temperature": 0, **self.settings.extra, **fields}
+
+    def body(self, **fields) -> dict:
+        """A request body for the served model: ``fields`` over the settings' ``extra``."""
+        return {"model": self.settings.model, **self.settings.extra, **fields}
+
+    async def post(self, path: str, body: dict, kind: str) -> dict:
+        """POST ``body`` to ``path`` within :meth:`run_requests` (retries, concurrency, counts)."""
+        return await self._client.post(path, body, kind)
+
+    def run_requests(self, coroutine):
+        """Run ``coroutine`` (which calls :meth:`post`) with a fresh connection to the server(s)."""
+        return asyncio.run(self._session(coroutine))
+
+    @property
+    def tokenizer_path(self) -> str | None:
+        """The folder the client-side tokenizer was read from (None without --tokenizer)."""
+        return getattr(self.tokenizer, "labeldist_path", None)
 
     async def _probe(self) -> None:
         """Check at the start that the server answers, serves the model, and returns logprobs,
@@ -251,6 +291,8 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
             "extra": s.extra,
             "max_new_tokens": self.max_new_tokens,
             "api_key_env": s.api_key_env,
+            "exact_slots": False,
+            "exact_refused": self.exact_refused,
             "echo": self.echo_state,
             "echo_note": getattr(self, "echo_reason", None),
             "inexact_answer_scores": self.inexact_scores,
@@ -322,7 +364,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
             generated, steps, finish = await self._complete(item)
             return await self._slots(item, shown, generated, steps, finish, labels, fmt)
         except (RequestFailed, LogprobError) as err:
-            return _gap(prompt, shown, f"{type(err).__name__}: {err}" if isinstance(err, LogprobError) else str(err))
+            return Generation.failed(shown, f"{type(err).__name__}: {err}" if isinstance(err, LogprobError) else str(err))
 
     async def _complete(self, item: _Item) -> tuple[str, list[tuple[int, Step]], str]:
         k = self.settings.top_logprobs

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Generation
 from labeldist.models.topk import (
     LogprobError,
     Step,
@@ -47,6 +46,10 @@ class ServerSettings:
     tolerance: float = 1e-4
     exact_tails: bool = False
     extra: dict = field(default_factory=dict)  # added to every request body (repeat_penalty=1.0 ...)
+    # exact slots through a server that takes token ids and returns every log-probability
+    # (vllm serve --max-logprobs -1; models/openai/exact.py): None uses them where the server
+    # can (asked at the start; needs --tokenizer), True requires them, False keeps the top-k path
+    exact: bool | None = None
 
     @property
     def urls(self) -> list[str]:
@@ -69,6 +72,7 @@ class ServerSettings:
             "tolerance": self.tolerance,
             "exact_tails": self.exact_tails,
             "extra": dict(sorted(self.extra.items())),
+            "exact": self.exact,
         }
 
 
@@ -82,13 +86,17 @@ class _Item:
 
 
 def _load_tokenizer(name: str):
+    """The tokenizer ``name`` names (an alias, folder or hub id), with the folder it was read from
+    as ``tokenizer.labeldist_path``."""
     from transformers import AutoTokenizer
 
     from labeldist.models.resolve import resolve_model
 
     resolved = resolve_model(name)
     try:
-        return AutoTokenizer.from_pretrained(resolved.path)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        tokenizer.labeldist_path = resolved.path
+        return tokenizer
     except (OSError, ValueError) as err:
         raise ModelError(
             f"cannot load tokenizer {name!r}: {str(err).strip().splitlines()[0] if str(err).strip() else err}"
@@ -112,17 +120,3 @@ def _anchor(generated: str, boundaries: list[int], offset: int) -> tuple[str, st
         else:
             break
     return generated[:start], generated[start:offset]
-
-
-def _gap(prompt: Prompt, shown: str, error: str) -> Generation:
-    from labeldist.prompts import ParsedAnswer
-
-    return Generation(
-        prompt_text=shown,
-        answer="",
-        generated_tokens=0,
-        parsed=ParsedAnswer(labels=(), parsed=False, complete=False),
-        slots=[],
-        finished=False,
-        error=error,
-    )

