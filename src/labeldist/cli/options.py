@@ -145,7 +145,7 @@ def prompt_options(function):
     return function
 
 
-def _load_config_file(ctx, param, value):
+def load_config_file(ctx, param, value):
     """``--config run.yaml``: option values from a YAML mapping (keys as the long option
     names, with - or _); options given on the command line win."""
     if not value:

@@ -11,8 +11,8 @@ import numpy as np
 
 from labeldist.cli.main import cli
 from labeldist.cli.options import (
-    _load_config_file,
     dataset_options,
+    load_config_file,
     parse_options,
     prompt_options,
 )
@@ -124,7 +124,7 @@ def run_and_report(
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False),
-    callback=_load_config_file,
+    callback=load_config_file,
     is_eager=True,
     expose_value=False,
     help="YAML file with any of these options (command-line values win).",

@@ -58,7 +58,7 @@ def _module(hidden: int, k: int, label_names: bool):
     return Head()
 
 
-class _Model:
+class EncoderModel:
     """Encoder + head, with the input form; used by training and prediction."""
 
     def __init__(self, encoder_dir: str, labels: Sequence[str], label_names: bool, max_length: int, device: str = "cpu"):
@@ -94,6 +94,7 @@ class _Model:
         return spans
 
     def logits(self, texts: Sequence[str]):
+        """The head's logits for ``texts`` (batch x labels), with gradients where training."""
         import torch
 
         if self.label_names:
@@ -117,13 +118,16 @@ class _Model:
         return self.head.linear(self.head.dropout(pooled))
 
     def train(self, mode: bool = True) -> None:
+        """Training mode (dropout on) or not, for the encoder and the head together."""
         self.encoder.train(mode)
         self.head.train(mode)
 
     def parameters(self):
+        """The encoder's and the head's parameters, for the optimiser."""
         return list(self.encoder.parameters()) + list(self.head.parameters())
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Per-label probabilities (sigmoid of the logits) for ``texts``, in inference mode."""
         import torch
 
         self.train(False)
@@ -134,7 +138,7 @@ class _Model:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
 
 
-def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[_Model, dict]:
+def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[EncoderModel, dict]:
     """Load a model folder made by ``train_encoder`` onto ``device``: the model and its ``encoder.json`` manifest."""
     import torch
 
@@ -145,7 +149,7 @@ def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[_Model, dict]
         raise DataError(
             str(folder), None, f"not an encoder model folder (no {MANIFEST}; make one with labeldist encoder train)"
         ) from None
-    model = _Model(str(folder / "encoder"), manifest["labels"], manifest["label_names"], manifest["max_length"], device)
+    model = EncoderModel(str(folder / "encoder"), manifest["labels"], manifest["label_names"], manifest["max_length"], device)
     model.head.load_state_dict(torch.load(folder / HEAD, map_location=model.device))
     return model, manifest
 

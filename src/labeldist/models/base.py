@@ -218,6 +218,36 @@ class Backend(ABC):
     def score(self, prefix: str, continuations: Sequence[str]) -> list[float]:
         """log P(continuation | prefix) for each continuation."""
 
+    # the most tokens the model reads at once, prompt and answer (None: not known here)
+    context_length: int | None = None
+
+    def prompt_length(self, prompt: Prompt) -> int | None:
+        """How many tokens the model reads for ``prompt`` (None: not known on this side)."""
+        return None
+
+    def too_long(self, prompts: Sequence[Prompt], reserve: int) -> str | None:
+        """Why one of ``prompts`` cannot be served, with ``reserve`` answer tokens after it,
+        within the model's context (the first such item, in one line), or None. Checked before a
+        run writes anything: past the context a model writes garbage, it does not fail."""
+        limit = self.context_length
+        if not limit:
+            return None
+        for prompt in prompts:
+            length = self.prompt_length(prompt)
+            if length is None:
+                return None
+            if length + reserve > limit:
+                return (
+                    f"item {prompt.item_id}: its prompt is {length} tokens, and with up to {reserve} answer tokens "
+                    f"(--max-new-tokens) that passes the context of {self.name} ({limit} tokens); shorten the item, "
+                    "use fewer --shots, or lower --max-new-tokens"
+                )
+        return None
+
+    def close(self) -> None:
+        """Release what the backend holds beyond memory (an engine's processes); the backend is
+        not used afterwards. Nothing here: most hold only memory."""
+
     def precision_check(self, prompts: Sequence[Prompt], labels: Sequence[str], fmt: AnswerFormat, answers) -> dict:
         """The largest differences between these slots as run and in float32 (hf only)."""
         return {"items": 0, "skipped": "this backend cannot rescore in float32"}

@@ -35,6 +35,10 @@ class PromptEncoding:
         # the chat template writes its own special tokens; a plain prompt gets BOS if the model uses one
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
 
+    def prompt_length(self, prompt: Prompt) -> int:
+        """How many tokens the model reads for ``prompt`` (its :meth:`encode_prompt` ids)."""
+        return len(self.encode_prompt(prompt)[1])
+
     def encode_prompt(self, prompt: Prompt) -> tuple[str, list[int]]:
         """The rendered prompt and its token ids, with the prompt's own text (item text,
         demonstrations, instructions) encoded as text: a special-token string in it, such as

@@ -67,7 +67,7 @@ def build_prompts(
     """
     if isinstance(answer_format, str):
         answer_format = get_answer_format(answer_format)
-    sampler = _resolve_sampler(sampler, pool, seed, sampler_options)
+    sampler = resolve_sampler(sampler, pool, seed, sampler_options)
     if set(pool.labels) != set(dataset.labels):
         raise ValueError(
             f"demonstration pool {pool.name}/{pool.split} has labels {list(pool.labels)}, "
@@ -122,9 +122,10 @@ def _answer(item: Item, labels: tuple[str, ...], answer_format: AnswerFormat) ->
     return answer_format.format([label for label in labels if label in item.gold])
 
 
-def _resolve_sampler(
+def resolve_sampler(
     sampler: DemonstrationSampler | str, pool: Dataset, seed: int | None, options: dict | None
 ) -> DemonstrationSampler:
+    """``sampler`` itself, or the registered sampler of that name over ``pool`` (seeded)."""
     if isinstance(sampler, str):
         if seed is None:
             raise ValueError(f"sampler {sampler!r} given by name: pass seed= as well")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from labeldist.data.schema import Dataset, Item
 from labeldist.errors import TemplateError
-from labeldist.prompts.builder import Prompt, _resolve_sampler, choose_demonstrations
+from labeldist.prompts.builder import Prompt, choose_demonstrations, resolve_sampler
 from labeldist.prompts.methods import JUDGEMENT_METHODS, RunMethod
 from labeldist.prompts.samplers import DemonstrationSampler, item_rng
 from labeldist.prompts.templates import read_template_yaml
@@ -182,7 +182,7 @@ def build_judgement_prompts(
 ) -> list[JudgementPrompt]:
     """Unary or pairwise prompts for every item of ``dataset`` with ``shots`` solved questions
     about pool items (chosen as :func:`build_prompts` chooses demonstrations)."""
-    sampler = _resolve_sampler(sampler, pool, seed, sampler_options)
+    sampler = resolve_sampler(sampler, pool, seed, sampler_options)
     if set(pool.labels) != set(dataset.labels):
         raise ValueError(
             f"demonstration pool {pool.name}/{pool.split} has labels {list(pool.labels)}, not {list(dataset.labels)}"

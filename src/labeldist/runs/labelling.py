@@ -213,6 +213,10 @@ class LocalEngine:
         """The backend's float32 check of answers it labelled (see Backend.precision_check)."""
         return self.backend.precision_check(prompts, labels, fmt, answers)
 
+    def too_long(self, prompts, reserve: int) -> str | None:
+        """The first prompt the model's context cannot hold with ``reserve`` answer tokens (Backend.too_long)."""
+        return self.backend.too_long(prompts, reserve)
+
     def run(self, batches: Sequence[tuple], labeller: Labeller, out: str | Path) -> Iterator[BatchOutcome]:
         """Label and store ``batches`` ((items, prompts) pairs) in order, yielding each outcome as it is stored."""
         for items, prompts in batches:

@@ -1,7 +1,7 @@
 """``labeldist run --engine ray``: the batches of a run spread over Ray workers, one run folder.
 
-Each worker is a Ray actor that loads the model once (the hf backend, on the GPU Ray gives it,
-or on CPU threads) and labels whole batches with the same function as a plain run
+Each worker is a Ray actor that loads the model once (the run's backend: hf or vllm, on the GPU
+or GPUs Ray gives it, or on CPU threads) and labels whole batches with the same function as a plain run
 (:func:`labeldist.runs.labelling.label_and_store`), writing each batch as one part of the run
 folder: atomically, under a name no other worker or attempt uses (``part-NNNNN-<attempt>``). The
 driver (the ``labeldist run`` process) holds the folder's lock, owns run.json, hands out the
@@ -45,6 +45,7 @@ class RayChoice:
     workers: int | None = None
     address: str | None = None
     max_restarts: int = 3
+    gpus_per_worker: int = 1  # on a cluster with GPUs: those one worker's model spans (vLLM's tensor_parallel_size)
 
 
 def _import_ray():
@@ -89,6 +90,10 @@ class LabelWorker:
     def precision_check(self, prompts, labels, fmt, answers) -> dict:
         """The backend's float32 check (Backend.precision_check)."""
         return self.backend.precision_check(prompts, labels, fmt, answers)
+
+    def too_long(self, prompts, reserve: int) -> str | None:
+        """The backend's context check (Backend.too_long)."""
+        return self.backend.too_long(prompts, reserve)
 
     def pid(self) -> int:
         """This worker's process id (the fault tests kill it)."""
@@ -136,11 +141,14 @@ class RayEngine:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
-        workers = choice.workers or max(gpus, 1)
+        per_worker = choice.gpus_per_worker
+        workers = choice.workers or max(gpus // per_worker, 1)
         if gpus:
-            if workers > gpus:
-                raise ConfigError("--workers", None, f"{workers} workers, but the Ray cluster has {gpus} GPUs (one each)")
-            options, threads = {"num_gpus": 1, "num_cpus": 1}, None
+            if workers * per_worker > gpus:
+                raise ConfigError(
+                    "--workers", None, f"{workers} workers of {per_worker} GPUs each, but the Ray cluster has {gpus} GPUs"
+                )
+            options, threads = {"num_gpus": per_worker, "num_cpus": 1}, None
         else:
             threads = max(1, cpus // workers)  # each worker's torch threads: the cluster's CPUs shared out
             if workers > cpus:
@@ -150,7 +158,7 @@ class RayEngine:
         if Path(config.model).exists():  # a model folder: the workers' working directory is not the driver's
             config = dataclasses.replace(config, model=str(Path(config.model).resolve()))
         self.actors = [remote.remote(backend_factory, config, threads) for _ in range(workers)]
-        self.resources = {"workers": workers, "gpus_per_worker": 1 if gpus else 0, "threads_per_worker": threads}
+        self.resources = {"workers": workers, "gpus_per_worker": per_worker if gpus else 0, "threads_per_worker": threads}
         self.attempt = secrets.token_hex(3)
         self.lost_batches = 0
         self.dead: set[int] = set()  # actors whose restarts are used up
@@ -164,6 +172,10 @@ class RayEngine:
         self.where = [where for _, where in loaded]  # by actor: its process now, to see restarts
         self.hosts = sorted({where.split(" on ", 1)[1] for where in self.where})
         self.worker_deaths = 0
+
+    def too_long(self, prompts, reserve: int) -> str | None:
+        """The context check, asked of the first worker (they all load the same model)."""
+        return self.ray.get(self.actors[self._alive()[0]].too_long.remote(prompts, reserve))
 
     def describe(self) -> dict:
         """The model as the first worker loaded it (run.json's ``model``)."""

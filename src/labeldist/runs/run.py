@@ -266,6 +266,11 @@ def _execute(
             "prompt_seconds": built - prepared,
             "load_seconds": time.perf_counter() - built,
         }
+        if not judging:
+            # past its context a model writes garbage without failing: refused before anything is written
+            too_long = engine.too_long(prompts, config.max_new_tokens)
+            if too_long:
+                raise DataError(config.data_dir or config.dataset, None, too_long)
         manifest["model"] = engine.describe()
         _record_dtype(manifest)
         if judging:
@@ -372,6 +377,8 @@ def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> No
         "answers_differing_in_float32": sum(r["answers_differing_in_float32"] for r in done),
         "seconds": round(sum(r["seconds"] for r in done), 3),
     }
+    if done[0].get("reference"):  # what the float32 numbers came from, where not the run's own model
+        manifest["precision"]["check"]["reference"] = done[0]["reference"]
 
 
 def precision_warning(manifest: dict) -> str | None:

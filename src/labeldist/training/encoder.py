@@ -15,7 +15,7 @@ import numpy as np
 from labeldist import atomic
 from labeldist.data.schema import Dataset
 from labeldist.errors import DataError
-from labeldist.estimators.encoder import HEAD, MANIFEST, _Model, default_encoder
+from labeldist.estimators.encoder import HEAD, MANIFEST, EncoderModel, default_encoder
 
 
 def _targets(dataset: Dataset) -> np.ndarray:
@@ -23,7 +23,7 @@ def _targets(dataset: Dataset) -> np.ndarray:
     return dataset.vote_fractions().astype(np.float32)
 
 
-def _soft_bce(model: _Model, texts, targets, batch_size: int) -> float:
+def _soft_bce(model: EncoderModel, texts, targets, batch_size: int) -> float:
     import torch
 
     model.train(False)
@@ -67,7 +67,7 @@ def train_encoder(
     np.random.seed(seed)
     torch.manual_seed(seed)
     encoder_dir = encoder or default_encoder()
-    model = _Model(encoder_dir, train.labels, label_names, max_length, device)
+    model = EncoderModel(encoder_dir, train.labels, label_names, max_length, device)
     texts = [item.text for item in train.items]
     targets = _targets(train)
     optimiser = torch.optim.AdamW(
@@ -146,7 +146,7 @@ def train_encoder(
     return manifest
 
 
-def _state(model: _Model):
+def _state(model: EncoderModel):
     return (
         {k: v.detach().clone() for k, v in model.encoder.state_dict().items()},
         {k: v.detach().clone() for k, v in model.head.state_dict().items()},

@@ -33,6 +33,7 @@ from labeldist.models.hf.scoring import (
     sliding_window,
 )
 from labeldist.models.hf.settings import HFSettings
+from labeldist.models.precision import precision_report
 from labeldist.models.resolve import ResolvedModel, resolve_model
 from labeldist.models.slot_plans import PreparedAnswer, first_token_ids, prepare_answer, slot_distributions
 from labeldist.prompts import AnswerFormat, Prompt
@@ -59,6 +60,16 @@ def pick_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def context_length(config) -> int | None:
+    """The most positions ``config``'s model reads (its text model's, for a multimodal one)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 class HFBackend(PromptEncoding, Backend):
@@ -165,6 +176,7 @@ class HFBackend(PromptEncoding, Backend):
         self.texts = TokenTexts(self.tokenizer)
         self._specials = special_token_strings(self.tokenizer)
         self.eos = eos_ids(self.tokenizer, self.model.config, getattr(self.model, "generation_config", None))
+        self.context_length = context_length(self.model.config)
         parameters = inspect.signature(self.model.forward).parameters
         self.cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
         # only the last position's logits are needed while decoding: the full prompt's logits
@@ -456,29 +468,7 @@ class HFBackend(PromptEncoding, Backend):
         finally:
             _restore_dtypes(self.model, saved)
             self._prefix_cache = None
-        label_diffs, stop_diffs, log_diffs = [], [], []
-        for a, b in zip(low, high):
-            for slot_a, slot_b in zip(a.slots, b.slots):
-                label_diffs.extend(np.abs(slot_a.label_probs - slot_b.label_probs).tolist())
-                stop_diffs.append(abs(slot_a.stop_prob - slot_b.stop_prob))
-                # in log space too: small probabilities (a random model's) move by factors
-                log_a = np.append(slot_a.label_logprobs, slot_a.stop_logprob)
-                log_b = np.append(slot_b.label_logprobs, slot_b.stop_logprob)
-                finite = np.isfinite(log_a) & np.isfinite(log_b)
-                log_diffs.extend(np.abs(log_a[finite] - log_b[finite]).tolist())
-        prefixes = [p.answer_prefix for p in prompts]
-        differing = sum(g.answer != prefix + answer for g, prefix, answer in zip(greedy, prefixes, answers))
-        return {
-            "items": len(prompts),
-            "dtype": dtype,
-            "slots": len(stop_diffs),
-            "max_abs_label_prob_diff": float(max(label_diffs, default=0.0)),
-            "mean_abs_label_prob_diff": float(np.mean(label_diffs)) if label_diffs else 0.0,
-            "max_abs_stop_prob_diff": float(max(stop_diffs, default=0.0)),
-            "max_abs_logprob_diff": float(max(log_diffs, default=0.0)),
-            "answers_differing_in_float32": int(differing),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+        return precision_report(low, high, greedy, answers, [p.answer_prefix for p in prompts], dtype, started)
 
     # -- scoring -----------------------------------------------------------------------------
 

@@ -25,11 +25,11 @@ from labeldist.models.openai.sampling import Sampling
 from labeldist.models.openai.scoring import Scoring
 from labeldist.models.openai.settings import (
     ENDPOINTS,
+    ItemState,
     ServerSettings,
-    _anchor,
-    _choice,
-    _Item,
-    _load_tokenizer,
+    anchor_at,
+    first_choice,
+    load_tokenizer,
 )
 from labeldist.models.topk import (
     ZERO,
@@ -104,7 +104,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         self.tokenizer = None
         self.vocabulary: Vocabulary | None = None
         if settings.tokenizer:
-            self.tokenizer = _load_tokenizer(settings.tokenizer)
+            self.tokenizer = load_tokenizer(settings.tokenizer)
             # the served model's token texts tighten the bounds (see topk.walk); a tokenizer
             # that is not the served model's is caught when a reported token is not in it
             self.vocabulary = Vocabulary.from_tokenizer(self.tokenizer)
@@ -221,12 +221,18 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
             if served and self.settings.model not in served:
                 raise ModelError(f"{url} does not serve model {self.settings.model!r}; it serves: {', '.join(served)}")
             self.served = self.served or served
+            for entry in body.get("data", []):
+                # vLLM and SGLang say how long a context they serve (the smallest replica's counts)
+                if isinstance(entry, dict) and entry.get("id") == self.settings.model:
+                    length = entry.get("max_model_len") or entry.get("context_length")
+                    if isinstance(length, int) and length > 0:
+                        self.context_length = min(self.context_length or length, length)
         try:
             if self.endpoint == "completions":
                 body = await self._client.post(
                     "/completions", self._body(prompt="Hello", max_tokens=1, logprobs=self.settings.top_logprobs), "probe"
                 )
-                choice = _choice(body, "probe")
+                choice = first_choice(body, "probe")
                 steps = steps_from_completion(choice.get("logprobs"), choice.get("text", ""), where="probe")
             else:
                 body = await self._client.post(
@@ -239,7 +245,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
                     ),
                     "probe",
                 )
-                choice = _choice(body, "probe")
+                choice = first_choice(body, "probe")
                 steps = steps_from_chat(
                     (choice.get("logprobs") or {}).get("content"),
                     (choice.get("message") or {}).get("content") or "",
@@ -255,6 +261,12 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
             self.top_seen = max(self.top_seen, max(len(s.top) for _, s in steps))
 
     # -- prompts -----------------------------------------------------------------------------
+
+    def prompt_length(self, prompt: Prompt) -> int | None:
+        """The completions prompt's tokens, counted with --tokenizer (None without, or on the chat endpoint)."""
+        if self.endpoint != "completions" or self.tokenizer is None:
+            return None
+        return len(self.tokenizer(self.render(prompt), add_special_tokens=not self.chat)["input_ids"])
 
     def render(self, prompt: Prompt) -> str:
         """The completions prompt: the chat template (on this side) with a generation prompt and
@@ -276,6 +288,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
             "base_url": s.base_url if isinstance(s.base_url, str) else list(s.base_url),
             "endpoint": self.endpoint,
             "served_models": self.served,
+            "context_length": self.context_length,
             "chat_template": self.chat,
             "template_side": "server" if self.endpoint == "chat" else ("client" if self.chat else None),
             "tokenizer": s.tokenizer,
@@ -358,7 +371,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         return list(await asyncio.gather(*tasks))
 
     async def _generate_one(self, prompt: Prompt, labels: tuple[str, ...], fmt: AnswerFormat) -> Generation:
-        item = _Item(prompt, self.render(prompt) if self.endpoint == "completions" else None)
+        item = ItemState(prompt, self.render(prompt) if self.endpoint == "completions" else None)
         shown = self.render(prompt)
         try:
             generated, steps, finish = await self._complete(item)
@@ -366,14 +379,14 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         except (RequestFailed, LogprobError) as err:
             return Generation.failed(shown, f"{type(err).__name__}: {err}" if isinstance(err, LogprobError) else str(err))
 
-    async def _complete(self, item: _Item) -> tuple[str, list[tuple[int, Step]], str]:
+    async def _complete(self, item: ItemState) -> tuple[str, list[tuple[int, Step]], str]:
         k = self.settings.top_logprobs
         where = f"item {item.prompt.item_id}"
         if self.endpoint == "completions":
             body = await self._client.post(
                 "/completions", self._body(prompt=item.text, max_tokens=self.max_new_tokens, logprobs=k), "generate"
             )
-            choice = _choice(body, where)
+            choice = first_choice(body, where)
             text = choice.get("text")
             if not isinstance(text, str):
                 raise LogprobError(f"{where}: the response has no text")
@@ -384,7 +397,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
                 self._body(messages=item.prompt.messages, max_tokens=self.max_new_tokens, logprobs=True, top_logprobs=k),
                 "generate",
             )
-            choice = _choice(body, where)
+            choice = first_choice(body, where)
             text = (choice.get("message") or {}).get("content")
             if not isinstance(text, str):
                 raise LogprobError(f"{where}: the response has no message content")
@@ -412,7 +425,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         boundaries = [offset for offset, _ in kept] + [len(generated)]
         requests = []  # (plan index, event: 0 for the close, 1 + label index, start key, target)
         for p, plan in enumerate(plans):
-            key, residual = _anchor(generated, boundaries, plan.decision - len(prefix))
+            key, residual = anchor_at(generated, boundaries, plan.decision - len(prefix))
             for event, forms in enumerate((plan.close_forms, *(plan.forms_of(label) for label in labels))):
                 for form in forms:
                     requests.append((p, event, key, Target(residual + form.text, form.terminators, form.end)))
@@ -444,7 +457,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         if plan.label_start is None:
             first = np.full(len(labels), np.nan)
         else:
-            key, residual = _anchor(generated, boundaries, plan.label_start - prefix_length)
+            key, residual = anchor_at(generated, boundaries, plan.label_start - prefix_length)
             texts = [residual + label for label in labels]
             first = np.array(first_token_share(item.nodes.get(key), texts, self._first_pieces(texts)))
         with np.errstate(divide="ignore"):

@@ -238,6 +238,7 @@ class ServedExactBackend(ExactBackend):
             generation_config = GenerationConfig.from_pretrained(path)
         except (OSError, ValueError):
             generation_config = None
+        self.context_length = client.context_length
         self._setup_exact(
             ServedNextTokenModel(client, vocab_size, by_id=by_id),
             client.tokenizer,

@@ -9,8 +9,8 @@ from labeldist.models.http import RequestFailed
 from labeldist.models.openai.settings import (
     ECHO_AGREEMENT,
     MAX_ROUNDS,
-    _choice,
-    _Item,
+    ItemState,
+    first_choice,
     log,
 )
 from labeldist.models.topk import (
@@ -25,7 +25,7 @@ from labeldist.models.topk import (
 class Expansion:
     """Part of :class:`OpenAIBackend`: expand the nodes labels still need, and echo the tails."""
 
-    async def _resolve(self, item: _Item, requests: list[tuple[str, Target]]) -> list[Bounds]:
+    async def _resolve(self, item: ItemState, requests: list[tuple[str, Target]]) -> list[Bounds]:
         """Bounds for every (start node, target), expanding nodes (completions) and echoing
         tails (``exact_tails``) until they are within the tolerance or nothing is left to ask."""
         tol = self.settings.tolerance
@@ -58,7 +58,7 @@ class Expansion:
             await asyncio.gather(*(self._echo(item, *requests[i]) for i in tails))
         return [result.bounds for result in results]
 
-    async def _expand(self, item: _Item, key: str) -> None:
+    async def _expand(self, item: ItemState, key: str) -> None:
         """The top-k after ``prompt + key``: one max_tokens=1 completion."""
         where = f"item {item.prompt.item_id}, expanding {key[-30:]!r}"
         body = await self._client.post(
@@ -66,7 +66,7 @@ class Expansion:
             self._body(prompt=item.text + key, max_tokens=1, logprobs=self.settings.top_logprobs),
             "expand",
         )
-        choice = _choice(body, where)
+        choice = first_choice(body, where)
         text = choice.get("text")
         logprobs = choice.get("logprobs")
         if text == "" and isinstance(logprobs, dict) and logprobs.get("tokens") == [] and choice.get("finish_reason") == "stop":
@@ -80,7 +80,7 @@ class Expansion:
         self._check_vocabulary(steps[:1])
         item.nodes.setdefault(key, steps[0][1])
 
-    async def _echo(self, item: _Item, key: str, target: Target) -> None:
+    async def _echo(self, item: ItemState, key: str, target: Target) -> None:
         """Score ``key + target.text`` by echoing it: every echoed token's log-probability joins
         the nodes it belongs to. The echo is trusted only if it agrees with what generation and
         expansion reported for the same tokens."""
@@ -92,7 +92,7 @@ class Expansion:
                 self._body(prompt=full, max_tokens=1, logprobs=self.settings.top_logprobs, echo=True),
                 "echo",
             )
-            choice = _choice(body, where)
+            choice = first_choice(body, where)
             text = choice.get("text")
             if not isinstance(text, str) or not text.startswith(full):
                 raise LogprobError(f"{where}: the echoed text does not start with the prompt")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from labeldist.errors import ModelError
 from labeldist.models.base import draw_seed
 from labeldist.models.http import RequestFailed
-from labeldist.models.openai.settings import _choice
+from labeldist.models.openai.settings import first_choice
 from labeldist.models.topk import LogprobError
 from labeldist.prompts import AnswerFormat, Prompt
 from labeldist.prompts.formats import answer_closed
@@ -44,10 +44,10 @@ class Sampling:
         try:
             if self.endpoint == "completions":
                 body = await self._client.post("/completions", self._body(prompt=self.render(prompt), **fields), "sample")
-                text = _choice(body, where).get("text")
+                text = first_choice(body, where).get("text")
             else:
                 body = await self._client.post("/chat/completions", self._body(messages=prompt.messages, **fields), "sample")
-                text = (_choice(body, where).get("message") or {}).get("content")
+                text = (first_choice(body, where).get("message") or {}).get("content")
         except (RequestFailed, LogprobError) as err:
             raise ModelError(f"{where}: {err}") from None
         if not isinstance(text, str):

@@ -11,8 +11,8 @@ import numpy as np
 from labeldist.errors import ModelError
 from labeldist.models.http import RequestFailed
 from labeldist.models.openai.settings import (
-    _choice,
-    _Item,
+    ItemState,
+    first_choice,
 )
 from labeldist.models.topk import (
     Bounds,
@@ -39,10 +39,10 @@ class Scoring:
                 "continuations of a text prefix cannot be scored through the chat endpoint; give --tokenizer "
                 "(or --no-chat) so requests go to /v1/completions"
             )
-        item = _Item(Prompt("score", [], prefix, (), ""), prefix)
+        item = ItemState(Prompt("score", [], prefix, (), ""), prefix)
         return self._run(self._score_item(item, list(continuations)), 1)
 
-    async def _score_item(self, item: _Item, continuations: list[str]) -> list[Bounds]:
+    async def _score_item(self, item: ItemState, continuations: list[str]) -> list[Bounds]:
         bounds = await self._resolve(item, [("", Target(text, exact=True)) for text in continuations])
         self.inexact_scores += sum(b.gap > self.settings.tolerance for b in bounds)
         return bounds
@@ -74,7 +74,7 @@ class Scoring:
             rendered = self.render(prompt)
             if rendered.count(marker) != 1:
                 raise ModelError(f"{where}: its prompt must hold the fill marker once")
-            item = _Item(prompt, rendered.replace(marker, fill))
+            item = ItemState(prompt, rendered.replace(marker, fill))
             bounds = await self._resolve(item, [("", Target(a, exact=True)) for a in answers])
         else:
             messages = [dict(m, content=m["content"].replace(marker, fill)) for m in prompt.messages]
@@ -83,10 +83,10 @@ class Scoring:
                 self._body(messages=messages, max_tokens=1, logprobs=True, top_logprobs=self.settings.top_logprobs),
                 "score",
             )
-            choice = _choice(body, where)
+            choice = first_choice(body, where)
             content = (choice.get("message") or {}).get("content") or ""
             steps = steps_from_chat((choice.get("logprobs") or {}).get("content"), content, where=where)
-            item = _Item(prompt, None, nodes={"": steps[0][1]} if steps else {})
+            item = ItemState(prompt, None, nodes={"": steps[0][1]} if steps else {})
             bounds = [walk(item.nodes, "", Target(a, exact=True), vocabulary=self.vocabulary).bounds for a in answers]
         self.inexact_scores += sum(b.gap > self.settings.tolerance for b in bounds)
         return [math.log(b.estimate) if b.estimate > 0 else -math.inf for b in bounds]

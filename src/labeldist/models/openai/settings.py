@@ -77,7 +77,10 @@ class ServerSettings:
 
 
 @dataclass
-class _Item:
+class ItemState:
+    """One item's requests in flight: its prompt, the tree nodes learnt so far, and where the
+    server ended or failed."""
+
     prompt: Prompt
     text: str | None  # the completions prompt (None on the chat endpoint)
     nodes: dict[str, Step] = field(default_factory=dict)  # key: generated text so far
@@ -85,7 +88,7 @@ class _Item:
     failed: set[str] = field(default_factory=set)
 
 
-def _load_tokenizer(name: str):
+def load_tokenizer(name: str):
     """The tokenizer ``name`` names (an alias, folder or hub id), with the folder it was read from
     as ``tokenizer.labeldist_path``."""
     from transformers import AutoTokenizer
@@ -103,14 +106,15 @@ def _load_tokenizer(name: str):
         ) from err
 
 
-def _choice(body: dict, where: str) -> dict:
+def first_choice(body: dict, where: str) -> dict:
+    """The response's first choice (a LogprobError naming ``where`` when it has none)."""
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise LogprobError(f"{where}: the response has no choices")
     return choices[0]
 
 
-def _anchor(generated: str, boundaries: list[int], offset: int) -> tuple[str, str]:
+def anchor_at(generated: str, boundaries: list[int], offset: int) -> tuple[str, str]:
     """The node at the last token boundary at or before ``offset`` (in the generated text),
     and the generated text between it and ``offset``."""
     start = 0

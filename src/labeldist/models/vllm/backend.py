@@ -34,7 +34,8 @@ class VLLMBackend(ExactBackend):
     """A model in vLLM, greedy, every slot exact (the hf backend's definition and bounds)."""
 
     name = "vllm"
-    capabilities = Capabilities(exact_slots=True, marginal=True, samples=True, judgements=True)
+    # --engine ray: one engine per worker, on tensor_parallel_size GPUs of its own
+    capabilities = Capabilities(exact_slots=True, marginal=True, samples=True, judgements=True, precision_check=True, ray=True)
     settings_class = VLLMSettings
 
     @classmethod
@@ -90,9 +91,10 @@ class VLLMBackend(ExactBackend):
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"vLLM cannot load model {model!r}: {first_line}") from err
         self.load_seconds = time.perf_counter() - started
+        self._reference = None  # the float32 hf model of --precision-check, loaded when first asked
         model_config = self.llm.llm_engine.model_config
         self.dtype = str(model_config.dtype).removeprefix("torch.")
-        self.max_model_len = int(model_config.max_model_len)
+        self.max_model_len = self.context_length = int(model_config.max_model_len)
         self.model_type = getattr(config, "model_type", None)
         vocab = max(int(model_config.get_vocab_size()), len(tokenizer))
         self.engine_arguments = {k: v for k, v in arguments.items() if k not in ("model", "tokenizer")}
@@ -104,6 +106,40 @@ class VLLMBackend(ExactBackend):
             max_new_tokens,
             settings.prune_tolerance,
         )
+
+    def close(self) -> None:
+        """Stop the engine's processes now (at interpreter exit a script that still holds the
+        engine can wait on them for ever: bench_vllm.py did)."""
+        try:
+            self.llm.llm_engine.engine_core.shutdown()
+        except (AttributeError, RuntimeError):  # another vLLM version's layout: left to exit
+            pass
+
+    def precision_check(self, prompts, labels, fmt, answers) -> dict:
+        """How far this engine's dtype moves the numbers from float32, on these prompts: the
+        recorded ``answers`` scored here and by the hf backend in float32 (loaded at the first
+        check, on ``precision_device``: CPU by default, as the GPU is vLLM's), and the prompts
+        answered greedily again in float32 (how many answers change)."""
+        if self.dtype == "float32":
+            return {"items": 0, "dtype": self.dtype, "skipped": "the model runs in float32 already"}
+        from labeldist.models.hf import HFBackend
+        from labeldist.models.precision import precision_report
+
+        started = time.perf_counter()
+        if self._reference is None:
+            self._reference = HFBackend(
+                self.name,
+                device=self.settings.precision_device,
+                dtype="float32",
+                chat=self.chat,
+                max_new_tokens=self.max_new_tokens,
+                prune_tolerance=self.scorer.tolerance,
+            )
+        low = self.generate(prompts, labels, fmt, forced_answers=answers)
+        high = self._reference.generate(prompts, labels, fmt, forced_answers=answers)
+        greedy = self._reference.generate(prompts, labels, fmt)
+        report = precision_report(low, high, greedy, answers, [p.answer_prefix for p in prompts], self.dtype, started)
+        return {**report, "reference": f"hf backend, float32, {self._reference.device}"}
 
     def describe(self) -> dict:
         """The model, tokenizer, dtype, the engine's settings and the pruning tolerance, for run.json."""

@@ -20,7 +20,9 @@ class VLLMSettings:
     140 s); ``max_model_len``: the context to plan for (default: the model's);
     ``block_size``: tokens per cache block (default 32 on CPU, where vLLM's 128 would recompute up
     to 127 prompt tokens in every one-token request: measured 17x slower on SmolLM2; vLLM's
-    default elsewhere); ``engine_args``: any other ``vllm.LLM`` argument, as given."""
+    default elsewhere); ``engine_args``: any other ``vllm.LLM`` argument, as given; ``precision_device``: where
+    ``--precision-check`` loads its float32 reference (the hf backend; CPU by default, as vLLM
+    holds the GPU's memory)."""
 
     dtype: str | None = None
     prune_tolerance: float = PRUNE_TOLERANCE
@@ -30,6 +32,7 @@ class VLLMSettings:
     max_model_len: int | None = None
     block_size: int | None = None
     engine_args: dict = field(default_factory=dict)
+    precision_device: str = "cpu"
 
     def identity(self) -> None:
         """Nothing here decides records (see the module's docstring)."""

@@ -253,5 +253,6 @@ def _check_run_settings(run: dict, path: Path, where: str) -> None:
         )
 
 
-def _digest(value) -> str:
+def settings_digest(value) -> str:
+    """A short SHA-256 of ``value`` as sorted JSON: what tells one cell's settings from another's."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from labeldist import atomic
 from labeldist.errors import ConfigError
-from labeldist.workflows.suite.config import Suite, SuiteDataset, _digest
-from labeldist.workflows.suite.samples import SplitLoader, _samples, sample_ids
+from labeldist.workflows.suite.config import Suite, SuiteDataset, settings_digest
+from labeldist.workflows.suite.samples import SplitLoader, sample_ids, sampled_ids
 
 
 def train_suite_encoder(
@@ -23,7 +23,7 @@ def train_suite_encoder(
     from labeldist.training.encoder import train_encoder
 
     splits = splits or SplitLoader()
-    eval_ids, cal_ids = _samples(suite, ds, None, splits)
+    eval_ids, cal_ids = sampled_ids(suite, ds, None, splits)
     held_out = set(eval_ids) | set(cal_ids)
     settings = suite.encoder
     pool = splits(ds, ds.pool_split)
@@ -43,7 +43,7 @@ def train_suite_encoder(
         "pool_split": ds.pool_split,
         "common": ds.loader_options,
     }
-    digest = _digest(identity)
+    digest = settings_digest(identity)
     stamp = folder / "suite-encoder.json"
     if stamp.is_file() and (folder / MANIFEST).is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("sha") == digest:
         return folder
@@ -78,5 +78,6 @@ def _encoder_device(device: str | None) -> str:
     return str(device)
 
 
-def _encoder_spec(folder: Path) -> str:
+def encoder_spec(folder: Path) -> str:
+    """The estimator spec that reads the encoder trained into ``folder``."""
     return f"encoder[model={folder}]"

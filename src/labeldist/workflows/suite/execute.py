@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from labeldist import atomic
-from labeldist.workflows.suite.config import EVAL_ONLY_SETTINGS, RUN_SETTINGS, Suite, _digest
-from labeldist.workflows.suite.encoder import _encoder_spec, train_suite_encoder
-from labeldist.workflows.suite.samples import Cell, SplitLoader, _check_sample, _id_files, cells
+from labeldist.workflows.suite.config import EVAL_ONLY_SETTINGS, RUN_SETTINGS, Suite, settings_digest
+from labeldist.workflows.suite.encoder import encoder_spec, train_suite_encoder
+from labeldist.workflows.suite.samples import Cell, SplitLoader, cells, check_sample, write_id_files
 from labeldist.workflows.suite.tables import write_tables
 
 
@@ -93,7 +93,7 @@ def run_suite(
         cap = model_cap if max_items is None else min(max_items, model_cap or max_items)
         suffix = f"-max{cap}" if model_cap is not None and cap != max_items else ""
         if (ds.id, suffix) not in id_files:
-            id_files[ds.id, suffix] = _id_files(suite, ds, out, cap, splits, suffix)
+            id_files[ds.id, suffix] = write_id_files(suite, ds, out, cap, splits, suffix)
         eval_ids, cal_ids = id_files[ds.id, suffix]
         n_eval = len(eval_ids.read_text(encoding="utf-8").split())
         n_cal = len(cal_ids.read_text(encoding="utf-8").split())
@@ -105,7 +105,7 @@ def run_suite(
             if ds.id not in encoders:
                 encoders[ds.id] = train_suite_encoder(suite, ds, out, log, splits)
             folder = encoders[ds.id]
-            estimators[estimators.index("encoder")] = _encoder_spec(folder)
+            estimators[estimators.index("encoder")] = encoder_spec(folder)
             encoder_sha = json.loads((folder / "suite-encoder.json").read_text(encoding="utf-8"))["sha"]
         settings = {
             "eval_run": eval_config.identity(),
@@ -118,7 +118,7 @@ def run_suite(
         }
         if encoder_sha:
             settings["encoder"] = encoder_sha  # a retrained encoder re-evaluates the cell
-        digest = _digest(settings)
+        digest = settings_digest(settings)
         cell_file = cell.folder / "cell.json"
         eval_dir, cal_dir = cell.folder / "eval", cell.folder / "calibration"
         if cell_file.is_file():
@@ -131,7 +131,7 @@ def run_suite(
         log(f"{cell.key}: {n_eval} eval items ({ds.eval_split}), {n_cal} calibration items ({ds.calibration_split})")
         batch_size = int({**suite.run, **ds.run}.get("batch_size", 8))
         for config, folder in ((cal_config, cal_dir), (eval_config, eval_dir)):
-            _check_sample(folder, Path(config.ids))
+            check_sample(folder, Path(config.ids))
             manifest = execute_run(config, folder, factory, batch_size=batch_size, progress=progress)
             if manifest.get("gaps"):
                 raise RuntimeError(f"{folder}: {len(manifest['gaps'])} items not labelled; rerun the suite to retry")

@@ -76,7 +76,7 @@ def cells(suite: Suite, out: Path, only: Sequence[str] = (), models: Sequence[st
     ]
 
 
-def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None, splits: SplitLoader) -> tuple[list[str], list[str]]:
+def sampled_ids(suite: Suite, ds: SuiteDataset, max_items: int | None, splits: SplitLoader) -> tuple[list[str], list[str]]:
     """The sampled eval and calibration ids of a dataset; ``max_items`` caps both further."""
 
     def cap(n: int | None) -> int | None:
@@ -100,7 +100,7 @@ def _samples(suite: Suite, ds: SuiteDataset, max_items: int | None, splits: Spli
     )
 
 
-def _id_files(
+def write_id_files(
     suite: Suite, ds: SuiteDataset, out: Path, max_items: int | None, splits: SplitLoader, suffix: str = ""
 ) -> tuple[Path, Path]:
     """Write the sampled eval and calibration ids of a dataset (rewritten only when they change);
@@ -108,7 +108,7 @@ def _id_files(
     folder = out / "ids"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for role, ids in zip(("eval", "calibration"), _samples(suite, ds, max_items, splits)):
+    for role, ids in zip(("eval", "calibration"), sampled_ids(suite, ds, max_items, splits)):
         path = folder / f"{ds.id}-{role}{suffix}.txt"
         text = "\n".join(ids) + "\n"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
@@ -117,7 +117,7 @@ def _id_files(
     return paths[0], paths[1]
 
 
-def _check_sample(run_dir: Path, ids_file: Path) -> None:
+def check_sample(run_dir: Path, ids_file: Path) -> None:
     """A run folder may hold fewer items than the sample (it resumes), never others."""
     from labeldist.runs import RunStore
 
