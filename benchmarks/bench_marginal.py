@@ -31,6 +31,7 @@ from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.runs.marginal import answer_lead, marginals
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+BUNDLED = Path(__file__).resolve().parents[1] / "src" / "labeldist" / "resources" / "goemotions_subset"
 DATASETS = {
     # name: (loader, folder, split, pool split, loader settings, id list)
     "goemotions": ("goemotions", "goemotions", "dev", "train", {"grouping": "paper-7"}, "GoEmotions/main_test_set.txt"),
@@ -61,16 +62,21 @@ def main(argv=None) -> int:
     parser.add_argument("--max-nodes", type=int, default=200)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--json", type=Path, default=None, help="write all numbers to this file")
+    parser.add_argument(
+        "--smoke", action="store_true", help="1 item of the bundled GoEmotions subset, 2 shots, 1e-2: does it run"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.dataset, args.items, args.shots, args.tolerances, args.max_nodes, args.samples = "goemotions", 1, 2, "1e-2", 20, 4
 
     torch.set_num_threads(os.cpu_count() or 1)
     loader, folder, split, pool_split, settings, id_list = DATASETS[args.dataset]
-    data_dir = SHARED / folder
+    data_dir = BUNDLED if args.smoke else SHARED / folder
     if not data_dir.exists():
         print(f"{data_dir} is not there: this benchmark reads the real corpora", file=sys.stderr)
         return 2
-    ids = SHARED / "paper_eval_ids" / id_list
-    dataset = load_dataset(loader, data_dir, split, ids=ids if ids.exists() else None, **settings)
+    ids = None if args.smoke else SHARED / "paper_eval_ids" / id_list
+    dataset = load_dataset(loader, data_dir, split, ids=ids if ids is not None and ids.exists() else None, **settings)
     pool = load_dataset(loader, data_dir, pool_split, **settings)
     fmt = get_answer_format("json")
     prompts = build_prompts(dataset, pool, PromptTemplate(), fmt, "random", args.shots, seed=0, shared_demonstrations=True)

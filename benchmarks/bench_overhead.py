@@ -135,7 +135,12 @@ def parse_args(argv=None):
     default_data = SHARED_DATA if SHARED_DATA.is_dir() else BUNDLED_DATA
     parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--json", type=Path, default=None, help="write all numbers to this file")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="a tiny random Llama, 4 items, 2 shots: does it run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.random_weights = args.random_weights or "tiny"
+        args.items, args.shots, args.batch_size, args.repeats = 4, 2, 2, 1
+    return args
 
 
 def main(argv=None) -> int:

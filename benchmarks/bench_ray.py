@@ -59,7 +59,7 @@ def same_records(a: Path, b: Path) -> bool:
     return True
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--items", type=int, default=32)
@@ -68,7 +68,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="2 items, 2 shots, one batch each: does it run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.items, args.shots, args.batch_size = 2, 2, 1
     cores = os.cpu_count() or 1
     argv = ["run", "--dataset", "goemotions", "--data-dir", str(SUBSET), "--split", "dev", "--grouping", "paper-7"]
     argv += ["--model", args.model, "--limit", str(args.items), "--shots", str(args.shots), "--sampler", "balanced"]

@@ -262,7 +262,11 @@ def parse_args(argv=None):
         help="use the chat template (auto: when the model has one); 'no' is the original code's setup, which "
         "concatenated plain text: a chat model then does not end its turn after the list",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="2 items, 2 shots, 16 new tokens: does it run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.items, args.shots, args.batch_size, args.max_new_tokens = 2, 2, 2, 16
+    return args
 
 
 def main(argv=None) -> int:

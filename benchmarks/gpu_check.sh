@@ -19,5 +19,17 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PAR
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true; } | tee "$out/nvidia-smi.txt"
 python3 benchmarks/gpu_check.py --out "$work" "$@" 2>&1 | tee "$out/gpu_check.log"
 status=${PIPESTATUS[0]}
+# the vLLM path, where the image has vLLM (its wheel is too large to carry): a random 1B Llama with
+# SmolLM2's tokenizer, gold answers scored exactly, against vLLM generating as many tokens, and
+# the hf backend on the GPU (README, "Backends, and vLLM in process")
+if python3 -c "import vllm" 2>/dev/null; then
+  timeout "${VLLM_CHECK_SECONDS:-900}" python3 benchmarks/bench_vllm.py --bundled --items 64 --batch-size 16 \
+    --model .gpu/smollm2-tokenizer --random-weights 1b --answers gold --dtype float32 --hf-device cuda \
+    --json "$out/bench_vllm.json" 2>&1 | grep -v " INFO \| WARNING " | tee "$out/bench_vllm.log"
+  vllm_status=${PIPESTATUS[0]}
+  [ "$status" -ne 0 ] || status=$vllm_status
+else
+  echo '{"skipped": "vllm is not installed in this image"}' > "$out/bench_vllm.json"
+fi
 cp "$work"/gpu_check.json "$work"/overhead_*.json "$out"/ 2>/dev/null || true
 exit "$status"

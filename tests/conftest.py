@@ -11,6 +11,18 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def die_with_pytest() -> None:
+    """``preexec_fn`` of a server a test starts: the kernel sends it SIGTERM when the process that
+    started it ends, however it ends (Linux's PR_SET_PDEATHSIG), so a pytest killed with SIGKILL
+    leaves no server behind. The servers start their own process group (``start_new_session``)
+    so that a test can kill them whole; this is what ties them to pytest all the same."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
@@ -83,3 +95,28 @@ class TinyRuns:
 def tiny(tmp_path_factory) -> TinyRuns:
     """Shared tiny-model runs (see :class:`TinyRuns`)."""
     return TinyRuns(tmp_path_factory)
+
+
+# The slow tier, run by `make test` (CI) but not by `make test-fast`: real pretrained models end
+# to end, servers, Ray clusters, the README tour, the benchmarks' smoke runs, and the
+# SentencePiece variants of the brute-force checks whose byte-level/BPE variants stay fast.
+# Everything else is the fast tier: every package's behaviour on tiny models and fixtures.
+SLOW = (
+    "tests/test_benchmarks.py",  # each benchmark script in its smoke mode (3-4 minutes)
+    "tests/test_marginal_smollm2.py",  # the marginal against sampling on SmolLM2 (2.5 minutes)
+    "tests/test_docs.py::test_the_readme_tour_runs_in_order",  # every README command, in order (2 minutes)
+    "tests/test_ray.py",  # local Ray clusters, workers killed mid-run
+    "tests/test_slots_smollm2.py",  # the exact slots on the real SmolLM2
+    "tests/test_openai_llamacpp.py",  # the real llama.cpp server on loopback
+    "tests/test_context.py",  # SmolLM2 and a 12,000-token item
+    "tests/test_exact_backend.py::test_forced_answers_in_every_format[llama-sp]",
+    "tests/test_exact_backend.py::test_forced_answers_in_every_format[gemma3-sp]",
+    "tests/test_slots_tokenizers.py::test_slot_properties[llama-sp]",
+    "tests/test_slots_tokenizers.py::test_slot_properties[gemma3-sp]",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)

@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 import pytest
 
+from conftest import die_with_pytest
 from labeldist.cli import main
 from labeldist.runs import RunStore
 
@@ -98,7 +99,9 @@ class LlamaServer:
             "False",
         ]
         with open(log, "wb") as handle:
-            self.process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_pytest
+            )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:

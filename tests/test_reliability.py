@@ -309,3 +309,38 @@ def test_resume_follows_the_data_not_its_path(setup, tmp_path, capsys):
     assert main(_argv(argv, out)) == 2
     err = capsys.readouterr().err
     assert "exists with a different config (data_sha256:" in err and "data_dir" not in err
+
+
+def test_a_server_a_test_starts_dies_with_a_killed_pytest(tmp_path):
+    """The servers the tests start (llama.cpp, vLLM) run in their own process group, so a pytest
+    killed with SIGKILL would leave them running; conftest.die_with_pytest ties them to it. Here a
+    stand-in for pytest starts a real HTTP server that way and is killed: the server goes too."""
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    starter = (
+        "import subprocess, sys, time\n"
+        f"sys.path.insert(0, {str(tests)!r})\n"
+        "from conftest import die_with_pytest\n"
+        "server = subprocess.Popen([sys.executable, '-m', 'http.server', '0', '--bind', '127.0.0.1'],"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_pytest)\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    stand_in = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    server = int(stand_in.stdout.readline())
+    os.kill(server, 0)  # running
+    stand_in.send_signal(signal.SIGKILL)
+    stand_in.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            return  # gone (reaped by init once it exited)
+        with open(f"/proc/{server}/stat") as stat:
+            if stat.read().split(") ")[1].startswith("Z"):  # exited, not yet reaped
+                return
+        time.sleep(0.1)
+    os.kill(server, signal.SIGKILL)
+    raise AssertionError("the server outlived the killed process that started it")
