@@ -186,7 +186,7 @@ def test_runs_side_by_side_have_their_own_numbers(analysed):
 
 def test_label_attention_from_an_eager_pass(runs, tmp_path):
     from labeldist.prompts import get_answer_format
-    from labeldist.report.attention import answer_prefix, label_attention, load_attention_backend, query_parts
+    from labeldist.runs.attention import answer_prefix, label_attention, load_attention_backend, query_parts
     from labeldist.slots.locate import plan_slots
 
     view = load_view(runs["dev"])

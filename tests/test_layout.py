@@ -277,3 +277,27 @@ def _private_imports(root: Path = ROOT) -> list[str]:
 def test_no_module_imports_a_private_name_of_another():
     found = _private_imports()
     assert not found, "private names imported across modules:\n" + "\n".join(found)
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Every labeldist module ``path`` imports (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("labeldist")}
+
+
+def test_the_report_loads_no_model():
+    """The report draws what runs recorded and analyses computed: nothing under report/ imports
+    models/ (the attention pass, which reloads a run's model, lives in runs/attention.py)."""
+    found = [
+        f"{module} imports {name}"
+        for module, path in _modules().items()
+        if module.startswith("labeldist.report")
+        for name in _imports_of(path)
+        if name.startswith("labeldist.models")
+    ]
+    assert not found, found

@@ -2,8 +2,9 @@
 
 - :mod:`labeldist.report.analyses`: statistics from generation runs (spikiness, entropy per
   slot, label-order accuracy, slot 1 versus the generated labels);
-- :mod:`labeldist.report.attention`: opt-in attention from label slots to the input versus to
-  earlier labels (a second pass of the model with eager attention);
+- :mod:`labeldist.runs.attention` (below the report, which loads no model): opt-in attention
+  from label slots to the input versus to earlier labels (a second pass of the run's model with
+  eager attention), drawn here;
 - :mod:`labeldist.report.figures`: matplotlib (Agg) figures, PNG and PDF;
 - :mod:`labeldist.report.html`: one HTML file with everything embedded;
 - :mod:`labeldist.report.browser`: headless Chromium screenshots of a report, checking that

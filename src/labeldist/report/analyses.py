@@ -247,7 +247,7 @@ def first_vs_output(view: RunView) -> dict:
 
 
 def analyze_runs(views: Sequence[RunView], attention: dict | None = None) -> dict:
-    """All statistics, per run; ``attention`` (from :mod:`labeldist.report.attention`) is added
+    """All statistics, per run; ``attention`` (from :mod:`labeldist.runs.attention`) is added
     under each run it covers."""
     runs = {}
     for view in views:

@@ -8,22 +8,10 @@ from pathlib import Path
 from labeldist import atomic
 from labeldist.report.analyses import analyze_runs
 from labeldist.report.figures import analysis_figures, write_figures
+from labeldist.runs.attention import compute_attention
 from labeldist.runs.view import load_views
 
 ANALYSES_FILE = "analyses.json"
-
-
-def compute_attention(views, items: int, device: str | None = "cpu", progress: bool = False) -> dict:
-    """Attention shares per run; runs of one model share one loaded backend."""
-    from labeldist.report.attention import label_attention, load_attention_backend
-
-    out, backends = {}, {}
-    for view in views:
-        key = (view.config.get("model"), view.config.get("chat"))
-        if key not in backends:
-            backends[key] = load_attention_backend(view, device)
-        out[view.name] = label_attention(view, items, backend=backends[key], progress=progress)
-    return out
 
 
 def analyze(

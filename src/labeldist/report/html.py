@@ -475,7 +475,7 @@ def build_report(
     direct = [view for view, (_, name) in zip(views, runs) if name is None] or views
     weights = None
     if attention:
-        from labeldist.report.analyze import compute_attention
+        from labeldist.runs.attention import compute_attention
 
         weights = compute_attention(direct, attention_items, device)
     stats = analyze_runs(direct, weights)

@@ -21,6 +21,9 @@ and head, and is split into:
 Each share is averaged over layers and heads, then over items. ``per_token`` divides a share
 by its number of tokens, so the pull of one earlier-label token can be set against that of one
 input token.
+
+It lives with the runs, not the report: it is a pass of the run's model over the run's records
+(the report and ``labeldist analyze`` draw what it returns, and load no model themselves).
 """
 
 from __future__ import annotations
@@ -96,11 +99,11 @@ def load_attention_backend(view: RunView, device: str | None = "cpu", model: str
     from labeldist.models.hf import HFBackend
 
     config = view.config
-    backend = HFBackend(
+    hf = HFBackend(
         model or config["model"], device=device, chat=config.get("chat"), max_new_tokens=config.get("max_new_tokens", 64)
     )
-    backend.use_eager_attention()
-    return backend
+    hf.use_eager_attention()
+    return hf
 
 
 def label_attention(
@@ -110,7 +113,9 @@ def label_attention(
     from tqdm import tqdm
 
     started = time.perf_counter()
-    backend = backend or load_attention_backend(view, device, model)
+    # the hf backend's own methods (token boundaries, attention rows), not the run interface:
+    # only the transformers backend can return attention weights
+    hf = backend or load_attention_backend(view, device, model)
     fmt = get_answer_format(view.config.get("answer_format", "json"))
     records = RunStore(view.path).read_table(["id", "prompt", "answer"]).to_pylist()
     chosen = [i for i, written in enumerate(view.written()) if written][:items]
@@ -122,14 +127,14 @@ def label_attention(
         record = records[i]
         prefix = answer_prefix(record["prompt"], record["answer"], fmt.opener)
         generated = record["answer"][len(prefix) :]
-        prompt_ids, answer_ids, boundaries = backend.answer_tokens(record["prompt"], generated)
+        prompt_ids, answer_ids, boundaries = hf.answer_tokens(record["prompt"], generated)
         plans = plan_slots(record["answer"], len(prefix), fmt, view.labels)
         queries = query_parts(len(prompt_ids), boundaries, len(prefix), plans, view.labels)
         if not queries:
             skipped += 1
             continue
         last = max(q["query"] for q in queries)
-        rows = backend.attention_rows((prompt_ids + answer_ids)[: last + 1], [q["query"] for q in queries])
+        rows = hf.attention_rows((prompt_ids + answer_ids)[: last + 1], [q["query"] for q in queries])
         for n, q in enumerate(queries):
             weights = rows[:, :, n, : q["query"] + 1]
             per_slot.setdefault(q["slot"], []).append(shares(weights, len(prompt_ids), q["previous"]))
@@ -156,8 +161,19 @@ def label_attention(
     return {
         "items": len(chosen) - skipped,
         "items_asked": items,
-        "model": backend.describe().get("model"),
+        "model": hf.describe().get("model"),
         "attention": "eager, output_attentions, mean over layers and heads",
         "by_slot": by_slot,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def compute_attention(views, items: int, device: str | None = "cpu", progress: bool = False) -> dict:
+    """Attention shares per run; runs of one model share one loaded backend."""
+    out, backends = {}, {}
+    for view in views:
+        key = (view.config.get("model"), view.config.get("chat"))
+        if key not in backends:
+            backends[key] = load_attention_backend(view, device)
+        out[view.name] = label_attention(view, items, backend=backends[key], progress=progress)
+    return out
