@@ -301,3 +301,16 @@ def test_the_report_loads_no_model():
         if name.startswith("labeldist.models")
     ]
     assert not found, found
+
+
+def test_estimators_read_runs_only_through_the_arrays_view():
+    """An estimator is given a run's arrays (runs/arrays.py: RunArrays and the readings of its
+    columns) and reaches for nothing else of runs/: not the store, the run loop or its config."""
+    found = [
+        f"{module} imports {name}"
+        for module, path in _modules().items()
+        if module.startswith("labeldist.estimators")
+        for name in _imports_of(path)
+        if name.startswith("labeldist.runs") and name != "labeldist.runs.arrays"
+    ]
+    assert not found, found

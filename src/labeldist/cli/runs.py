@@ -289,7 +289,7 @@ def show_command(run_dir, limit, first_token):
 def marginal_line(record, labels) -> str:
     """An item's P(label in answer), most probable first: the in-format reading (the estimator
     ``marginal``) with the bounds that let an answer outside the format name anything."""
-    from labeldist.runs.marginal import in_format
+    from labeldist.runs.arrays import in_format
 
     lower, upper = np.asarray(record["marginal_lower"]), np.asarray(record["marginal_upper"])
     unsettled = record["marginal_unsettled"]

@@ -34,7 +34,6 @@ from labeldist.errors import DataError, ModelError
 from labeldist.estimators.base import Estimator
 from labeldist.models.resolve import cache_root
 from labeldist.runs.arrays import RunArrays
-from labeldist.runs.store import RunStore
 
 MANIFEST = "encoder.json"
 HEAD = "head.pt"
@@ -156,21 +155,6 @@ def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[EncoderModel,
     return model, manifest
 
 
-def run_texts(run: RunArrays) -> list[str]:
-    """The texts of a run's items, re-read from the dataset its run.json names."""
-    from labeldist.runs.run import RunConfig, load_data
-
-    config = RunStore(run.path).read_manifest()["config"]
-    known = set(RunConfig.__dataclass_fields__)
-    settings = {k: v for k, v in config.items() if k in known}
-    dataset, _ = load_data(RunConfig(**{**settings, "shots": 0}))
-    text = {item.id: item.text for item in dataset.items}
-    missing = [item_id for item_id in run.ids if item_id not in text]
-    if missing:
-        raise DataError(run.path, missing[0], f"is not in the dataset the run names ({len(missing)} items missing)")
-    return [text[item_id] for item_id in run.ids]
-
-
 class Encoder(Estimator):
     """Estimator ``encoder[model=models/NAME]``: the fine-tuned encoder's probabilities.
 
@@ -207,7 +191,7 @@ class Encoder(Estimator):
             raise ValueError(
                 f"encoder {self.model} was trained on {len(overlap)} items of {run.path} (e.g. {sorted(overlap)[0]})"
             )
-        texts = run_texts(run)
+        texts = run.texts()
         # the items, their texts and the model's whole manifest (a retrained model has another history)
         key = hashlib.sha256(
             json.dumps([run.ids, texts, self.manifest_], sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")

@@ -13,8 +13,7 @@ from scipy.special import expit
 
 from labeldist.estimators.base import Estimator
 from labeldist.estimators.bradley_terry import bradley_terry
-from labeldist.runs.arrays import RunArrays
-from labeldist.runs.run import answer_probabilities
+from labeldist.runs.arrays import RunArrays, answer_probabilities
 
 
 def _check(run: RunArrays, method: str) -> None:

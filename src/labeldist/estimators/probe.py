@@ -27,25 +27,16 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from labeldist.errors import DataError
 from labeldist.estimators.base import Estimator
 from labeldist.runs.arrays import RunArrays
-from labeldist.runs.store import RunStore
 
 TARGETS = ("votes", "gold", "model-output")
 _EPS = 1e-4
 
 
 def hidden_states(run: RunArrays, layer: int) -> np.ndarray:
-    """items x hidden: one layer's first-slot state for each item of ``run``, in its order."""
-    ids, states = RunStore(run.path).read_hidden()
-    if not -states.shape[1] <= layer < states.shape[1]:
-        raise ValueError(f"probe layer {layer} does not exist: {run.path} stores {states.shape[1]} layers (0 = embeddings)")
-    row = {item_id: i for i, item_id in enumerate(ids)}
-    missing = [item_id for item_id in run.ids if item_id not in row]
-    if missing:
-        raise DataError(run.path, missing[0], f"has no hidden state ({len(missing)} items lack one; rerun with --save-hidden)")
-    return states[[row[item_id] for item_id in run.ids], layer].astype(np.float64)
+    """items x hidden: one layer's first-slot state for each item of ``run`` (RunArrays.hidden_states)."""
+    return run.hidden_states(layer)
 
 
 class Probe(Estimator):

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from labeldist.estimators.base import Estimator
-from labeldist.runs.arrays import RunArrays
-from labeldist.runs.marginal import in_format
+from labeldist.runs.arrays import RunArrays, in_format
 
 
 class Sample(Estimator):

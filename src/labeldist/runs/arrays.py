@@ -62,6 +62,36 @@ class RunArrays:
         optional = {name: None if getattr(self, name) is None else getattr(self, name)[index] for name in ("sampled", *MARGINAL)}
         return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, **optional, **picked)
 
+    def hidden_states(self, layer: int) -> np.ndarray:
+        """items x hidden: one layer's first-slot state for each item, in this view's order
+        (the run's ``--save-hidden`` file; layer 0 is the embeddings, -1 the last layer)."""
+        ids, states = RunStore(self.path).read_hidden()
+        if not -states.shape[1] <= layer < states.shape[1]:
+            raise ValueError(f"layer {layer} does not exist: {self.path} stores {states.shape[1]} layers (0 = embeddings)")
+        row = {item_id: i for i, item_id in enumerate(ids)}
+        missing = [item_id for item_id in self.ids if item_id not in row]
+        if missing:
+            raise DataError(
+                self.path, missing[0], f"has no hidden state ({len(missing)} items lack one; rerun with --save-hidden)"
+            )
+        return states[[row[item_id] for item_id in self.ids], layer].astype(np.float64)
+
+    def texts(self) -> list[str]:
+        """The items' texts, re-read from the dataset the run's run.json names (a run stores
+        its prompts, not the texts alone)."""
+        from labeldist.data import load_dataset
+
+        config = RunStore(self.path).read_manifest()["config"]
+        if not config.get("data_dir"):
+            raise DataError(self.path, None, "was made from a dataset in memory: its texts cannot be read again from disk")
+        options = {"grouping": config.get("grouping"), "task": config.get("task"), **(config.get("options") or {})}
+        dataset = load_dataset(config["dataset"], config["data_dir"], config["split"], **options)
+        text = {item.id: item.text for item in dataset.items}
+        missing = [item_id for item_id in self.ids if item_id not in text]
+        if missing:
+            raise DataError(self.path, missing[0], f"is not in the dataset the run names ({len(missing)} items missing)")
+        return [text[item_id] for item_id in self.ids]
+
     @classmethod
     def load(cls, run_dir: str | Path) -> RunArrays:
         """Read a run's records column-wise with Arrow (no Python loop over items or slots)."""
@@ -174,3 +204,20 @@ def _indicators(array: pa.ListArray, labels: tuple[str, ...]) -> np.ndarray:
     known = ~np.isnan(column.astype(float))
     out[rows[known], column[known].astype(int)] = 1.0
     return out
+
+
+def answer_probabilities(answer_logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., questions, 2) log-probabilities of (positive, negative) answers -> the positive
+    answer's share of the two, and the mass the two answers have together."""
+    logprobs = np.asarray(answer_logprobs, dtype=float)
+    mass = np.exp(np.logaddexp(logprobs[..., 0], logprobs[..., 1]))
+    positive = np.exp(logprobs[..., 0] - np.logaddexp(logprobs[..., 0], logprobs[..., 1]))
+    return positive, mass
+
+
+def in_format(lower, upper, unexpanded):
+    """P(an answer the format reads names L), per label: the midpoint of [lower, lower +
+    unexpanded] (what the trie left unexpanded could still add), never above ``upper``. Takes
+    arrays of bounds with ``unexpanded`` broadcast against them (the estimator ``marginal`` and
+    ``labeldist show`` read it alike)."""
+    return np.minimum(lower + unexpanded / 2, upper)

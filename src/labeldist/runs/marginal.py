@@ -164,14 +164,6 @@ def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_si
     )
 
 
-def in_format(lower, upper, unexpanded):
-    """P(an answer the format reads names L), per label: the midpoint of [lower, lower +
-    unexpanded] (what the trie left unexpanded could still add), never above ``upper``. Takes
-    arrays of bounds with ``unexpanded`` broadcast against them (the estimator ``marginal`` and
-    ``labeldist show`` read it alike)."""
-    return np.minimum(lower + unexpanded / 2, upper)
-
-
 def marginal_record(marginal: Marginal) -> dict:
     """The record fields of an item's marginal (what the run store keeps)."""
     return {

@@ -26,6 +26,7 @@ from labeldist.models.registry import refusal
 from labeldist.prompts import PromptTemplate, build_prompts, get_answer_format
 from labeldist.prompts.judgements import JudgementTemplate, build_judgement_prompts
 from labeldist.prompts.methods import RunMethod, run_method
+from labeldist.runs.arrays import answer_probabilities
 from labeldist.runs.labelling import Labeller, LocalEngine
 from labeldist.runs.store import RECORD_FORMAT, RunStore, manifest_method
 
@@ -424,15 +425,6 @@ def _label_in_batches(todo, prompts, total, batch_size, engine, labeller, store,
     finally:
         bar.close()
     return labelled
-
-
-def answer_probabilities(answer_logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(..., questions, 2) log-probabilities of (positive, negative) answers -> the positive
-    answer's share of the two, and the mass the two answers have together."""
-    logprobs = np.asarray(answer_logprobs, dtype=float)
-    mass = np.exp(np.logaddexp(logprobs[..., 0], logprobs[..., 1]))
-    positive = np.exp(logprobs[..., 0] - np.logaddexp(logprobs[..., 0], logprobs[..., 1]))
-    return positive, mass
 
 
 def _judgement_counts(store: RunStore, manifest: dict) -> dict:
