@@ -20,10 +20,11 @@ from labeldist import atomic
 from labeldist.errors import DataError
 from labeldist.estimators import DEFAULT_ESTIMATORS, make_estimator, parse_estimator
 from labeldist.metrics import evaluate_many, tune_thresholds
+from labeldist.metrics.registry import METRICS as REGISTRY
 from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 
-METRICS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
+METRICS = tuple(REGISTRY)  # every metric, in the registry's order (labeldist.metrics.registry)
 
 
 def evaluate_run(

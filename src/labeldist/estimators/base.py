@@ -11,6 +11,7 @@ reports beside the row.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,6 +22,10 @@ class Estimator(ABC):
     """Per-label probabilities from a run; see the module docstring for the contract."""
 
     name: str = "estimator"
+    # what the class can read, declared so that make_estimator needs no list of classes: None, it
+    # reads the slot probabilities of either source (its constructor takes ``source``); else why
+    # it reads only the exact ones (it has no first-token variant), said in the refusal
+    exact_only: ClassVar[str | None] = None
 
     def fit(self, run: RunArrays | None = None) -> Estimator:
         """Learn from ``run`` (nothing by default) and return self."""

@@ -164,6 +164,7 @@ class Encoder(Estimator):
     run with it leaves the run as it was."""
 
     name = "encoder"
+    exact_only = "reads texts"
 
     def __init__(self, model: str | None = None, source: str = "exact", batch_size: int = 64):
         self.model = model

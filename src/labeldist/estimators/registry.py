@@ -23,6 +23,7 @@ A spec is ``NAME[key=value,...]@SOURCE``, every part but the name optional:
 
 from __future__ import annotations
 
+import inspect
 import re
 
 from labeldist.estimators.encoder import Encoder
@@ -90,23 +91,13 @@ def make_estimator(name: str, source: str = "exact", **params):
         raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
     if name == "platt-shared":
         params.setdefault("scope", "shared")
-    if cls is Encoder and source != "exact":
-        raise ValueError("encoder reads texts; it has no first-token variant")
-    if cls in (Unary, Pairwise) and source != "exact":
-        raise ValueError(f"{name} scores answers exactly; it has no first-token variant")
-    if cls in (Sample, Marginal):
-        if source != "exact":
-            raise ValueError(f"{name} reads whole answers; it has no first-token variant")
-        try:
-            return cls(**params)
-        except TypeError as err:
-            raise ValueError(f"estimator {name!r}: {err}") from None
-    if cls is Output:
-        if source != "exact":
-            raise ValueError("output reads the generated answer; it has no first-token variant")
-        return cls(**params)
+    # what the class declares it reads (Estimator.exact_only), not a list of classes here
+    if cls.exact_only and source != "exact":
+        raise ValueError(f"{name} {cls.exact_only}; it has no first-token variant")
+    if "source" in inspect.signature(cls.__init__).parameters:
+        params = {"source": source, **params}
     try:
-        return cls(source=source, **params)
+        return cls(**params)
     except TypeError as err:
         raise ValueError(f"estimator {name!r}: {err}") from None
 

@@ -20,6 +20,7 @@ class Sample(Estimator):
     """Share of the run's sampled answers naming each label; ``n``: use the first n draws only."""
 
     name = "sample"
+    exact_only = "reads whole answers"
 
     def __init__(self, n: int | float | None = None):
         if n is not None and (int(n) != n or n < 1):
@@ -64,6 +65,7 @@ class Marginal(Estimator):
     """
 
     name = "marginal"
+    exact_only = "reads whole answers"
 
     def __init__(self, reading: str = "format"):
         if reading not in READINGS:

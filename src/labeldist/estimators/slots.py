@@ -102,6 +102,7 @@ class Output(Estimator):
     """1 for the labels the model wrote, ``epsilon`` for the others."""
 
     name = "output"
+    exact_only = "reads the generated answer"
 
     def __init__(self, epsilon: float = 1e-3):
         self.epsilon = epsilon

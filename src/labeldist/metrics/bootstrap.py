@@ -20,23 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from labeldist.metrics.alignment import (
-    bce_per_item,
-    brier_per_item,
-    ece,
-    ece_bins,
-    mamd_per_item,
-    spearman_per_item,
-)
-from labeldist.metrics.classification import (
-    binarize,
-    exact_match_per_item,
-    f1_from_counts,
-    jaccard_per_item,
-    macro_f1,
-    micro_f1,
-    per_label_f1,
-)
+from labeldist.metrics.alignment import ece, ece_bins
+from labeldist.metrics.classification import binarize, f1_from_counts, macro_f1, micro_f1, per_label_f1
+from labeldist.metrics.registry import MEAN_METRICS, METRICS
 
 _BLOCK_CELLS = 1 << 22  # index cells per block (~32 MB of int64 indices)
 
@@ -156,7 +142,8 @@ def evaluate_probs(
     return evaluate_many([probs], targets, gold, [threshold], n_resamples, seed, confidence, n_bins)[0]
 
 
-_MEAN_METRICS = ("jaccard", "exact_match", "mamd", "bce", "brier", "spearman")
+# the means of per-item values, in the registry's order (labeldist.metrics.registry)
+_MEAN_METRICS = MEAN_METRICS
 
 
 class _Row:
@@ -172,15 +159,7 @@ class _Row:
         n, self.n_labels = probs.shape
         self.n_bins = n_bins
         pred = binarize(probs, threshold)
-        spearman = spearman_per_item(probs, targets)
-        per_item = {
-            "jaccard": jaccard_per_item(gold, pred),
-            "exact_match": exact_match_per_item(gold, pred),
-            "mamd": mamd_per_item(probs, targets),
-            "bce": bce_per_item(probs, targets),
-            "brier": brier_per_item(probs, targets),
-            "spearman": spearman,
-        }
+        per_item = {key: METRICS[key].per_item(probs, targets, gold, pred) for key in _MEAN_METRICS}
         columns, self.anchors, self.values = [], [], {}
         for key in _MEAN_METRICS:
             values = np.asarray(per_item[key], dtype=float)
@@ -205,8 +184,8 @@ class _Row:
             "ece": ece(probs, targets, n_bins),
         }
         self.per_label_f1 = per_label_f1(gold, pred).tolist() if not empty else [float("nan")] * self.n_labels
-        self.spearman_skipped = int(np.isnan(spearman).sum())
-        self.stats: dict[str, list[np.ndarray]] = {key: [] for key in (*_MEAN_METRICS, "micro_f1", "macro_f1", "ece")}
+        self.spearman_skipped = int(np.isnan(per_item["spearman"]).sum())
+        self.stats: dict[str, list[np.ndarray]] = {key: [] for key in METRICS}
 
     def add(self, sums: np.ndarray, gold_sums: np.ndarray) -> None:
         """``sums``: resamples x this row's columns (counts @ matrix); ``gold_sums``: resamples x labels."""
@@ -228,10 +207,11 @@ class _Row:
             low, high = _percentiles(np.concatenate(stats) if stats else np.zeros(0), confidence)
             return {"value": value, "low": low, "high": high}
 
-        out = {key: interval(self.point[key], self.stats[key]) for key in ("micro_f1", "macro_f1")}
-        for key in _MEAN_METRICS:
-            out[key] = interval(self.values[key], self.stats[key])
-        out["ece"] = interval(self.point["ece"], self.stats["ece"])
+        # in the registry's order: what evaluation.json and every table show
+        out = {
+            key: interval(self.values[key] if metric.kind == "mean" else self.point[metric.kind], self.stats[key])
+            for key, metric in METRICS.items()
+        }
         out["per_label_f1"] = self.per_label_f1
         out["spearman_skipped"] = self.spearman_skipped
         return out

@@ -25,13 +25,14 @@ import numpy as np
 
 from labeldist import atomic
 from labeldist.errors import DataError
+from labeldist.metrics.registry import METRICS as METRIC_REGISTRY
 from labeldist.prompts.methods import RunMethod
 from labeldist.report.analyses import analyze_runs
 from labeldist.runs.store import RunStore
 from labeldist.runs.view import RunView, load_views
 from labeldist.slots.locate import STOP
 
-EVALUATION_COLUMNS = ("micro_f1", "macro_f1", "jaccard", "exact_match", "mamd", "bce", "brier", "spearman", "ece")
+EVALUATION_COLUMNS = tuple(METRIC_REGISTRY)  # every metric, in the registry's order
 CONFIG_KEYS = (
     "model",
     "dataset",

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from labeldist import atomic
+from labeldist.metrics.registry import SUITE_METRICS
 from labeldist.workflows.suite.config import Suite
 from labeldist.workflows.suite.samples import Cell, cells
 
-TABLE_METRICS = ("mamd", "bce", "brier", "spearman", "macro_f1")
+TABLE_METRICS = SUITE_METRICS  # the registry's metrics marked for the suite's table, in their order
 
 
 def table_rows(suite: Suite, out: Path) -> tuple[list[dict], list[dict]]:
