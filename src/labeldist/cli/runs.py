@@ -350,7 +350,7 @@ def _shown_form(entry: dict) -> str:
 
 def _sweep_command() -> click.Command:
     """`labeldist sweep`: `labeldist run`'s options, with --multilabel-share taking a list."""
-    from labeldist.workflows.sweep import DEFAULT_SHARES
+    from labeldist.prompts.samplers import DEFAULT_SHARES
 
     def callback(multilabel_share, out, **options):
         from labeldist.workflows.sweep import parse_shares, run_sweep

@@ -7,11 +7,12 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from labeldist.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def require_file(path: Path, what: str = "file") -> Path:
@@ -57,6 +58,8 @@ def read_json(path: Path) -> Any:
 def read_table(path: Path, **read_options) -> pd.DataFrame:
     """CSV/TSV, JSON Lines or Parquet by extension; every column read as given (no NA guessing
     for CSV text: ``keep_default_na=False`` unless overridden), errors as :class:`DataError`."""
+    import pandas as pd  # here, not at the top: `labeldist --help` imports this module and not pandas
+
     require_file(path)
     suffix = path.suffix.lower()
     try:
@@ -99,6 +102,8 @@ def _check_field_counts(path: Path, sep: str) -> None:
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):

@@ -61,6 +61,11 @@ def _check_seed(seed: int) -> int:
     return int(seed)
 
 
+# the multi-label shares `labeldist sweep` runs by default (here, not in workflows/: the command
+# line builds its option from it without importing the run machinery)
+DEFAULT_SHARES = "0,0.2,0.4,0.6,0.8,1.0"
+
+
 class DemonstrationSampler(ABC):
     """Chooses demonstrations from ``pool`` for one query item at a time."""
 

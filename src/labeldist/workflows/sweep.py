@@ -20,10 +20,10 @@ import numpy as np
 from labeldist import atomic
 from labeldist.errors import DataError
 from labeldist.metrics.summary import mean_interval, rounded
+from labeldist.prompts.samplers import DEFAULT_SHARES  # noqa: F401  (the sweep's default, defined where the CLI reads it)
 from labeldist.runs.view import load_view
 
 SWEEP_FILE = "sweep.json"
-DEFAULT_SHARES = "0,0.2,0.4,0.6,0.8,1.0"
 F1_ESTIMATORS = ("output", "max")
 
 
