@@ -3,7 +3,18 @@
 import numpy as np
 import pytest
 
-from labeldist.estimators import First, Max, Mean, NoisyOr, Output, Platt, make_estimator, parse_estimator, split_specs
+from labeldist.estimators import (
+    ESTIMATORS,
+    First,
+    Max,
+    Mean,
+    NoisyOr,
+    Output,
+    Platt,
+    make_estimator,
+    parse_estimator,
+    split_specs,
+)
 from labeldist.runs.arrays import RunArrays
 
 NAN = np.nan
@@ -188,3 +199,18 @@ def test_predict_proba_changes_no_state():
         estimator.predict_proba(run)
         estimator.unscored(run)
         assert pickle.dumps(vars(estimator)) == before, estimator.name
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_every_estimator_keeps_the_scikit_learn_contract(name):
+    """A constructor stores its settings under their own names and nothing else (get_params reads
+    them back), and clone makes an unfitted copy with the same settings; what fit learns ends in _."""
+    from labeldist.estimators import clone
+
+    estimator = make_estimator(name)
+    params = estimator.get_params()
+    assert set(vars(estimator)) == set(params), f"{name} sets more than its settings in __init__"
+    copy = clone(estimator)
+    assert type(copy) is type(estimator) and copy is not estimator and copy.get_params() == params
+    estimator.fitted_thing_ = 1  # as fit would
+    assert not any(key.endswith("_") for key in vars(clone(estimator)))

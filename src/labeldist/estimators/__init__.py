@@ -1,5 +1,6 @@
 """Estimators: per-label probabilities from a run (scikit-learn-like fit / predict_proba)."""
 
+from labeldist.estimators.base import Estimator, clone
 from labeldist.estimators.bradley_terry import bradley_terry
 from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
@@ -9,6 +10,7 @@ from labeldist.estimators.slots import SOURCES, First, Max, Mean, NoisyOr, Outpu
 __all__ = [
     "DEFAULT_ESTIMATORS",
     "ESTIMATORS",
+    "Estimator",
     "SOURCES",
     "First",
     "Max",
@@ -19,6 +21,7 @@ __all__ = [
     "Platt",
     "Unary",
     "bradley_terry",
+    "clone",
     "make_estimator",
     "parse_estimator",
     "split_specs",

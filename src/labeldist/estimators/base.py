@@ -5,11 +5,14 @@ returns the estimator; ``predict_proba(run)`` gives items x labels probabilities
 changes nothing on the estimator, so one fitted estimator predicts any number of runs.
 ``fitted()`` says what was learnt (for evaluation.json; None if nothing); ``unscored(run)``
 counts the items it can give no probability (an answer without label slots), which evaluation
-reports beside the row.
+reports beside the row. As in scikit-learn, a constructor only stores its settings under their
+own names (``get_params`` reads them back), what ``fit`` learns ends in ``_``, and
+:func:`clone` makes an unfitted copy with the same settings.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -27,6 +30,15 @@ class Estimator(ABC):
     # it reads only the exact ones (it has no first-token variant), said in the refusal
     exact_only: ClassVar[str | None] = None
 
+    def get_params(self) -> dict:
+        """The constructor's settings, read back from the attributes of the same names."""
+        names = [
+            name
+            for name, parameter in inspect.signature(type(self).__init__).parameters.items()
+            if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        ]
+        return {name: getattr(self, name) for name in names}
+
     def fit(self, run: RunArrays | None = None) -> Estimator:
         """Learn from ``run`` (nothing by default) and return self."""
         return self
@@ -42,3 +54,8 @@ class Estimator(ABC):
     def unscored(self, run: RunArrays) -> int:
         """Items of ``run`` this estimator gives no probability (0 by default)."""
         return 0
+
+
+def clone(estimator: Estimator) -> Estimator:
+    """An unfitted estimator of the same class with the same settings (as scikit-learn's ``clone``)."""
+    return type(estimator)(**estimator.get_params())
