@@ -1,5 +1,8 @@
 """Slot estimators on hand-made run arrays, and on a real run of a tiny model."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -214,3 +217,28 @@ def test_every_estimator_keeps_the_scikit_learn_contract(name):
     assert type(copy) is type(estimator) and copy is not estimator and copy.get_params() == params
     estimator.fitted_thing_ = 1  # as fit would
     assert not any(key.endswith("_") for key in vars(clone(estimator)))
+
+
+def test_cross_fitting_is_a_meta_estimator_of_out_of_fold_predictions(tmp_path):
+    """CrossFit(estimator, k): k clones, each fitted without one fold and predicting only it; it
+    predicts only the run it was fitted on."""
+    from labeldist.estimators.crossfit import CrossFit, fold_split
+    from labeldist.runs.arrays import RunArrays
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_evaluate import write_synthetic_run
+
+    write_synthetic_run(tmp_path / "run", 60, 5, seed=2)
+    run = RunArrays.load(tmp_path / "run")
+    crossed = CrossFit(make_estimator("platt"), k=3, seed=1).fit(run)
+    probs = crossed.predict_proba(run)
+    assert probs.shape == (60, 5) and np.isfinite(probs).all() and len(crossed.fitted()) == 3
+    for one, (train, test, where) in zip(crossed.estimators_, fold_split(run, 3, 1)):
+        # each fold: the clone fitted on the other folds' items, as a plain fit on them gives
+        assert not set(train.ids) & set(test.ids)
+        np.testing.assert_allclose(probs[where], make_estimator("platt").fit(train).predict_proba(test))
+        assert one.get_params() == make_estimator("platt").get_params()
+    with pytest.raises(ValueError, match="only the run it was fitted on"):
+        crossed.predict_proba(run.take(np.arange(10)))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        CrossFit(make_estimator("max"), k=1).fit(run)

@@ -137,7 +137,7 @@ def test_cross_fitting_predicts_each_fold_from_the_others(runs, tmp_path, capsys
     import shutil
 
     from labeldist.estimators import make_estimator, parse_estimator
-    from labeldist.evaluation import _folds
+    from labeldist.estimators.crossfit import fold_split
     from labeldist.metrics.alignment import bce_per_item
 
     assert (
@@ -168,7 +168,7 @@ def test_cross_fitting_predicts_each_fold_from_the_others(runs, tmp_path, capsys
     name, params, source = parse_estimator("platt")
     platt_spec = (name, source)
     run = RunArrays.load(runs["dev"])
-    folds = _folds(run, 4, 0)
+    folds = fold_split(run, 4, 0)
     held = np.concatenate([where for _, _, where in folds])
     assert sorted(held.tolist()) == list(range(len(run)))  # every item in exactly one fold
     by_hand, prior = np.empty(run.targets.shape), np.empty(run.targets.shape)
@@ -193,7 +193,7 @@ def test_cross_fitting_predicts_each_fold_from_the_others(runs, tmp_path, capsys
         table.loc[inside, "gold"] = pd_series([list(run.labels)] * int(inside.sum()), table.index[inside])
         pq.write_table(pa.Table.from_pandas(table, schema=RECORD_SCHEMA, preserve_index=False), part)
     changed = RunArrays.load(copy)
-    for i, ((train, test, where), (train2, test2, where2)) in enumerate(zip(folds, _folds(changed, 4, 0))):
+    for i, ((train, test, where), (train2, test2, where2)) in enumerate(zip(folds, fold_split(changed, 4, 0))):
         assert (where == where2).all()
         before = make_estimator(*platt_spec).fit(train).predict_proba(test)
         after = make_estimator(*platt_spec).fit(train2).predict_proba(test2)

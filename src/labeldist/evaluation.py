@@ -19,6 +19,7 @@ import numpy as np
 from labeldist import atomic
 from labeldist.errors import DataError
 from labeldist.estimators import DEFAULT_ESTIMATORS, make_estimator, parse_estimator
+from labeldist.estimators.crossfit import CrossFit, fold_split
 from labeldist.metrics import evaluate_many, tune_thresholds
 from labeldist.metrics.registry import METRICS as REGISTRY
 from labeldist.runs.arrays import RunArrays
@@ -105,31 +106,27 @@ def evaluate(
     unscored: dict[str, int] = {}
     fitted: dict[str, object] = {}
     notes: list[str] = []
-    if cross_fit is None:
-        folds = [(calibration, run, np.arange(len(run)))]
-    else:
-        folds = _folds(run, cross_fit, fold_seed)
+    if cross_fit is not None:
+        folds = fold_split(run, cross_fit, fold_seed)
         notes.append(
             f"cross-fitted: {cross_fit} folds of the run itself (fold seed {fold_seed}); every item is predicted "
             "by estimators fitted on the other folds, and the prior row is the other folds' mean"
         )
     for spec in estimators:
         name, params, source = parse_estimator(spec)
-        probs = np.full(run.targets.shape, np.nan)
-        cuts: list = []
-        fits: list = []
-        for train, test, where in folds:
-            estimator = make_estimator(name, source, **params)
-            estimator.fit(train)
-            if (learnt := estimator.fitted()) is not None:
-                fits.append(learnt)
-            probs[where] = estimator.predict_proba(test)
-            cuts.append(_threshold(threshold, estimator, train))
-            if missing := estimator.unscored(test):
-                unscored[spec] = unscored.get(spec, 0) + missing
-        if fits:
-            fitted[spec] = fits[0] if cross_fit is None else fits
-        predictions[spec] = (probs, cuts[0] if cross_fit is None else _per_item(cuts, folds, run.targets.shape))
+        estimator = make_estimator(name, source, **params)
+        if cross_fit is None:
+            estimator.fit(calibration)
+            cut = _threshold(threshold, estimator, calibration)
+        else:  # out-of-fold predictions; each fold's threshold is tuned on the items its clone saw
+            estimator = CrossFit(estimator, cross_fit, fold_seed).fit(run)
+            cuts = [_threshold(threshold, one, train) for one, (train, _, _) in zip(estimator.estimators_, estimator.folds_)]
+            cut = _per_item(cuts, estimator.folds_, run.targets.shape)
+        if (learnt := estimator.fitted()) is not None:
+            fitted[spec] = learnt
+        if missing := estimator.unscored(run):
+            unscored[spec] = missing
+        predictions[spec] = (np.asarray(estimator.predict_proba(run), dtype=float), cut)
     predictions["oracle"] = (run.targets, 0.5)
     if cross_fit is not None:
         prior = np.empty(run.targets.shape)
@@ -189,18 +186,6 @@ def evaluate(
     if cross_fit is not None:  # only then: evaluation.json of a calibration run stays as it was
         result["cross_fit"] = {"folds": cross_fit, "seed": fold_seed}
     return result
-
-
-def _folds(run: RunArrays, k: int, seed: int) -> list[tuple[RunArrays, RunArrays, np.ndarray]]:
-    """(fit-on, predict, positions) for each of ``k`` folds of a seeded permutation of the items."""
-    order = np.random.default_rng(seed).permutation(len(run))
-    parts = np.array_split(order, k)
-    folds = []
-    for i, held_out in enumerate(parts):
-        held_out = np.sort(held_out)
-        rest = np.sort(np.concatenate([part for j, part in enumerate(parts) if j != i]))
-        folds.append((run.take(rest), run.take(held_out), held_out))
-    return folds
 
 
 def _per_item(cuts: list, folds: list, shape: tuple[int, int]):
