@@ -179,6 +179,8 @@ def test_run_tables_are_the_arrays(api_runs):
     assert ((platt.to_numpy() > 0) & (platt.to_numpy() < 1)).all()
     with pytest.raises(ld.ConfigError, match="calibrate_on"):
         run.estimate("platt")
+    with pytest.raises(ld.ConfigError, match="'probe\\[layer=-1\\]' learns from other items"):
+        run.estimate("probe[layer=-1]")  # declared by the class (Estimator.learns), asked before fitting
 
 
 def test_evaluate_is_a_table_of_values_and_intervals(api_runs):

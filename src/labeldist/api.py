@@ -134,15 +134,9 @@ class Run:
 
         name, params, source = parse_estimator(estimator)
         made = make_estimator(name, source, **params)
-        calibration = _arrays(calibrate_on) if calibrate_on is not None else None
-        try:
-            made.fit(calibration)
-        except (TypeError, AttributeError, ValueError) as err:
-            if calibration is None:
-                raise ConfigError(
-                    "Run.estimate", None, f"estimator {estimator!r} learns from other items: give calibrate_on=RUN ({err})"
-                ) from None
-            raise
+        if made.learns and calibrate_on is None:  # declared by the class (Estimator.learns), not guessed
+            raise ConfigError("Run.estimate", None, f"estimator {estimator!r} learns from other items: give calibrate_on=RUN")
+        made.fit(_arrays(calibrate_on) if calibrate_on is not None else None)
         return self._frame(made.predict_proba(self.arrays))
 
     def evaluate(self, estimators: Sequence[str] | None = None, **settings) -> pd.DataFrame:

@@ -29,6 +29,9 @@ class Estimator(ABC):
     # reads the slot probabilities of either source (its constructor takes ``source``); else why
     # it reads only the exact ones (it has no first-token variant), said in the refusal
     exact_only: ClassVar[str | None] = None
+    # fit learns from a run of other items (a calibration or training run): without one it cannot
+    # predict (Run.estimate and evaluate read this rather than trying)
+    learns: ClassVar[bool] = False
 
     def get_params(self) -> dict:
         """The constructor's settings, read back from the attributes of the same names."""

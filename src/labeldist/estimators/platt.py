@@ -42,6 +42,7 @@ class Platt(Estimator):
     scikit-learn's CalibratedClassifierCV takes its estimator): ``Platt(base=Max("first-token"))``."""
 
     name = "platt"
+    learns = True
 
     def __init__(self, base="max", feature: str | None = None, scope: str = "label", source: str = "exact", ridge: float = 10.0):
         self.base = base
