@@ -23,18 +23,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
+from servers import LoopbackServer
 
-from conftest import die_with_pytest
 from labeldist.cli import main
 from labeldist.runs import RunStore
 
@@ -61,79 +58,27 @@ def gguf_path() -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def llama_server(log_dir: Path) -> LoopbackServer:
+    """``python -m llama_cpp.server`` serving the SmolLM2 GGUF as ``ALIAS``."""
 
-
-class LlamaServer:
-    """``python -m llama_cpp.server`` on 127.0.0.1 in its own process group; startable again
-    on the same port after a kill."""
-
-    def __init__(self, log_dir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self, timeout: float = 180.0) -> None:
-        self.starts += 1
-        log = self.log_dir / f"llama-server-{self.starts}.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf_path()),
-            "--model_alias",
-            ALIAS,
+    def argv(port: int) -> list[str]:
+        return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", ALIAS] + [
             "--host",
             "127.0.0.1",
             "--port",
-            str(self.port),
+            str(port),
             "--n_ctx",
             "4096",
             "--verbose",
             "False",
         ]
-        with open(log, "wb") as handle:
-            self.process = subprocess.Popen(
-                argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_pytest
-            )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the llama.cpp server exited ({self.process.returncode}): {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"the llama.cpp server did not answer within {timeout:g} s: {log.read_text()[-2000:]}")
 
-    def kill(self) -> None:
-        """SIGKILL, as a crashed or preempted server."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
+    return LoopbackServer("llama.cpp server", argv, log_dir)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = LlamaServer(tmp_path_factory.mktemp("llama-server"))
+    running = llama_server(tmp_path_factory.mktemp("llama-server"))
     running.start()
     try:
         yield running
@@ -164,7 +109,7 @@ def run_argv(out: Path, *, limit: int) -> list[str]:
     ]
 
 
-def server_argv(server: LlamaServer) -> list[str]:
+def server_argv(server: LoopbackServer) -> list[str]:
     # --tokenizer: the chat template is applied here and requests go to /v1/completions, so
     # every node a label needs can be asked for (exact up to the tolerance within the top 20)
     return ["--backend", "openai", "--base-url", server.url, "--model", ALIAS, "--tokenizer", "smollm2-135m-instruct"]

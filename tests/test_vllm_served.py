@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-
-from conftest import die_with_pytest
+from servers import LoopbackServer
 
 pytestmark = pytest.mark.vllm
 
@@ -46,27 +42,11 @@ ALIAS = "smollm2"
 TOL = 1e-4
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def vllm_server(log_dir: Path) -> LoopbackServer:
+    """vLLM's OpenAI-compatible server for SmolLM2 in float32, every log-probability allowed."""
 
-
-class VLLMServer:
-    """vLLM's OpenAI-compatible server on 127.0.0.1, in its own process group; startable again
-    on the same port after a kill."""
-
-    def __init__(self, log_dir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self, timeout: float = 600.0) -> None:
-        self.starts += 1
-        log = self.log_dir / f"vllm-server-{self.starts}.log"
-        argv = [
+    def argv(port: int) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "vllm.entrypoints.openai.api_server",
@@ -77,7 +57,7 @@ class VLLMServer:
             "--host",
             "127.0.0.1",
             "--port",
-            str(self.port),
+            str(port),
             "--dtype",
             "float32",
             "--max-logprobs",
@@ -93,44 +73,15 @@ class VLLMServer:
             "--seed",
             "0",
         ]
-        env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING", HF_HUB_OFFLINE="1")
-        with open(log, "wb") as handle:
-            self.process = subprocess.Popen(
-                argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_pytest, env=env
-            )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the vLLM server exited ({self.process.returncode}): {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the vLLM server did not answer within {timeout:g} s: {log.read_text()[-3000:]}")
 
-    def kill(self) -> None:
-        """SIGKILL to the whole group (the API server and its engine process), as a crash."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
+    env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING", HF_HUB_OFFLINE="1")
+    return LoopbackServer("vLLM server", argv, log_dir, env=env, stop_seconds=30.0)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = VLLMServer(tmp_path_factory.mktemp("vllm-server"))
-    running.start()
+    running = vllm_server(tmp_path_factory.mktemp("vllm-server"))
+    running.start(timeout=600.0)
     try:
         yield running
     finally:
@@ -160,7 +111,7 @@ def run_argv(out: Path, *, limit: int) -> list[str]:
     ]
 
 
-def served(server: VLLMServer) -> list[str]:
+def served(server: LoopbackServer) -> list[str]:
     return ["--backend", "openai", "--base-url", server.url, "--model", ALIAS, "--tokenizer", MODEL]
 
 
@@ -205,7 +156,7 @@ def test_a_served_run_is_exact_and_resumes_after_the_server_is_killed(server, tm
         if process.poll() is None:
             process.kill()
         if server.process is None or server.process.poll() is not None:
-            server.start()
+            server.start(timeout=600.0)
     assert process.returncode == 2, f"the run was not interrupted (exit {process.returncode}): {err[-3000:]}"
     last = err.strip().splitlines()[-1]
     assert server.url in last and ("cannot connect" in last or "gave up" in last), last
