@@ -39,7 +39,8 @@ BACKENDS: dict[str, BackendEntry] = {
             "openai",
             "labeldist.models.openai:OpenAIBackend",
             "an OpenAI-compatible server (vLLM, llama.cpp, TGI, SGLang, hosted APIs) at --base-url; slots bounded "
-            "from the top-k it reports",
+            "from the top-k it reports, or exact from a server that takes token ids and returns every log-probability "
+            "(vllm serve --max-logprobs -1, with --tokenizer; exact=true also allows --marginal)",
         ),
         BackendEntry(
             "vllm",
