@@ -187,7 +187,7 @@ async def exact_support(client, tokenizer) -> tuple[str | None, int, bool]:
         answer = await ask(logprobs=-1, return_tokens_as_token_ids=True)
         dist = parse_distribution(_top(answer, "probe"), 0, "probe")
     except (RequestFailed, ModelError) as err:
-        return f"it refused a token-id prompt asking for every log-probability ({err})", 0, False
+        return f"it refused a prompt of token ids, or one asking for every log-probability ({err})", 0, False
     returned = int(np.isfinite(dist).sum())
     mass = float(np.exp(dist[np.isfinite(dist)].astype(np.float64)).sum())
     if returned < len(tokenizer) or abs(mass - 1.0) > MASS_TOLERANCE:
@@ -283,7 +283,7 @@ def exact_or_top_k(client, max_new_tokens: int):
         why = "it needs the completions endpoint (--endpoint completions)"
     elif client.tokenizer is not None:
         # the question is not part of the run's request counts: a server that cannot answer it
-        # (llama.cpp refuses logprobs=-1) has not failed any of the run's requests
+        # (llama-cpp-python's takes no prompt of token ids) has not failed any of the run's requests
         counted, client.stats = client.stats, None
         why, vocab_size, by_id = client.run_requests(exact_support(client, client.tokenizer))
         client.stats = counted
