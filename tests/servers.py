@@ -8,12 +8,39 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from conftest import die_with_pytest
+
+SUBSET = Path(__file__).resolve().parents[1] / "src" / "labeldist" / "resources" / "goemotions_subset"
+
+
+def run_argv(out: Path, *, limit: int) -> list[str]:
+    """`labeldist run` over the bundled GoEmotions subset's first ``limit`` dev items (paper-7, 10 shots), into ``out``."""
+    return [
+        "run",
+        "--dataset",
+        "goemotions",
+        "--data-dir",
+        str(SUBSET),
+        "--split",
+        "dev",
+        "--grouping",
+        "paper-7",
+        "--shots",
+        "10",
+        "--seed",
+        "0",
+        "--limit",
+        str(limit),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def free_port() -> int:
@@ -76,3 +103,26 @@ class LoopbackServer:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.process = None
+
+    def kill_during(self, argv: list[str], out: Path, *, timeout: float, restart_timeout: float = 180.0) -> tuple[int, str]:
+        """Run ``labeldist argv`` (writing the run folder ``out``) in a process of its own, SIGKILL
+        this server once the run has written its first part and gone on into the next item's
+        requests, and start the server again; the run's exit status and standard error."""
+        command = [sys.executable, "-m", "labeldist", *argv]
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + timeout
+        try:
+            while time.time() < deadline and process.poll() is None:
+                if any((out / "records").glob("part-*.parquet")):
+                    time.sleep(1.0)  # into the next item's requests
+                    self.kill()
+                    break
+                time.sleep(0.05)
+            _, err = process.communicate(timeout=180)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            if self.process is None or self.process.poll() is not None:
+                self.start(timeout=restart_timeout)
+        return process.returncode, err

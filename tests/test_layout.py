@@ -281,25 +281,14 @@ def test_no_module_imports_a_private_name_of_another():
     assert not found, "private names imported across modules:\n" + "\n".join(found)
 
 
-def _imports_of(path: Path) -> set[str]:
-    """Every labeldist module ``path`` imports (function-level imports included)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {name for name in found if name.startswith("labeldist")}
-
-
 def test_the_report_loads_no_model():
     """The report draws what runs recorded and analyses computed: nothing under report/ imports
     models/ (the attention pass, which reloads a run's model, lives in runs/attention.py)."""
     found = [
         f"{module} imports {name}"
-        for module, path in _modules().items()
+        for module, names in _imports(_modules()).items()
         if module.startswith("labeldist.report")
-        for name in _imports_of(path)
+        for name in names
         if name.startswith("labeldist.models")
     ]
     assert not found, found
@@ -310,9 +299,9 @@ def test_estimators_read_runs_only_through_the_arrays_view():
     columns) and reaches for nothing else of runs/: not the store, the run loop or its config."""
     found = [
         f"{module} imports {name}"
-        for module, path in _modules().items()
+        for module, names in _imports(_modules()).items()
         if module.startswith("labeldist.estimators")
-        for name in _imports_of(path)
+        for name in names
         if name.startswith("labeldist.runs") and name != "labeldist.runs.arrays"
     ]
     assert not found, found

@@ -23,14 +23,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import LoopbackServer
+from servers import SUBSET, LoopbackServer, run_argv
 
 from labeldist.cli import main
 from labeldist.runs import RunStore
@@ -42,7 +40,6 @@ else:
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (make llama-server)")
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBSET = ROOT / "src" / "labeldist" / "resources" / "goemotions_subset"
 ALIAS = "smollm2"  # the name the server gives the model
 # per-slot tolerances (see the module docstring for the measured differences)
 MAX_DIFFERENCE = 0.07  # |p_llama - p_hf| of any label or the stop, any slot
@@ -84,29 +81,6 @@ def server(tmp_path_factory):
         yield running
     finally:
         running.stop()
-
-
-def run_argv(out: Path, *, limit: int) -> list[str]:
-    return [
-        "run",
-        "--dataset",
-        "goemotions",
-        "--data-dir",
-        str(SUBSET),
-        "--split",
-        "dev",
-        "--grouping",
-        "paper-7",
-        "--shots",
-        "10",
-        "--seed",
-        "0",
-        "--limit",
-        str(limit),
-        "--quiet",
-        "--out",
-        str(out),
-    ]
 
 
 def server_argv(server: LoopbackServer) -> list[str]:
@@ -173,26 +147,9 @@ def test_a_server_killed_mid_run_resumes_without_loss(server, tmp_path):
     out = tmp_path / "killed"
     # a short retry budget, so the killed server is given up on in seconds
     argv = [*run_argv(out, limit=items), *server_argv(server), "--batch-size", "1", "--retries", "1", "--timeout", "60"]
-    command = [sys.executable, "-m", "labeldist", *argv]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    records = out / "records"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and process.poll() is None:
-            if len(list(records.glob("part-*.parquet"))) >= 1:
-                time.sleep(1.0)  # into the next item's requests
-                server.kill()
-                break
-            time.sleep(0.05)
-        _, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        if server.process is None or server.process.poll() is not None:
-            server.start()
+    returncode, err = server.kill_during(argv, out, timeout=300)
     # the run stops with one clear line naming the server, not with wrong numbers
-    assert process.returncode == 2, f"the run was not interrupted (exit {process.returncode}): {err[-2000:]}"
+    assert returncode == 2, f"the run was not interrupted (exit {returncode}): {err[-2000:]}"
     last = err.strip().splitlines()[-1]
     assert server.url in last and ("cannot connect" in last or "gave up" in last), last
     before = by_id(out)

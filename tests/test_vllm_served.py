@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import LoopbackServer
+from servers import LoopbackServer, run_argv
 
 pytestmark = pytest.mark.vllm
 
@@ -35,8 +33,6 @@ from labeldist.cli import main  # noqa: E402
 from labeldist.models.resolve import resolve_model  # noqa: E402
 from labeldist.runs import RunStore  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SUBSET = ROOT / "src" / "labeldist" / "resources" / "goemotions_subset"
 MODEL = "smollm2-135m-instruct"
 ALIAS = "smollm2"
 TOL = 1e-4
@@ -88,29 +84,6 @@ def server(tmp_path_factory):
         running.stop()
 
 
-def run_argv(out: Path, *, limit: int) -> list[str]:
-    return [
-        "run",
-        "--dataset",
-        "goemotions",
-        "--data-dir",
-        str(SUBSET),
-        "--split",
-        "dev",
-        "--grouping",
-        "paper-7",
-        "--shots",
-        "10",
-        "--seed",
-        "0",
-        "--limit",
-        str(limit),
-        "--quiet",
-        "--out",
-        str(out),
-    ]
-
-
 def served(server: LoopbackServer) -> list[str]:
     return ["--backend", "openai", "--base-url", server.url, "--model", ALIAS, "--tokenizer", MODEL]
 
@@ -139,25 +112,8 @@ def test_a_served_run_is_exact_and_resumes_after_the_server_is_killed(server, tm
     out = tmp_path / "served"
     # a short retry budget, so the killed server is given up on in seconds
     argv = [*run_argv(out, limit=items), *served(server), "--batch-size", "1", "--retries", "1", "--timeout", "60"]
-    command = [sys.executable, "-m", "labeldist", *argv]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    records = out / "records"
-    deadline = time.time() + 600
-    try:
-        while time.time() < deadline and process.poll() is None:
-            if len(list(records.glob("part-*.parquet"))) >= 1:
-                time.sleep(1.0)  # into the next item's requests
-                server.kill()
-                break
-            time.sleep(0.05)
-        _, err = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        if server.process is None or server.process.poll() is not None:
-            server.start(timeout=600.0)
-    assert process.returncode == 2, f"the run was not interrupted (exit {process.returncode}): {err[-3000:]}"
+    returncode, err = server.kill_during(argv, out, timeout=600, restart_timeout=600.0)
+    assert returncode == 2, f"the run was not interrupted (exit {returncode}): {err[-3000:]}"
     last = err.strip().splitlines()[-1]
     assert server.url in last and ("cannot connect" in last or "gave up" in last), last
     before = by_id(out)

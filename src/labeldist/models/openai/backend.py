@@ -175,12 +175,13 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
                         f"reported the token {text!r}, which it does not have"
                     )
 
-    def _body(self, **fields) -> dict:
-        return {"model": self.settings.model, "temperature": 0, **self.settings.extra, **fields}
-
     def body(self, **fields) -> dict:
         """A request body for the served model: ``fields`` over the settings' ``extra``."""
         return {"model": self.settings.model, **self.settings.extra, **fields}
+
+    def _body(self, **fields) -> dict:
+        """:meth:`body`, greedy unless ``extra`` or ``fields`` say otherwise."""
+        return {"temperature": 0, **self.body(**fields)}
 
     async def post(self, path: str, body: dict, kind: str) -> dict:
         """POST ``body`` to ``path`` within :meth:`run_requests` (retries, concurrency, counts)."""

@@ -32,7 +32,8 @@ from labeldist.errors import ModelError
 from labeldist.models.base import Capabilities
 from labeldist.models.exact import ExactBackend, ItemFailed, NextTokenModel
 from labeldist.models.http import RequestFailed
-from labeldist.models.openai.settings import ServerSettings
+from labeldist.models.openai.settings import ServerSettings, first_choice
+from labeldist.models.topk import LogprobError
 from labeldist.models.vllm.engine import MAX_TOKEN_IDS
 from labeldist.slots.requests import PRUNE_TOLERANCE
 from labeldist.slots.tokens import eos_ids
@@ -52,13 +53,10 @@ def parse_distribution(top: object, size: int, where: str) -> np.ndarray:
     -inf where the server sent nothing."""
     if not isinstance(top, dict) or not top:
         raise ModelError(f"{where}: the response has no log-probabilities")
-    try:
-        ids = np.fromiter((int(key.removeprefix(PREFIX)) for key in top), dtype=np.int64, count=len(top))
-    except ValueError:
-        key = next(iter(top))
-        raise ModelError(f"{where}: the server keys log-probabilities by token text ({key!r}), not by token id") from None
-    if not all(key.startswith(PREFIX) for key in top):
-        raise ModelError(f"{where}: the server keys log-probabilities by token text, not by token id")
+    by_text = next((key for key in top if not str(key).startswith(PREFIX)), None)
+    if by_text is not None:
+        raise ModelError(f"{where}: the server keys log-probabilities by token text ({by_text!r}), not by token id")
+    ids = np.fromiter((int(key[len(PREFIX) :]) for key in top), dtype=np.int64, count=len(top))
     values = np.fromiter((float(v) if v is not None else -math.inf for v in top.values()), dtype=np.float32, count=len(top))
     out = np.full(max(size, int(ids.max()) + 1), -np.inf, dtype=np.float32)
     out[ids] = values
@@ -66,10 +64,12 @@ def parse_distribution(top: object, size: int, where: str) -> np.ndarray:
 
 
 def _first(body: dict, where: str) -> dict:
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise ModelError(f"{where}: the response has no choices")
-    return choices[0]
+    """The response's first choice (:func:`first_choice`); its absence stops the run here, as a
+    slot cannot be left out of an item."""
+    try:
+        return first_choice(body, where)
+    except LogprobError as err:
+        raise ModelError(str(err)) from None
 
 
 def _top(body: dict, where: str) -> object:
@@ -123,25 +123,25 @@ class ServedNextTokenModel(NextTokenModel):
     def distributions(self, prefixes, wanted):
         """One one-token request per prefix: whole distributions first, then those asked by id
         (separate waves; see the module docstring)."""
-        full = [i for i, ids in enumerate(wanted) if not self.by_id or ids is None or len(ids) > MAX_TOKEN_IDS]
-        chosen = set(full)
-        by_id = [i for i in range(len(prefixes)) if i not in chosen]
+        whole = [not self.by_id or ids is None or len(ids) > MAX_TOKEN_IDS for ids in wanted]
         out: list[np.ndarray | None] = [None] * len(prefixes)
-        for wave, fields in (
-            (full, lambda i: {"logprobs": -1}),
-            (by_id, lambda i: {"logprobs": 1, "logprob_token_ids": [int(t) for t in wanted[i]]}),
-        ):
+        for by_id in (False, True):
+            wave = [i for i, asks_all in enumerate(whole) if asks_all != by_id]
             if not wave:
                 continue
+            asked = [
+                {"logprobs": 1, "logprob_token_ids": [int(t) for t in wanted[i]]} if by_id else {"logprobs": -1} for i in wave
+            ]
             bodies = [
-                self._body(prefixes[i], max_tokens=1, temperature=0, return_tokens_as_token_ids=True, **fields(i)) for i in wave
+                self._body(prefixes[i], max_tokens=1, temperature=0, return_tokens_as_token_ids=True, **fields)
+                for i, fields in zip(wave, asked)
             ]
             for i, body in zip(wave, self._post(bodies, "distribution")):
                 if isinstance(body, RequestFailed):
                     # a slot's distribution cannot be left out of an item: the run stops, a rerun resumes
                     raise ModelError(f"{self.where}: a next-token distribution request failed: {body}")
                 dist = parse_distribution(_top(body, "distribution"), self.vocab_size, f"{self.where}: distribution")
-                if wanted[i] is not None and not np.isfinite(dist[wanted[i]]).all() and i not in chosen:
+                if by_id and not np.isfinite(dist[wanted[i]]).all():
                     missing = [int(t) for t in wanted[i] if not np.isfinite(dist[t])][:5]
                     raise ModelError(f"{self.where}: the server left out token ids it was asked for ({missing})")
                 out[i] = dist
@@ -186,7 +186,7 @@ async def exact_support(client, tokenizer) -> tuple[str | None, int, bool]:
             return "it does not return log-probabilities keyed by token id (return_tokens_as_token_ids)", 0, False
         answer = await ask(logprobs=-1, return_tokens_as_token_ids=True)
         dist = parse_distribution(_top(answer, "probe"), 0, "probe")
-    except (RequestFailed, ModelError) as err:
+    except (RequestFailed, ModelError, LogprobError) as err:
         return f"it refused a prompt of token ids, or one asking for every log-probability ({err})", 0, False
     returned = int(np.isfinite(dist).sum())
     mass = float(np.exp(dist[np.isfinite(dist)].astype(np.float64)).sum())
