@@ -159,8 +159,10 @@ def test_platt_features_and_errors():
         Platt().fit(None)
     with pytest.raises(ValueError, match="not fitted"):
         Platt().predict_proba(run)
-    with pytest.raises(ValueError, match="needs exact probabilities"):
-        Platt(feature="stop", source="first-token").features(run)
+    # the original's baseline feature: first-token shares against the (exact) stop at slot 1
+    first = First("first-token").predict_proba(run)
+    paper = Platt(base="first", feature="stop", source="first-token").features(run)[0]
+    np.testing.assert_allclose(paper, np.log(np.clip(first[0], 1e-12, 1)) - np.log(0.1))
     with pytest.raises(ValueError, match="feature must be"):
         Platt(feature="rank").features(run)
     with pytest.raises(ValueError, match="base"):

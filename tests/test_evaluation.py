@@ -266,3 +266,37 @@ def test_evaluate_writes_only_with_save_and_fits_100_columns(runs, tmp_path, cap
     assert json.loads((run / "evaluation.json").read_text())["items"] == 16 and f"written to {run}" in err
     assert main(["compare", str(run)]) == 0
     assert max(map(len, capsys.readouterr().out.splitlines())) <= 100
+
+
+def test_versus_gives_paired_differences_on_the_same_resamples(runs, capsys):
+    """--versus: each row minus the reference row, resample by resample (the issue's "A beats B")."""
+    from labeldist import api
+
+    plain = evaluate_run(runs["dev"], ["first", "max"], calibrate_on=runs["train"], n_resamples=200)
+    paired = evaluate_run(runs["dev"], ["max"], calibrate_on=runs["train"], n_resamples=200, versus="first")
+    # the reference is added when not listed; the rows themselves are what they were without --versus
+    assert list(paired["estimators"]) == ["max", "first", "oracle", "prior"] and paired["versus"] == "first"
+    assert "versus" not in plain and all("difference" not in row for row in plain["estimators"].values())
+    for name in ("max", "oracle", "prior"):
+        for key in KEYS:
+            assert paired["estimators"][name][key] == plain["estimators"][name][key], (name, key)
+            difference = paired["estimators"][name]["difference"][key]
+            want = plain["estimators"][name][key]["value"] - plain["estimators"]["first"][key]["value"]
+            if np.isfinite(want):
+                assert difference["value"] == pytest.approx(want)
+                assert difference["low"] <= difference["value"] + 1e-12 <= difference["high"] + 2e-12
+                assert 0 <= difference["p"] <= 1
+    assert "difference" not in paired["estimators"]["first"]
+    # the oracle is perfectly aligned: its MAMD is below first's on every resample
+    assert paired["estimators"]["oracle"]["difference"]["mamd"]["high"] < 0
+    # the API's frame carries the same numbers
+    frame = api.evaluate(runs["dev"], ["max"], calibrate_on=runs["train"], resamples=200, versus="first")
+    assert frame.loc[("max", "mamd"), "difference"] == pytest.approx(paired["estimators"]["max"]["difference"]["mamd"]["value"])
+    assert np.isnan(frame.loc[("first", "mamd"), "difference"])
+    # the command line prints a second table, one row per estimator against the reference
+    command = ["evaluate", str(runs["dev"]), "--estimators", "max", "--versus", "prior", "--resamples", "50"]
+    assert main([*command, "--cross-fit", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "paired differences from prior" in out and "max - prior" in out and "oracle - prior" in out
+    assert main(command) == 2
+    assert "no such row" in capsys.readouterr().err

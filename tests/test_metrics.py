@@ -283,3 +283,35 @@ def test_shape_errors():
         micro_f1(np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError):
         bootstrap_metric(micro_f1, [np.zeros((3, 2)), np.zeros((4, 2))])
+
+
+def test_paired_differences_match_a_brute_force_loop_over_the_resamples(data):
+    probs, targets, gold, _ = data
+    rng = np.random.default_rng(3)
+    better = np.clip(0.7 * targets + 0.3 * probs + rng.normal(0, 0.02, probs.shape), 0, 1)
+    rows = evaluate_many([probs, better, probs], targets, gold, [0.5, 0.5, 0.5], n_resamples=300, seed=2, versus=0)
+    assert "difference" not in rows[0]
+    # brute force: every resample of the plan, both predictors scored on the same items
+    idx = resample_indices(len(probs), 300, seed=2)
+    for key, fn in (
+        ("mamd", lambda p, r: mamd(p[r], targets[r])),
+        ("micro_f1", lambda p, r: micro_f1(gold[r], binarize(p[r], 0.5))),
+        ("ece", lambda p, r: ece(p[r], targets[r])),
+    ):
+        differences = np.array([fn(better, r) - fn(probs, r) for r in idx])
+        paired = rows[1]["difference"][key]
+        everything = np.arange(len(probs))
+        np.testing.assert_allclose(paired["value"], fn(better, everything) - fn(probs, everything), rtol=1e-9)
+        interval = np.percentile(differences, [2.5, 97.5])
+        np.testing.assert_allclose([paired["low"], paired["high"]], interval, rtol=1e-9, atol=1e-12)
+        want_p = min(1.0, 2 * min((differences <= 0).mean(), (differences >= 0).mean()))
+        assert paired["p"] == pytest.approx(want_p), key
+    # the better predictor is better beyond doubt on the resamples, though its own interval is wide
+    assert rows[1]["difference"]["mamd"]["high"] < 0 and rows[1]["difference"]["mamd"]["p"] == 0.0
+    # the same predictor against itself: zero difference on every resample, p = 1
+    for key in METRICS:
+        same = rows[2]["difference"][key]
+        assert same["value"] == pytest.approx(0, abs=1e-12) and same["low"] == pytest.approx(0, abs=1e-12), key
+        assert same["p"] == 1.0, key
+    with pytest.raises(ValueError, match="versus must index"):
+        evaluate_many([probs], targets, gold, [0.5], n_resamples=10, versus=3)

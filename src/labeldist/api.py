@@ -337,6 +337,7 @@ def evaluate_dict(
     seed: int = 0,
     cross_fit: int | None = None,
     fold_seed: int = 0,
+    versus: str | None = None,
 ) -> dict:
     """The evaluation as the JSON-ready dict ``labeldist evaluate`` writes (see :func:`evaluate`)."""
     from labeldist.evaluation import evaluate_run
@@ -350,6 +351,7 @@ def evaluate_dict(
         seed=seed,
         cross_fit=cross_fit,
         fold_seed=fold_seed,
+        versus=versus,
     )
 
 
@@ -363,6 +365,7 @@ def evaluate(
     seed: int = 0,
     cross_fit: int | None = None,
     fold_seed: int = 0,
+    versus: str | None = None,
 ) -> pd.DataFrame:
     """Score estimators on ``run`` against gold labels (classification: micro/macro-F1, Jaccard,
     exact match) and annotators' vote fractions (alignment: MAMD, BCE, Brier, Spearman, ECE),
@@ -374,7 +377,9 @@ def evaluate(
     (default: the run method's). Estimators that learn (platt, probe, encoder, ``threshold=
     "tuned"``) are fitted on ``calibrate_on`` (a run of other items) or, with ``cross_fit=K``,
     on the other K-1 folds of the run itself. Nothing is written; the notes (partial run,
-    items without votes) are in ``.attrs["notes"]``."""
+    items without votes) are in ``.attrs["notes"]``. With ``versus`` (an estimator spec, or
+    ``prior``/``oracle``) every other row also has ``difference``, ``difference_low``,
+    ``difference_high`` and ``p``: its paired difference from that row on the same resamples."""
     from labeldist.evaluation import METRICS
 
     result = evaluate_dict(
@@ -386,14 +391,27 @@ def evaluate(
         seed=seed,
         cross_fit=cross_fit,
         fold_seed=fold_seed,
+        versus=versus,
     )
+    columns = ["estimator", "metric", "value", "low", "high"]
+    if versus is not None:
+        columns += ["difference", "difference_low", "difference_high", "p"]
     rows = []
     for name, row in result["estimators"].items():
         for metric in METRICS:
             cell = row.get(metric)
             if isinstance(cell, dict):
-                rows.append({"estimator": name, "metric": metric, **{k: cell.get(k) for k in ("value", "low", "high")}})
-    frame = pd.DataFrame(rows, columns=["estimator", "metric", "value", "low", "high"]).set_index(["estimator", "metric"])
+                entry = {"estimator": name, "metric": metric, **{k: cell.get(k) for k in ("value", "low", "high")}}
+                if versus is not None:
+                    paired = row.get("difference", {}).get(metric, {})
+                    entry.update(
+                        difference=paired.get("value", np.nan),
+                        difference_low=paired.get("low", np.nan),
+                        difference_high=paired.get("high", np.nan),
+                        p=paired.get("p", np.nan),
+                    )
+                rows.append(entry)
+    frame = pd.DataFrame(rows, columns=columns).set_index(["estimator", "metric"])
     frame = frame.astype(float)
     frame.attrs["notes"] = list(result["notes"])
     frame.attrs["items"] = result["items"]

@@ -59,6 +59,7 @@ def evaluate(
     seed: int = 0,
     cross_fit: int | None = None,
     fold_seed: int = 0,
+    versus: str | None = None,
     started: float | None = None,
 ) -> dict:
     """Score ``estimators`` (specs such as ``max`` or ``platt[base=first]``; the method's defaults
@@ -69,7 +70,13 @@ def evaluate(
     ``calibration`` (another run of other items), or, with ``cross_fit=K``, on the run itself by
     K-fold cross-fitting: the items are split into K folds (a permutation drawn with
     ``fold_seed``) and each fold is predicted by estimators fitted on the other K-1, so no item's
-    prediction has seen its own votes or gold. Use it when no separate calibration run exists."""
+    prediction has seen its own votes or gold. Use it when no separate calibration run exists.
+
+    ``versus``: an estimator spec (added to ``estimators`` when not among them) or a reference
+    row (``prior``, ``oracle``); every other row then holds ``difference``: its metrics minus
+    the reference's on the same bootstrap resamples, with an interval and a two-sided bootstrap
+    p-value (:func:`labeldist.metrics.bootstrap.paired_difference`). Use it for every "A beats
+    B" claim: overlapping intervals of two rows say little when the rows move together."""
     started = time.perf_counter() if started is None else started
     run_dir, calibrate_on = run.path, calibration.path if calibration is not None else None
     if cross_fit is not None and calibration is not None:
@@ -84,6 +91,8 @@ def evaluate(
     # items in id order: the bootstrap draws positions, so the same seed must see the same items
     # whatever order the records were written in (a resumed run stores them in another order)
     run = run.take(np.argsort(np.asarray(run.ids, dtype=object), kind="stable"))
+    if versus is not None and estimators is not None and versus not in estimators and versus not in ("prior", "oracle"):
+        estimators = [*estimators, versus]
     if calibration is not None and not len(calibration):
         raise DataError(calibrate_on, None, "has no records yet: nothing to calibrate on")
     if estimators is None:
@@ -92,6 +101,8 @@ def evaluate(
         estimators += ["sample"] if run.sampled is not None else []
         if calibration is None and cross_fit is None:
             estimators = [e for e in estimators if not e.startswith("platt")]
+        if versus is not None and versus not in estimators and versus not in ("prior", "oracle"):
+            estimators.append(versus)
     if calibration is not None and calibration.method != run.method:
         raise ValueError(f"calibration run {calibrate_on} is a {calibration.method} run, but {run_dir} is a {run.method} run")
     if calibration is not None and calibration.labels != run.labels:
@@ -137,6 +148,8 @@ def evaluate(
         predictions["prior"] = (np.broadcast_to(calibration.targets.mean(axis=0), run.targets.shape), 0.5)
     else:
         notes.append("no --calibrate-on run: the constant-prior row needs one and is left out")
+    if versus is not None and versus not in predictions:
+        raise ValueError(f"--versus {versus}: there is no such row (the prior row needs --calibrate-on or --cross-fit)")
     scored = evaluate_many(
         [probs for probs, _ in predictions.values()],
         run.targets,
@@ -144,6 +157,7 @@ def evaluate(
         [cut for _, cut in predictions.values()],
         n_resamples=n_resamples,
         seed=seed,
+        versus=None if versus is None else list(predictions).index(versus),
     )
     rows: dict[str, dict] = {}
     for (name, (_, cut)), result in zip(predictions.items(), scored):
@@ -185,6 +199,8 @@ def evaluate(
     }
     if cross_fit is not None:  # only then: evaluation.json of a calibration run stays as it was
         result["cross_fit"] = {"folds": cross_fit, "seed": fold_seed}
+    if versus is not None:  # likewise: an evaluation without --versus is byte-for-byte as before
+        result["versus"] = versus
     return result
 
 
@@ -269,10 +285,28 @@ def format_rows(
     return "\n\n".join(out)
 
 
+def format_differences(result: dict, metrics: Sequence[str] = METRICS, style: str = "text", width: int | None = None) -> str:
+    """Rows: estimators; columns: each metric's paired difference from ``result["versus"]`` as
+    value [low, high] (an interval that excludes 0 is marked *), from an evaluation with ``versus``."""
+    if not result.get("versus"):
+        raise ValueError("this evaluation was made without versus: it holds no paired differences")
+    rows = []
+    for name, row in result["estimators"].items():
+        if "difference" not in row:
+            continue
+        marked = {}
+        for metric in metrics:
+            cell = dict(row["difference"][metric])
+            cell["mark"] = "*" if cell["low"] > 0 or cell["high"] < 0 else ""
+            marked[metric] = cell
+        rows.append({"estimator": f"{name} - {result['versus']}", **marked})
+    return format_rows(rows, ("estimator",), metrics, style, width)
+
+
 def _cell(value) -> str:
     if not isinstance(value, dict) or value.get("value") is None or np.isnan(value["value"]):
         return "n/a"
-    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]{value.get('mark', '')}"
 
 
 def compare_runs(run_dirs: Sequence[str | Path], estimators: Sequence[str] | None = None) -> list[dict]:

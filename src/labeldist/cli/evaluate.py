@@ -19,7 +19,8 @@ TABLE_WIDTH = 100
     "--estimators",
     default=None,
     help="Comma list of NAME[key=value,...]@SOURCE: first, max, mean, noisy-or, output, unary, pairwise, platt, "
-    "platt-shared, probe (hidden states; fitted on --calibrate-on); @first-token reads the first-token approximation "
+    "platt-shared, probe (hidden states; fitted on --calibrate-on), encoder[model=DIR], marginal (runs made with "
+    "--marginal), sample (runs made with --samples N); @first-token reads the first-token approximation "
     "instead of the exact numbers; e.g. "
     "platt[base=first,scope=shared]. Default: first,max,mean,noisy-or,output for generation runs, unary or pairwise "
     "(and platt on it, with --calibrate-on) for those methods.",
@@ -36,6 +37,13 @@ TABLE_WIDTH = 100
 @click.option("--threshold", default="0.5", show_default=True, help="A number, or 'tuned' per label on the calibration items.")
 @click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1), help="Bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
+@click.option(
+    "--versus",
+    default=None,
+    metavar="SPEC",
+    help="Also give every row's paired difference from this estimator (added if not listed) or reference row "
+    "(prior, oracle), on the same bootstrap resamples: an interval that excludes 0 (marked *) says which is better.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
 @click.option("--markdown", is_flag=True, help="Print the table in Markdown.")
 @click.option("--wide", is_flag=True, help="One line per estimator, however wide (default: wrapped to 100 columns).")
@@ -45,14 +53,14 @@ TABLE_WIDTH = 100
     help="Also write RUN_DIR/evaluation.json (what `compare` and `report` read), replacing the one there.",
 )
 def evaluate_command(
-    run_dir, estimators, calibrate_on, cross_fit, fold_seed, threshold, resamples, seed, as_json, markdown, wide, save
+    run_dir, estimators, calibrate_on, cross_fit, fold_seed, threshold, resamples, seed, versus, as_json, markdown, wide, save
 ):
     """Score estimators against gold (classification) and vote fractions (alignment), with 95%
     bootstrap intervals over items. Nothing is written unless --save: a quick look never
     replaces a saved evaluation."""
     from labeldist.api import evaluate_dict
     from labeldist.estimators import split_specs
-    from labeldist.evaluation import format_table, write_evaluation
+    from labeldist.evaluation import format_differences, format_table, write_evaluation
 
     specs = split_specs(estimators) if estimators else None
     result = evaluate_dict(
@@ -64,13 +72,18 @@ def evaluate_command(
         seed=seed,
         cross_fit=cross_fit,
         fold_seed=fold_seed,
+        versus=versus.strip() if versus else None,
     )
     path = write_evaluation(result, run_dir) if save else None
     if as_json:
         click.echo(json.dumps(result, default=float))
         return
     click.echo(f"{run_dir}: {result['items']} items ({result['items_with_votes']} with votes), threshold {threshold}")
-    click.echo(format_table(result, style="markdown" if markdown else "text", width=None if wide else TABLE_WIDTH))
+    style, width = "markdown" if markdown else "text", None if wide else TABLE_WIDTH
+    click.echo(format_table(result, style=style, width=width))
+    if versus:
+        click.echo(f"\npaired differences from {result['versus']} (same resamples; * : the interval excludes 0)")
+        click.echo(format_differences(result, style=style, width=width))
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     if path is not None:

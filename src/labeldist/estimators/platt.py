@@ -8,7 +8,14 @@ fitted sigmoid, p = sigmoid(a * x + b), with soft targets: the calibration items
 Features (x), from a base slot estimator's probability p (default ``max``):
 
 - ``stop``: log p - log p_stop, p_stop = the probability of stopping at slot 1, i.e. of the
-  answer "no label" (``[]``): the label's log-odds against "none" (exact probabilities only);
+  answer "no label" (``[]``): the label's log-odds against "none". With ``source="first-token"``
+  this is the nearest the records come to the original code's baseline feature (a label's
+  first-token logit minus that of "none", one shared sigmoid: ``platt-shared[base=first,
+  feature=stop]@first-token``): p is the label's first-token share, renormalised over the label
+  set as the original did, and p_stop the exact stop probability, as records keep no first-token
+  logit of the close. Where ``]`` is one token the two differ by the label set's share of the
+  vocabulary at that step, a per-item shift the shared sigmoid cannot undo: read its row as the
+  original's feature, not its exact numbers;
 - ``logp``: log p;
 - ``logit``: log p - log (1 - p).
 
@@ -82,10 +89,6 @@ class Platt(Estimator):
             raise ValueError(f"platt feature must be one of {FEATURES}, not {feature!r}")
         if feature == "stop" and base in ("unary", "pairwise"):
             raise ValueError(f"platt feature 'stop' reads generation slots; base {base!r} has none (use logit)")
-        if feature == "stop" and self._base_source != "exact":
-            raise ValueError(
-                "platt feature 'stop' needs exact probabilities (the first-token approximation has no stop probability)"
-            )
         return feature
 
     def features(self, run: RunArrays) -> np.ndarray:

@@ -217,6 +217,29 @@ class _Row:
         return out
 
 
+def paired_difference(row: _Row, reference: _Row, confidence: float) -> dict:
+    """Every metric of ``row`` minus the same metric of ``reference``, resample by resample.
+
+    Both rows were computed on the same resamples, so the interval of the difference is far
+    narrower than two overlapping intervals suggest when the rows move together. ``p`` is the
+    two-sided bootstrap p-value: twice the share of resampled differences on the far side of 0
+    (capped at 1), i.e. how often resampling the items reverses (or ties) the sign."""
+    ours, theirs = row.result(confidence), reference.result(confidence)
+    out = {}
+    for key in METRICS:
+        a = np.concatenate(row.stats[key]) if row.stats[key] else np.zeros(0)
+        b = np.concatenate(reference.stats[key]) if reference.stats[key] else np.zeros(0)
+        differences = a - b
+        differences = differences[np.isfinite(differences)]
+        low, high = _percentiles(differences, confidence)
+        if len(differences):
+            p = min(1.0, 2 * min(float((differences <= 0).mean()), float((differences >= 0).mean())))
+        else:
+            p = float("nan")
+        out[key] = {"value": ours[key]["value"] - theirs[key]["value"], "low": low, "high": high, "p": p}
+    return out
+
+
 def evaluate_many(
     probs_list: Sequence,
     targets,
@@ -226,12 +249,15 @@ def evaluate_many(
     seed: int = 0,
     confidence: float = 0.95,
     n_bins: int = 10,
+    versus: int | None = None,
 ) -> list[dict]:
     """``evaluate_probs`` for several predictors of the same items in one pass over the resamples.
 
     Each resample block's draw counts are made once and multiplied with every predictor's
     sufficient statistics at once (one matrix product), so a table of many estimators costs
-    little more than one row.
+    little more than one row. ``versus``: the index of a reference predictor; every other
+    predictor's result then holds ``"difference"``, its paired difference from the reference
+    (:func:`paired_difference`) on the same resamples.
     """
     targets, gold = _as_matrix("targets", targets), _as_matrix("gold", gold)
     if targets.shape != gold.shape:
@@ -252,4 +278,11 @@ def evaluate_many(
         sums = counts @ matrix
         for row, start, stop in zip(rows, edges[:-1], edges[1:]):
             row.add(sums[:, start:stop], sums[:, : gold.shape[1]])
-    return [row.result(confidence) for row in rows]
+    results = [row.result(confidence) for row in rows]
+    if versus is not None:
+        if not 0 <= versus < len(rows):
+            raise ValueError(f"versus must index one of the {len(rows)} predictors, not {versus}")
+        for i, (row, result) in enumerate(zip(rows, results)):
+            if i != versus:
+                result["difference"] = paired_difference(row, rows[versus], confidence)
+    return results
