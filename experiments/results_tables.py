@@ -1,0 +1,319 @@
+"""docs/results.md from the runs of experiments/results.sh (the last step of `make results`).
+
+    .venv/bin/python experiments/results_tables.py [RUNS_DIR] [OUT]     # runs/results docs/results.md
+
+Everything here is a deterministic function of the finished runs: the bootstrap (1,000 resamples,
+seed 0, items in id order), the cross-fitting folds (5, fold seed 0) and the fits are seeded, and
+nothing reads a clock, so a second call on the same runs writes the same bytes. A section whose
+runs are missing says which and how to make them, instead of a table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from labeldist.errors import DataError
+from labeldist.estimators import make_estimator, parse_estimator
+from labeldist.evaluation import evaluate, format_rows
+from labeldist.metrics import evaluate_many
+from labeldist.metrics.registry import METRICS
+from labeldist.runs.arrays import RunArrays
+
+MODELS = {"qwen05": "Qwen2.5-Coder-0.5B-Instruct", "qwen15": "Qwen2.5-Coder-1.5B-Instruct"}
+SETS = {
+    "hx": "HateXplain targets (paper's 200 test ids, 12 targets)",
+    "ge": "GoEmotions paper-7 (paper's 231 dev ids; gold only, no per-annotator votes in this release)",
+    "se": "SemEval 2018 E-c (paper's 185 test ids, 11 emotions; gold only)",
+    "tw": "Tweet annotation sensitivity (first 100 test tweets, about 15 annotators each)",
+}
+COLUMNS = ("micro_f1", "macro_f1", "mamd", "bce", "spearman", "ece")
+FOLDS = 5
+RESAMPLES = 1000
+JUDGED_ITEMS = 100  # --limit of the unary, pairwise and marginal runs (experiments/results.sh)
+# the original code's rows (the seed paper): first-token readings and its shared Platt baseline
+PAPER_ROWS = ("first@first-token", "max@first-token", "platt-shared[base=first,feature=stop]@first-token")
+EXACT_ROWS = ("first", "max", "platt-shared[base=first]", "platt-shared", "platt")
+# the paired differences every "A beats B" sentence rests on: (A, B, what it asks)
+PAPER_PAIRS = (
+    ("max@first-token", "first@first-token", "the paper's finding, as the original code read it"),
+    ("max", "first", "the paper's finding with exact slots"),
+    ("first", "first@first-token", "what exact slots change in the first slot"),
+    ("max", "max@first-token", "what exact slots change in max"),
+    ("platt-shared", "platt-shared[base=first,feature=stop]@first-token", "exact Platt against the original baseline"),
+)
+
+
+def load(path: Path) -> RunArrays | None:
+    """The run at ``path``, or None when it has not been made (or has no records yet)."""
+    try:
+        run = RunArrays.load(path)
+    except (DataError, FileNotFoundError):
+        return None
+    return run if len(run) else None
+
+
+def complete(path: Path, limit: int | None = None) -> bool:
+    """Whether the run at ``path`` holds every item it was asked for (its split's or id list's
+    items, at most ``limit``: the --limit its command gave)."""
+    manifest = path / "run.json"
+    if not manifest.exists():
+        return False
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    wanted = data.get("dataset", {}).get("items")
+    if not isinstance(wanted, int):
+        return False
+    return data.get("counts", {}).get("items_recorded", 0) >= (wanted if limit is None else min(wanted, limit))
+
+
+def verdict(metric: str, difference: dict) -> str:
+    """In words: which of A and B the paired interval favours on ``metric``."""
+    low, high = difference["low"], difference["high"]
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high:
+        return "no difference at 95%"
+    a_higher = low > 0
+    return "A better" if a_higher == METRICS[metric].higher_is_better else "B better"
+
+
+def difference_rows(run: RunArrays, pairs: Sequence[tuple[str, str, str]]) -> list[dict]:
+    """One row per pair: A - B on every column, paired on the same resamples (cross-fitted fits)."""
+    rows = []
+    for a, b, question in pairs:
+        result = evaluate(run, [a], cross_fit=FOLDS, n_resamples=RESAMPLES, versus=b)
+        difference = result["estimators"][a]["difference"]
+        row = {"A - B": f"{a} - {b}", "asks": question}
+        for metric in COLUMNS:
+            entry = dict(difference[metric])
+            entry["mark"] = "*" if entry["low"] > 0 or entry["high"] < 0 else ""
+            row[metric] = entry
+        row["reading"] = "; ".join(f"{m}: {verdict(m, difference[m])}" for m in ("macro_f1", "mamd", "bce"))
+        rows.append(row)
+    return rows
+
+
+def estimator_table(run: RunArrays, specs: Sequence[str]) -> str:
+    result = evaluate(run, list(specs), cross_fit=FOLDS, n_resamples=RESAMPLES)
+    rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
+    return table(rows, "estimator")
+
+
+def paper_section(runs: Path) -> list[str]:
+    out = [
+        "## 1. The paper's comparison, then exact slots",
+        "",
+        "Demonstration seed 0, 10 shots, greedy answers, JSON lists. The original code's rows read each",
+        "label's first token renormalised over the label set (`@first-token`); its baseline is one shared",
+        "Platt sigmoid on the first slot's label-versus-none log-odds",
+        f"(`{PAPER_ROWS[2]}`: the records keep no first-token logit of the",
+        'close, so "none" is the exact stop probability; the row is the original\'s feature, not its exact',
+        "numbers). The exact rows read every tokenisation and surface form. Platt rows and the `prior`",
+        f"row are {FOLDS}-fold cross-fitted on the evaluated items (fold seed 0): no item's prediction",
+        "saw its own votes or gold.",
+        "",
+    ]
+    for set_key in ("hx", "ge", "se"):
+        for short, model in MODELS.items():
+            path = runs / f"{set_key}-seed0-{short}"
+            run = load(path)
+            out.append(f"### {SETS[set_key]}: {model}")
+            out.append("")
+            if run is None or not complete(path):
+                out += [missing(path, "paper", short), ""]
+                continue
+            out += [f"{len(run)} items, threshold 0.5.", "", estimator_table(run, PAPER_ROWS + EXACT_ROWS), ""]
+            out += ["Paired differences (A - B on the same resamples; * the 95% interval excludes 0):", ""]
+            rows = difference_rows(run, PAPER_PAIRS)
+            out += [table(rows, "A - B"), ""]
+            out += [f"- {row['A - B']} ({row['asks']}): {row['reading']}" for row in rows]
+            out.append("")
+    return out
+
+
+def seeds_section(runs: Path) -> list[str]:
+    out = [
+        "## 2. Three demonstration seeds",
+        "",
+        "`max - first` (exact) for each demonstration seed: the paper's finding must not hang on one draw",
+        "of demonstrations.",
+        "",
+    ]
+    rows, absent = [], []
+    for set_key in ("hx", "ge", "se"):
+        for short in MODELS:
+            for seed in (0, 1, 2):
+                path = runs / f"{set_key}-seed{seed}-{short}"
+                run = load(path)
+                if run is None or not complete(path):
+                    absent.append(path.name)
+                    continue
+                (row,) = difference_rows(run, [("max", "first", "")])
+                rows.append({"set": set_key, "model": short, "seed": str(seed), **{m: row[m] for m in COLUMNS}})
+    if rows:
+        out += [format_rows(rows, ("set", "model", "seed"), COLUMNS, style="markdown"), ""]
+    if absent:
+        out += [f"Not made yet: {', '.join(absent)} (`STAGES=seeds bash experiments/results.sh`).", ""]
+    return out
+
+
+def judgement_section(runs: Path) -> list[str]:
+    out = [
+        "## 3. Unary and pairwise on real data",
+        "",
+        'One prompt per label (`unary`: "is this label reasonable?") or per ordered pair of labels',
+        "(`pairwise`, Bradley-Terry against none), on the first 100 items of each set, beside the slot",
+        "estimators of the generation run on the same items. Raw rows only in the paired table (fitted",
+        "rows are cross-fitted within each run and cannot be paired across runs).",
+        "",
+    ]
+    for set_key in ("hx", "ge", "tw"):
+        for short, model in MODELS.items():
+            unary, pairwise = runs / f"{set_key}-unary-{short}", runs / f"{set_key}-pairwise-{short}"
+            generation = runs / f"{set_key}-seed0-{short}"
+            out += [f"### {SETS[set_key]}: {model}", ""]
+            loaded = {p: load(p) for p in (unary, pairwise, generation)}
+            # the paper's generation runs (hx, ge) are whole id lists; tweets' is the judged items only
+            limits = {unary: JUDGED_ITEMS, pairwise: JUDGED_ITEMS, generation: JUDGED_ITEMS if set_key == "tw" else None}
+            lacking = [p for p in limits if loaded[p] is None or not complete(p, limits[p])]
+            if lacking:
+                out += [missing(lacking[0], "judgements" if "seed" not in lacking[0].name else "paper", short), ""]
+                continue
+            ids = sorted(set(loaded[unary].ids) & set(loaded[pairwise].ids) & set(loaded[generation].ids))
+            views = {p: restrict(loaded[p], ids) for p in loaded}
+            specs = [
+                (views[unary], "unary"),
+                (views[pairwise], "pairwise"),
+                (views[generation], "first"),
+                (views[generation], "max"),
+            ]
+            probs = [predict(run, spec) for run, spec in specs]
+            first = views[generation]
+            scored = evaluate_many(probs, first.targets, first.gold, [0.5] * len(probs), n_resamples=RESAMPLES, versus=3)
+            rows = [{"estimator": spec, **row} for (_, spec), row in zip(specs, scored)]
+            out += [f"{len(ids)} items, threshold 0.5.", "", table(rows, "estimator"), ""]
+            paired = [paired_row(spec, row) for (_, spec), row in zip(specs, scored) if spec != "max"]
+            out += ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
+            fitted = [
+                (views[unary], "platt[base=unary]"),
+                (views[pairwise], "platt[base=pairwise]"),
+                (views[generation], "platt-shared"),
+            ]
+            rows = []
+            for run, spec in fitted:
+                result = evaluate(run, [spec], cross_fit=FOLDS, n_resamples=RESAMPLES)
+                rows.append({"estimator": spec, **result["estimators"][spec]})
+            out += ["Fitted (cross-fitted within each run):", "", table(rows, "estimator"), ""]
+    return out
+
+
+def marginal_section(runs: Path) -> list[str]:
+    path = runs / "hx-marginal-qwen15"
+    out = [
+        "## 4. The exact marginal",
+        "",
+        "P(label in answer) over the trie of answers (tolerance 1e-3), against the slot readings of",
+        "the same greedy answers: Qwen2.5-Coder-1.5B, the first 100 HateXplain ids.",
+        "",
+    ]
+    run = load(path)
+    if run is None or not complete(path, JUDGED_ITEMS):
+        return out + [missing(path, "marginal", "qwen15"), ""]
+    specs = ["first", "max", "marginal", "marginal[reading=lower]", "marginal[reading=upper]"]
+    result = evaluate(run, specs, cross_fit=FOLDS, n_resamples=RESAMPLES, versus="max")
+    rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
+    out += [f"{len(run)} items.", "", table(rows, "estimator"), ""]
+    paired = [paired_row(name, row) for name, row in result["estimators"].items() if name != "max"]
+    return out + ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
+
+
+def timing_section(runs: Path) -> list[str]:
+    rows = []
+    for manifest in sorted(runs.glob("*/run.json")):
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        items = data.get("counts", {}).get("items_recorded", 0)
+        seconds = data.get("timings", {}).get("model_seconds_total")
+        if not items or seconds is None:
+            continue
+        rows.append(
+            f"| {manifest.parent.name} | {data['config']['model']} | {data['config'].get('method', 'generate')} | {items} | "
+            f"{seconds / 60:.1f} | {seconds / items:.2f} |"
+        )
+    header = [
+        "## Runs and their cost",
+        "",
+        "Model time as each run recorded it (loading excluded), on 2 CPU cores, one torch thread per run",
+        "(two runs side by side), float32.",
+        "",
+        "| run | model | method | items | model minutes | seconds per item |",
+        "|---|---|---|---|---|---|",
+    ]
+    return header + rows + [""]
+
+
+def missing(path: Path, stage: str, short: str) -> str:
+    return f"Not made yet: `{path.name}` (`STAGES={stage} MODELS={short} bash experiments/results.sh`, then `make results`)."
+
+
+def restrict(run: RunArrays, ids: Sequence[str]) -> RunArrays:
+    position = {item_id: i for i, item_id in enumerate(run.ids)}
+    return run.take(np.array([position[item_id] for item_id in ids], dtype=int))
+
+
+def predict(run: RunArrays, spec: str) -> np.ndarray:
+    name, params, source = parse_estimator(spec)
+    return np.asarray(make_estimator(name, source, **params).fit(None).predict_proba(run), dtype=float)
+
+
+def table(rows: list[dict], key: str) -> str:
+    return format_rows(rows, (key,), COLUMNS, style="markdown")
+
+
+def paired_row(name: str, row: dict) -> dict:
+    return {"A - B": f"{name} - max", **marked(row["difference"])}
+
+
+def marked(difference: dict) -> dict:
+    out = {}
+    for metric in COLUMNS:
+        entry = dict(difference[metric])
+        entry["mark"] = "*" if entry["low"] > 0 or entry["high"] < 0 else ""
+        out[metric] = entry
+    return out
+
+
+def build(runs: Path) -> str:
+    lines = [
+        "# Results",
+        "",
+        "<!-- Written by `make results` (experiments/results.sh makes the runs, experiments/results_tables.py",
+        "these tables); edit those, not this file. -->",
+        "",
+        "Few-shot Qwen2.5-Coder-0.5B and -1.5B Instruct (the offline models that write several labels",
+        "because of the text), on CPU, under today's definitions: record format 3 (every tokenisation",
+        "and surface form of a label), scikit-learn's F1 convention (a label gold for no item and never",
+        f"predicted scores 0), and a percentile bootstrap over items in id order ({RESAMPLES:,} resamples,",
+        "seed 0, the same resamples for every row of a table). Each cell is the value [95% interval].",
+        "Lower is better for MAMD, BCE and ECE; higher for F1 and Spearman. `oracle` is the vote",
+        "fractions themselves, `prior` each label's mean vote fraction on the other folds.",
+        "",
+        "    make models-extra && make results     # resumable: a second call reuses finished runs",
+        "",
+    ]
+    for section in (paper_section, seeds_section, judgement_section, marginal_section, timing_section):
+        lines += section(runs)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: Sequence[str]) -> int:
+    runs = Path(argv[0]) if argv else Path("runs/results")
+    out = Path(argv[1]) if len(argv) > 1 else Path("docs/results.md")
+    out.write_text(build(runs), encoding="utf-8")
+    print(f"{out} written from {runs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

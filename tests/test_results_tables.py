@@ -1,0 +1,73 @@
+"""experiments/results_tables.py (docs/results.md's tables) on small real runs of the tiny model."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from labeldist.cli import main
+from labeldist.evaluation import evaluate
+from labeldist.runs.arrays import RunArrays
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "results_tables.py"
+
+
+def _tables():
+    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(entry: dict) -> str:
+    return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_path):
+    tables = _tables()
+    data = tiny.tables((("train", 16, 21), ("dev", 16, 22)))
+    generation = tiny.run(data, "dev")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("hx-seed0-qwen05", "tw-seed0-qwen05"):
+        shutil.copytree(generation, runs / name)
+    argv = tiny.argv(data, "dev")
+    at = argv.index("--template")
+    argv = argv[:at] + argv[at + 2 :]  # unary and pairwise use their own default templates
+    for method in ("unary", "pairwise"):
+        assert main([*argv, "--method", method, "--limit", "100", "--out", str(runs / f"tw-{method}-qwen05")]) == 0
+
+    text = tables.build(runs)
+    assert text == tables.build(runs)  # nothing but the runs goes in: the same bytes every time
+    out = tmp_path / "results.md"
+    assert tables.main([str(runs), str(out)]) == 0 and out.read_text(encoding="utf-8") == text
+
+    # the paper's table holds the evaluation's numbers (cross-fitted, 1,000 id-order resamples)
+    run = RunArrays.load(runs / "hx-seed0-qwen05")
+    specs = [*tables.PAPER_ROWS, *tables.EXACT_ROWS]
+    expected = evaluate(run, specs, cross_fit=5, n_resamples=1000)["estimators"]
+    section = text.split("### HateXplain")[1].split("###")[0]
+    for spec in [*specs, "oracle", "prior"]:
+        row = next(line for line in section.splitlines() if line.startswith(f"| {spec} |"))
+        assert row == "| " + " | ".join([spec, *(_cell(expected[spec][m]) for m in tables.COLUMNS)]) + " |", spec
+    # and the paired differences the sentences rest on
+    paired = evaluate(run, ["max"], cross_fit=5, n_resamples=1000, versus="first")["estimators"]["max"]["difference"]
+    row = next(line for line in section.splitlines() if line.startswith("| max - first |"))
+    assert _cell(paired["mamd"]) in row and _cell(paired["bce"]) in row
+    assert "- max - first (the paper's finding with exact slots): macro_f1:" in section
+
+    # unary and pairwise beside the slot estimators on the same items, paired against max
+    tweets = text.split("## 3.")[1].split("## 4.")[0].split("### Tweet annotation sensitivity")[1]
+    for name in ("unary", "pairwise", "first", "max"):
+        assert f"| {name} |" in tweets
+    assert "| unary - max |" in tweets and "| pairwise - max |" in tweets and "| platt[base=unary] |" in tweets
+    unary = RunArrays.load(runs / "tw-unary-qwen05")
+    assert sorted(unary.ids) == sorted(run.ids) and np.isfinite(unary.answer_logprobs).all()
+
+    # what is not made yet is named with the command that makes it, never left out silently
+    assert "Not made yet: `ge-seed0-qwen05` (`STAGES=paper MODELS=qwen05 bash experiments/results.sh`" in text
+    assert "Not made yet: `hx-marginal-qwen15`" in text
+    assert "| hx-seed0-qwen05 |" in text.split("## Runs and their cost")[1]
