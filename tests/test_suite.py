@@ -338,7 +338,9 @@ def test_shipped_suite_files_load_and_share_their_datasets():
     fields = ("id", "dataset", "data_dir", "eval_split", "calibration_split", "pool_split", "options")
     assert [[getattr(d, f) for f in fields] for d in gpu.datasets] == [[getattr(d, f) for f in fields] for d in cpu.datasets]
     assert all(g.eval_items >= c.eval_items for g, c in zip(gpu.datasets, cpu.datasets))
-    assert {k: v for k, v in gpu.run.items() if k not in ("device", "dtype", "batch_size")} == {
+    # bfloat16 8B models with the precision check the README advises
+    assert gpu.run["dtype"] == "bfloat16" and gpu.run["precision_check"] == 8
+    assert {k: v for k, v in gpu.run.items() if k not in ("device", "dtype", "batch_size", "precision_check")} == {
         k: v for k, v in cpu.run.items() if k != "batch_size"
     }
     # the CPU suite's caps: 2,104 items, what its time on 2 cores was measured with
@@ -350,7 +352,7 @@ def test_marginal_and_samples_are_made_for_the_evaluation_run_only(setup, tmp_pa
     answers, the calibration run neither (no estimator fits on them; they cost many generation
     runs), and the table has marginal and sample rows beside Platt fitted on the calibration run."""
     config = yaml.safe_load(setup["config"].read_text())
-    config["run"].update({"marginal": True, "samples": 8, "marginal_tolerance": 0.01})
+    config["run"].update({"marginal": True, "samples": 8, "marginal_tolerance": 0.01, "precision_check": 2})
     config["estimators"] = ["max", "platt-shared", "marginal", "marginal[reading=mid]", "sample"]
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -360,6 +362,9 @@ def test_marginal_and_samples_are_made_for_the_evaluation_run_only(setup, tmp_pa
     manifest = {role: json.loads((folder / role / "run.json").read_text())["config"] for role in ("eval", "calibration")}
     assert manifest["eval"]["marginal"] is True and manifest["eval"]["samples"] == 8
     assert not manifest["calibration"]["marginal"] and not manifest["calibration"]["samples"]
+    # precision_check reaches the runs (a float32 model: the check says it had nothing to compare)
+    precision = json.loads((folder / "eval" / "run.json").read_text())["precision"]
+    assert precision["check"]["skipped"], precision
     records = RunStore(folder / "eval").read()
     assert records["marginal_lower"].notna().all() and records["sampled_labels"].map(len).eq(8).all()
     rows = json.loads((out / "table.json").read_text())["rows"]

@@ -29,7 +29,9 @@ RUN_SETTINGS = (
 )
 
 
-BACKEND_SETTINGS = ("batch_size", "device", "dtype")
+# how a run is computed, not what it records (not part of a cell's identity); precision_check N:
+# with a half-precision dtype, the first N items scored again in float32 (run.json "precision")
+BACKEND_SETTINGS = ("batch_size", "device", "dtype", "precision_check")
 
 
 DATASET_KEYS = (

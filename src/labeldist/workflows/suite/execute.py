@@ -130,9 +130,12 @@ def run_suite(
         started = time.perf_counter()
         log(f"{cell.key}: {n_eval} eval items ({ds.eval_split}), {n_cal} calibration items ({ds.calibration_split})")
         batch_size = int({**suite.run, **ds.run}.get("batch_size", 8))
+        precision_check = int({**suite.run, **ds.run}.get("precision_check", 0))
         for config, folder in ((cal_config, cal_dir), (eval_config, eval_dir)):
             check_sample(folder, Path(config.ids))
-            manifest = execute_run(config, folder, factory, batch_size=batch_size, progress=progress)
+            manifest = execute_run(
+                config, folder, factory, batch_size=batch_size, progress=progress, precision_check=precision_check
+            )
             if manifest.get("gaps"):
                 raise RuntimeError(f"{folder}: {len(manifest['gaps'])} items not labelled; rerun the suite to retry")
         result = evaluate_run(
