@@ -129,6 +129,8 @@ def test_the_api_and_the_command_line_make_the_same_records(api_runs):
         np.testing.assert_array_equal(arrays.targets, cli.targets)
     manifest = api_runs["in_memory"].manifest
     assert manifest["config"]["data_dir"] is None and manifest["config"]["data_sha256"]
+    # a Dataset object's own name and split, not run()'s defaults for a dataset read by name
+    assert manifest["config"]["split"] == "dev" and manifest["config"]["dataset"] == api_runs["dataset"].name
     assert json.loads((api_runs["cli"] / "run.json").read_text())["config"]["data_sha256"] == manifest["config"]["data_sha256"]
 
 

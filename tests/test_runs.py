@@ -358,3 +358,47 @@ def test_a_run_in_an_older_record_format_is_not_resumed(setup, capsys):
     err = capsys.readouterr().err
     assert "holds records in format 2" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in (out / "records").iterdir()) == parts
+
+
+def test_run_config_checks_itself_wherever_it_is_built(tmp_path):
+    """One place checks a run's settings (issue 31): a RunConfig that cannot be run is a
+    ConfigError naming the setting, whether built directly, by labeldist.run or by a sweep/suite."""
+    from labeldist import api
+    from labeldist.errors import ConfigError
+    from labeldist.runs import RunConfig
+
+    base = {"dataset": "table", "data_dir": str(tmp_path), "split": "dev", "model": "m"}
+    RunConfig(**base)  # the defaults are a valid run
+    bad = {
+        "shots": -1,
+        "seed": 1.5,
+        "sampler": "nearest",
+        "multilabel_share": 1.2,
+        "demonstrations": "some",
+        "answer_format": "xml",
+        "chat": "yes",
+        "max_new_tokens": 0,
+        "method": "ranking",
+        "samples": -2,
+        "temperature": 0.0,
+        "marginal_tolerance": 1.0,
+        "marginal_nodes": 0,
+        "backend": "tgi",
+        "options": ["a=b"],
+        "model": "",
+    }
+    for key, value in bad.items():
+        with pytest.raises(ConfigError, match=rf"^run config, {key}: ") as error:
+            RunConfig(**{**base, key: value})
+        assert repr(value) in str(error.value) or key in ("model", "options"), key
+    # combinations: what only generated answers have, asked of a judging method
+    for key, value in (("save_hidden", True), ("samples", 4), ("marginal", True)):
+        with pytest.raises(ConfigError, match=rf"run config, {key}: .*the unary method generates none"):
+            RunConfig(**{**base, "method": "unary", key: value})
+    # labeldist.run refuses before it writes anything; so do an attempt's own settings
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="temperature: must be above 0"):
+        api.run("table", "m", out, data_dir=tmp_path, split="dev", temperature=-1.0)
+    with pytest.raises(ConfigError, match="batch_size: must be a whole number"):
+        api.run("table", "m", out, data_dir=tmp_path, split="dev", batch_size=0)
+    assert not out.exists()

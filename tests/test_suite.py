@@ -370,3 +370,17 @@ def test_marginal_and_samples_are_made_for_the_evaluation_run_only(setup, tmp_pa
     rows = json.loads((out / "table.json").read_text())["rows"]
     found = {r["estimator"] for r in rows if r["dataset"] == "beta"}
     assert {"max", "platt-shared", "marginal", "marginal[reading=mid]", "sample"} <= found
+
+
+def test_a_suites_run_settings_are_the_run_configs():
+    """A suite's `run:` keys are RunConfig's settings that a cell does not decide (the cell gives
+    the dataset, split, ids, model and method): a setting added to RunConfig must be added here."""
+    import dataclasses
+
+    from labeldist.runs import RunConfig
+    from labeldist.workflows.suite.config import RUN_SETTINGS
+
+    decided_by_the_cell = {"dataset", "data_dir", "split", "model", "grouping", "task", "ids", "options", "pool_split", "method"}
+    decided_by_the_backend = {"backend", "backend_settings"}
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    assert set(RUN_SETTINGS) == fields - decided_by_the_cell - decided_by_the_backend

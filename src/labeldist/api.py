@@ -226,6 +226,7 @@ def run(
     and an option the backend does not take is a ConfigError. ``server``: the
     :class:`labeldist.models.openai.ServerSettings` of ``backend="openai"``.
     """
+    arguments = dict(locals())  # the call's settings, by name: those a RunConfig has go to it as given
     from labeldist.models.registry import backend_of, make_backend, settings_for
     from labeldist.runs import RunConfig, execute_run
 
@@ -261,34 +262,19 @@ def run(
         name = dataset
     else:
         raise ConfigError("labeldist.run", None, f"dataset must be a Dataset or a dataset name, not {type(dataset).__name__}")
+    recorded = {f.name: arguments[f.name] for f in dataclasses.fields(RunConfig) if f.name in arguments}
     config = RunConfig(
-        dataset=name,
-        data_dir=str(data_dir) if data_dir is not None else None,
-        split=split,
-        model=model,
-        grouping=grouping,
-        task=task,
-        ids=str(ids) if ids else None,
-        options=dict(options or {}),
-        pool_split=pool_split,
-        shots=shots,
-        seed=seed,
-        sampler=sampler,
-        multilabel_share=multilabel_share,
-        demonstrations=demonstrations,
-        answer_format=answer_format,
-        template=str(template) if template else None,
-        chat=chat,
-        max_new_tokens=max_new_tokens,
-        save_hidden=save_hidden,
-        method=method,
-        samples=samples,
-        temperature=temperature,
-        marginal=marginal,
-        marginal_tolerance=marginal_tolerance,
-        marginal_nodes=marginal_nodes,
-        backend=backend,
-        backend_settings=settings.identity(),
+        **{
+            **recorded,
+            "dataset": name,
+            "split": split,  # a Dataset object's own split
+            "data_dir": str(data_dir) if data_dir is not None else None,
+            "ids": str(ids) if ids else None,
+            "options": dict(options or {}),
+            "template": str(template) if template else None,
+            "backend": backend,
+            "backend_settings": settings.identity(),
+        }
     )
     execute_run(
         config,

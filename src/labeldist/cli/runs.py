@@ -57,7 +57,7 @@ def run_and_report(
     flight, and rerunning the same command continues where it stopped.
     """
     from labeldist.api import run
-    from labeldist.runs.run import precision_warning
+    from labeldist.cli.display import precision_warning
 
     backend, backend_options, server = pop_backend_settings(settings, model)
     template = settings.pop("template")
@@ -248,8 +248,8 @@ def run_command(**options):
 @click.option("--first-token", is_flag=True, help="Also show the first-token approximation beside each slot.")
 def show_command(run_dir, limit, first_token):
     """Per item: the answer and a table of its per-slot label distributions."""
+    from labeldist.cli.display import slot_table
     from labeldist.runs import RunStore
-    from labeldist.runs.run import slot_table
 
     store = RunStore(run_dir)
     manifest = store.read_manifest()

@@ -64,6 +64,12 @@ class RunConfig:
     backend: str = "hf"  # a name in models.registry.BACKENDS
     backend_settings: dict | None = None  # the backend's settings that decide records (its settings' identity())
 
+    def __post_init__(self) -> None:
+        # the one place a run's settings are checked, whoever built them (the command line, a
+        # --config file, labeldist.run(...), a suite cell, a sweep): one ConfigError naming the setting
+        for name, problem in _problems(self):
+            raise ConfigError("run config", name, problem)
+
     def identity(self) -> dict:
         """The config as stored and compared on resume (paths resolved, template by content)."""
         out = asdict(self)
@@ -74,6 +80,70 @@ class RunConfig:
             out["template_sha256"] = hashlib.sha256(Path(self.template).read_bytes()).hexdigest()
             out["template"] = str(Path(self.template).resolve())
         return out
+
+
+def _problems(config: RunConfig):
+    """(setting, what is wrong) for each setting of ``config`` that cannot be run, first problem first."""
+    from labeldist.models.registry import BACKENDS
+    from labeldist.prompts import ANSWER_FORMATS, SAMPLERS
+
+    def whole(value, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    for name in ("dataset", "split", "model", "pool_split"):
+        if not isinstance(getattr(config, name), str) or not getattr(config, name):
+            yield name, f"must be a non-empty string, not {getattr(config, name)!r}"
+    if not isinstance(config.options, dict):
+        yield "options", f"must be a mapping of loader options, not {type(config.options).__name__}"
+    if not whole(config.shots, 0):
+        yield "shots", f"must be a whole number of demonstrations, 0 or more, not {config.shots!r}"
+    if not whole(config.seed, -(2**63)):
+        yield "seed", f"must be a whole number, not {config.seed!r}"
+    if config.sampler not in SAMPLERS:
+        yield "sampler", f"must be one of {', '.join(SAMPLERS)}, not {config.sampler!r}"
+    share = config.multilabel_share
+    if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1):
+        yield "multilabel_share", f"must be a share in [0, 1] (or None), not {share!r}"
+    if config.demonstrations not in ("shared", "per-item"):
+        yield "demonstrations", f"must be 'shared' or 'per-item', not {config.demonstrations!r}"
+    if config.answer_format not in ANSWER_FORMATS:
+        yield "answer_format", f"must be one of {', '.join(ANSWER_FORMATS)}, not {config.answer_format!r}"
+    if config.chat not in (None, True, False):
+        yield "chat", f"must be true, false or None (the model's default), not {config.chat!r}"
+    if not whole(config.max_new_tokens, 1):
+        yield "max_new_tokens", f"must be a whole number, 1 or more, not {config.max_new_tokens!r}"
+    if config.method not in tuple(RunMethod):
+        yield "method", f"must be one of {', '.join(RunMethod)}, not {config.method!r}"
+    elif run_method(config.method).judges:
+        # what only generated answers have
+        for name, value, what in (
+            ("save_hidden", config.save_hidden, "records the first label slot of generated answers"),
+            ("samples", config.samples, "draws generated answers"),
+            ("marginal", config.marginal, "expands generated answers"),
+        ):
+            if value:
+                yield name, f"{what}; the {config.method} method generates none"
+    if not whole(config.samples, 0):
+        yield "samples", f"must be a whole number of sampled answers, 0 or more, not {config.samples!r}"
+    if isinstance(config.temperature, bool) or not isinstance(config.temperature, int | float) or not config.temperature > 0:
+        yield "temperature", f"must be above 0, not {config.temperature!r}"
+    tolerance = config.marginal_tolerance
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < 1:
+        yield "marginal_tolerance", f"must be in (0, 1), not {tolerance!r}"
+    if not whole(config.marginal_nodes, 1):
+        yield "marginal_nodes", f"must be a whole number, 1 or more, not {config.marginal_nodes!r}"
+    if config.backend not in BACKENDS:
+        yield "backend", f"must be one of {', '.join(BACKENDS)}, not {config.backend!r}"
+
+
+def check_attempt(batch_size: int, limit: int | None, precision_check: int) -> None:
+    """The settings of one attempt at a run (they do not change its records): a ConfigError naming the bad one."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError("run config", "batch_size", f"must be a whole number, 1 or more, not {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError("run config", "limit", f"must be a whole number of items, 1 or more (or None), not {limit!r}")
+    if isinstance(precision_check, bool) or not isinstance(precision_check, int) or precision_check < 0:
+        raise ConfigError("run config", "precision_check", f"must be a whole number of items, 0 or more, not {precision_check!r}")
 
 
 # settings added after the first runs were made, with the value those runs had
@@ -162,6 +232,7 @@ def execute_run(
     spreads the batches over Ray workers, each loading the model once."""
 
     started = time.perf_counter()
+    check_attempt(batch_size, limit, precision_check)
     if data is not None:
         dataset, pool = data
         whole = dataset
@@ -200,12 +271,6 @@ def _execute(
         "record_format": RECORD_FORMAT,
     }
     judging = run_method(config.method).judges
-    if judging and config.save_hidden:
-        raise ValueError(f"--save-hidden records the first label slot of generated answers; the {config.method} method has none")
-    if judging and config.samples:
-        raise ValueError(f"--samples draws generated answers; the {config.method} method generates none")
-    if judging and config.marginal:
-        raise ValueError(f"--marginal expands generated answers; the {config.method} method generates none")
     # refused before anything is written or loaded: what the backend cannot do
     why = refusal(
         config.backend,
@@ -220,10 +285,6 @@ def _execute(
     )
     if why:
         raise ConfigError("labeldist run", None, why)
-    if config.marginal and not (0 < config.marginal_tolerance < 1 and config.marginal_nodes >= 1):
-        raise ValueError("--marginal-tolerance must be in (0, 1) and --marginal-nodes at least 1")
-    if config.samples < 0 or not config.temperature > 0:
-        raise ValueError(f"samples must be 0 or more and temperature above 0, not {config.samples} and {config.temperature}")
     # the digest is of the whole split (an --ids list may grow between attempts: the suite's
     # nested samples do) and the demonstration pool
     identity = {**config.identity(), "data_sha256": digest}
@@ -382,25 +443,6 @@ def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> No
         manifest["precision"]["check"]["reference"] = done[0]["reference"]
 
 
-def precision_warning(manifest: dict) -> str | None:
-    """The line a run ends with when its probabilities are not float32 numbers, else None."""
-    precision = manifest.get("precision") or {}
-    dtypes = precision.get("dtypes") or []
-    if not dtypes or precision.get("exact_dtype"):
-        return None
-    line = f"warning: records made in {', '.join(dtypes)}; label probabilities are exact only in float32 (--dtype float32)"
-    check = precision.get("check") or {}
-    if check.get("items"):
-        line += (
-            f"; precision check on {check['items']} items: label probabilities differ from float32 by up to "
-            f"{check['max_abs_label_prob_diff']:.3g} (mean {check['mean_abs_label_prob_diff']:.2g}), "
-            f"{check['answers_differing_in_float32']} of {check['items']} greedy answers differ"
-        )
-    else:
-        line += "; --precision-check N measures the difference on N items"
-    return line
-
-
 def _label_in_batches(todo, prompts, total, batch_size, engine, labeller, store, progress, breakdown, gaps, to_check) -> int:
     """The one batch loop of every method and engine: the items to label cut into batches of
     ``batch_size``, each labelled and stored as one part by the engine (a killed run loses at
@@ -496,16 +538,3 @@ def _finish(
 def _explicitly_empty(records) -> np.ndarray:
     parsed = records["parsed"].astype(bool) & records["complete"].astype(bool)
     return (parsed & records["labels"].map(len).eq(0) & records["unknown"].map(len).eq(0)).to_numpy()
-
-
-def slot_table(record, labels) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Rows (labels then <stop>) x slots of exact and first-token probabilities."""
-    slots = record["slots"]
-    exact = np.array([[*s["label_probs"], s["stop_prob"]] for s in slots]).T if len(slots) else np.zeros((len(labels) + 1, 0))
-    first = (
-        # null values (closing slots) read as NaN
-        np.array([[*s["first_token_probs"], np.nan] for s in slots], dtype=float).T
-        if len(slots)
-        else np.zeros((len(labels) + 1, 0))
-    )
-    return [*labels, "<stop>"], exact, first
