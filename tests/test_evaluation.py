@@ -222,7 +222,7 @@ def test_platt_takes_an_estimator_object(runs):
     """Platt's base as an object (as scikit-learn's CalibratedClassifierCV takes its estimator)
     fits and predicts exactly as the same base named, sources included."""
     from labeldist.estimators.platt import Platt
-    from labeldist.estimators.slots import First, Max
+    from labeldist.estimators.slot_heuristics import First, Max
 
     dev, train = RunArrays.load(runs["dev"]), RunArrays.load(runs["train"])
     for named, given in (

@@ -2,10 +2,10 @@
 
 from labeldist.estimators.base import Estimator, clone
 from labeldist.estimators.bradley_terry import bradley_terry
-from labeldist.estimators.judgements import Pairwise, Unary
 from labeldist.estimators.platt import Platt
 from labeldist.estimators.registry import DEFAULT_ESTIMATORS, ESTIMATORS, make_estimator, parse_estimator, split_specs
-from labeldist.estimators.slots import SOURCES, First, Max, Mean, NoisyOr, Output
+from labeldist.estimators.slot_heuristics import SOURCES, First, Max, Mean, NoisyOr, Output
+from labeldist.estimators.unary_pairwise import Pairwise, Unary
 
 __all__ = [
     "DEFAULT_ESTIMATORS",

@@ -32,8 +32,8 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
 from labeldist.estimators.base import Estimator
-from labeldist.estimators.judgements import Pairwise, Unary
-from labeldist.estimators.slots import SLOT_ESTIMATORS
+from labeldist.estimators.slot_heuristics import SLOT_ESTIMATORS
+from labeldist.estimators.unary_pairwise import Pairwise, Unary
 from labeldist.runs.arrays import RunArrays
 
 FEATURES = ("stop", "logp", "logit")

@@ -27,11 +27,11 @@ import inspect
 import re
 
 from labeldist.estimators.encoder import Encoder
-from labeldist.estimators.judgements import Pairwise, Unary
+from labeldist.estimators.label_in_answer import Marginal, Sample
 from labeldist.estimators.platt import Platt
 from labeldist.estimators.probe import Probe
-from labeldist.estimators.sampled import Marginal, Sample
-from labeldist.estimators.slots import SLOT_ESTIMATORS, SOURCES, Output
+from labeldist.estimators.slot_heuristics import SLOT_ESTIMATORS, SOURCES, Output
+from labeldist.estimators.unary_pairwise import Pairwise, Unary
 from labeldist.prompts.methods import RunMethod
 
 ESTIMATORS = {

@@ -44,7 +44,7 @@ from labeldist.prompts import AnswerFormat, Prompt
 
 
 @dataclass
-class Marginal:
+class ItemMarginals:
     """One item's marginals: per label, lower and upper bounds on P(L in answer); P(empty
     answer) (settled mass of the answer naming no label); the expected number of distinct labels
     over the settled answers; nodes expanded; seconds; the mass left unsettled, which is the
@@ -73,8 +73,8 @@ def marginals(
     max_depth: int | None = None,
     batch_size: int = 8,
     leads: Sequence[str] | None = None,
-) -> list[Marginal]:
-    """:class:`Marginal` of each prompt: the trie of label sequences expanded most probable node
+) -> list[ItemMarginals]:
+    """:class:`ItemMarginals` of each prompt: the trie of label sequences expanded most probable node
     first (``batch_size`` nodes per model pass) until the unexpanded mass is below ``tolerance``,
     ``max_nodes`` nodes were expanded, or (tests) every sequence up to ``max_depth`` labels was.
 
@@ -94,7 +94,7 @@ def answer_lead(answer: str, prompt: Prompt) -> str:
     return rest[: len(rest) - len(rest.lstrip())]
 
 
-def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_size, lead) -> Marginal:
+def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_size, lead) -> ItemMarginals:
     started = time.perf_counter()
     k = len(labels)
     settled: dict[tuple[str, ...], float] = {}
@@ -150,7 +150,7 @@ def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_si
         lower[mask] += probability
         without[~mask] += probability
         expected += probability * len(named)
-    return Marginal(
+    return ItemMarginals(
         lower=lower,
         upper=1.0 - without,
         empty=settled.get((), 0.0),
@@ -164,7 +164,7 @@ def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_si
     )
 
 
-def marginal_record(marginal: Marginal) -> dict:
+def marginal_record(marginal: ItemMarginals) -> dict:
     """The record fields of an item's marginal (what the run store keeps)."""
     return {
         "marginal_lower": marginal.lower.tolist(),
