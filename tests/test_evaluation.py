@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -300,3 +301,26 @@ def test_versus_gives_paired_differences_on_the_same_resamples(runs, capsys):
     assert "paired differences from prior" in out and "max - prior" in out and "oracle - prior" in out
     assert main(command) == 2
     assert "no such row" in capsys.readouterr().err
+
+
+def test_what_an_estimator_reads_is_declared_and_checked_before_fitting(runs):
+    """Estimator.needs: a run without what an estimator reads is refused in one sentence naming
+    the run that has it, before anything is fitted (issue 31)."""
+    from labeldist.estimators import ESTIMATORS, make_estimator
+    from labeldist.estimators.base import NEEDS
+
+    for name, cls in ESTIMATORS.items():
+        assert set(cls.needs) <= set(NEEDS), name
+    run = RunArrays.load(runs["dev"])
+    assert make_estimator("max").lacking(run) is None
+    for spec, said in (
+        ("unary", "--method unary"),
+        ("pairwise", "--method pairwise"),
+        ("marginal", "--marginal"),
+        ("sample", "--samples N"),
+        ("probe", "--save-hidden"),
+        ("platt[base=unary]", "--method unary"),  # Platt needs what its base needs
+    ):
+        with pytest.raises(ValueError, match=rf"^{re.escape(spec)}: .* needs .*{re.escape(said)}.* run without it"):
+            evaluate_run(runs["dev"], [spec], cross_fit=4, n_resamples=10)
+    assert make_estimator("platt", base="unary").requirements() == {"unary"}

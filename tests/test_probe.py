@@ -149,7 +149,7 @@ def test_later_label_scores_by_hand(runs):
 
 def test_probe_errors(runs, capsys):
     assert main(["evaluate", str(runs["no-hidden"]), "--calibrate-on", str(runs["train"]), "--estimators", "probe"]) == 2
-    assert "has no hidden states" in capsys.readouterr().err
+    assert "probe needs a run made with `labeldist run --save-hidden`" in capsys.readouterr().err
     assert main(["evaluate", str(runs["dev"]), "--estimators", "probe"]) == 2
     assert "give --calibrate-on" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no first-token variant"):

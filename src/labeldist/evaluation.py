@@ -126,6 +126,11 @@ def evaluate(
     for spec in estimators:
         name, params, source = parse_estimator(spec)
         estimator = make_estimator(name, source, **params)
+        # what the estimator reads, checked before anything is fitted (Estimator.needs)
+        if why := estimator.lacking(run):
+            raise ValueError(f"{spec}: {why}")
+        if estimator.learns and calibration is not None and (why := estimator.lacking(calibration)):
+            raise ValueError(f"{spec}, on the calibration run: {why}")
         if cross_fit is None:
             estimator.fit(calibration)
             cut = _threshold(threshold, estimator, calibration)

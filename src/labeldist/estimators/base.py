@@ -14,11 +14,27 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 
 from labeldist.runs.arrays import RunArrays
+
+# What an estimator can need of a run beyond its items' votes and gold: per need, how to tell a
+# run has it, and the run that does (said in the refusal). Declared on the class (``needs``) and
+# checked by evaluate() before anything is fitted, so a missing part is one sentence naming it.
+NEEDS: dict[str, tuple[Callable[[RunArrays], bool], str]] = {
+    "generation": (lambda run: run.method == "generate", "a generation run (labeldist run, the default --method)"),
+    "unary": (lambda run: run.method == "unary" and run.answer_logprobs is not None, "a `labeldist run --method unary` run"),
+    "pairwise": (
+        lambda run: run.method == "pairwise" and run.answer_logprobs is not None,
+        "a `labeldist run --method pairwise` run",
+    ),
+    "marginal": (lambda run: run.marginal_lower is not None, "a run made with `labeldist run --marginal`"),
+    "samples": (lambda run: run.sampled is not None, "a run made with `labeldist run --samples N`"),
+    "hidden_states": (lambda run: run.has_hidden_states(), "a run made with `labeldist run --save-hidden`"),
+}
 
 
 class Estimator(ABC):
@@ -32,6 +48,21 @@ class Estimator(ABC):
     # fit learns from a run of other items (a calibration or training run): without one it cannot
     # predict (Run.estimate and evaluate read this rather than trying)
     learns: ClassVar[bool] = False
+    # what it reads of a run (keys of NEEDS); the slot estimators read generation slots
+    needs: ClassVar[frozenset[str]] = frozenset({"generation"})
+
+    def requirements(self) -> frozenset[str]:
+        """What this estimator reads of a run (its class's ``needs``; Platt's are its base's)."""
+        return self.needs
+
+    def lacking(self, run: RunArrays) -> str | None:
+        """Why ``run`` cannot serve this estimator (the first need it lacks, and the run that has
+        it), or None when it can."""
+        for need in sorted(self.requirements()):
+            has, remedy = NEEDS[need]
+            if not has(run):
+                return f"{self.name} needs {remedy}; {run.path} is a {run.method} run without it"
+        return None
 
     def get_params(self) -> dict:
         """The constructor's settings, read back from the attributes of the same names."""

@@ -164,6 +164,8 @@ class Encoder(Estimator):
     run with it leaves the run as it was."""
 
     name = "encoder"
+    # the items' texts, which any run gives (RunArrays.texts; a DataError naming the run otherwise)
+    needs = frozenset()
     exact_only = "reads texts"
 
     def __init__(self, model: str | None = None, source: str = "exact", batch_size: int = 64):

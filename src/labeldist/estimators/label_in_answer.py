@@ -20,6 +20,7 @@ class Sample(Estimator):
     """Share of the run's sampled answers naming each label; ``n``: use the first n draws only."""
 
     name = "sample"
+    needs = frozenset({"generation", "samples"})
     exact_only = "reads whole answers"
 
     def __init__(self, n: int | float | None = None):
@@ -65,6 +66,7 @@ class Marginal(Estimator):
     """
 
     name = "marginal"
+    needs = frozenset({"generation", "marginal"})
     exact_only = "reads whole answers"
 
     def __init__(self, reading: str = "format"):

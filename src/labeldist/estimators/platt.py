@@ -80,6 +80,10 @@ class Platt(Estimator):
             return Unary() if self.base == "unary" else Pairwise()
         raise ValueError(f"platt needs a slot estimator as its base, not {self.base!r}")
 
+    def requirements(self) -> frozenset[str]:
+        """Its base's: Platt reads what the base estimator reads."""
+        return self._base_estimator().requirements()
+
     def _feature_name(self) -> str:
         base = self._base_name
         # runs without slots (unary, pairwise) have no stop probability: their base's logit

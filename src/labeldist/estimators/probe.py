@@ -43,6 +43,7 @@ class Probe(Estimator):
     """``fit(training_run)`` then ``predict_proba(run)``; one logistic regression per label."""
 
     name = "probe"
+    needs = frozenset({"generation", "hidden_states"})
     learns = True
 
     def __init__(self, layer: int = -1, target: str = "votes", C: float = 1.0, source: str = "exact"):

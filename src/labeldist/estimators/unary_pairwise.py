@@ -25,6 +25,7 @@ class Unary(Estimator):
     """Estimator ``unary``: per label, the model's yes/no answer to "is this label reasonable for the text?"."""
 
     name = "unary"
+    needs = frozenset({"unary"})
     exact_only = "scores answers exactly"
 
     def __init__(self, source: str = "exact", normalize: bool = True):
@@ -44,6 +45,7 @@ class Pairwise(Estimator):
     """Estimator ``pairwise``: per-item Bradley–Terry strengths of the labels and "none" from pairwise answers."""
 
     name = "pairwise"
+    needs = frozenset({"pairwise"})
     exact_only = "scores answers exactly"
 
     def __init__(self, source: str = "exact", ridge: float = 1e-2, score: str = "vs-none"):

@@ -76,6 +76,10 @@ class RunArrays:
             )
         return states[[row[item_id] for item_id in self.ids], layer].astype(np.float64)
 
+    def has_hidden_states(self) -> bool:
+        """Whether the run stored first-slot hidden states (made with ``--save-hidden``)."""
+        return bool(self.path) and RunStore(self.path).hidden_dir.is_dir()
+
     def texts(self) -> list[str]:
         """The items' texts, re-read from the dataset the run's run.json names (a run stores
         its prompts, not the texts alone)."""
