@@ -40,7 +40,7 @@ def evaluate_run(
     run = RunArrays.load(run_dir)
     calibration = RunArrays.load(calibrate_on) if calibrate_on else None
     result = evaluate(run, estimators, calibration=calibration, started=started, **settings)
-    in_split = RunStore(run_dir).read_manifest().get("dataset", {}).get("items")
+    in_split = (run.manifest or {}).get("dataset", {}).get("items")
     if isinstance(in_split, int) and len(run) < in_split:
         result["notes"].append(
             f"{len(run)} of the split's {in_split} items are recorded (a run with --limit or --ids, or one "
@@ -318,7 +318,6 @@ def compare_runs(run_dirs: Sequence[str | Path], estimators: Sequence[str] | Non
     """One row per (run, estimator) from each run's evaluation.json, with the run's model, dataset
     and split. ``estimators`` keeps only those rows (the reference rows oracle and prior too if
     named)."""
-    from labeldist.runs.store import RunStore
 
     rows = []
     for run_dir in run_dirs:

@@ -48,6 +48,9 @@ class RunArrays:
     # per item: the mass that left the format, and the mass of trie nodes not expanded
     marginal_off_format: np.ndarray | None = None
     marginal_unexpanded: np.ndarray | None = None
+    # run.json as load() read it: what views and evaluations read of the run's settings, so that
+    # the folder's manifest is read once on the way to an analysis or an evaluation
+    manifest: dict | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -169,6 +172,7 @@ class RunArrays:
             answer_logprobs=answers,
             questions=manifest.get("questions"),
             sampled=sampled,
+            manifest=manifest,
             **bounds,
         )
 

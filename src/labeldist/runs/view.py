@@ -11,7 +11,7 @@ import numpy as np
 
 from labeldist.errors import DataError
 from labeldist.runs.arrays import RunArrays
-from labeldist.runs.store import RunStore, manifest_method
+from labeldist.runs.store import RunStore
 from labeldist.slots.locate import STOP
 
 
@@ -63,12 +63,11 @@ class RunView:
 def load_view(path: str | Path, name: str | None = None) -> RunView:
     """A generation run as a :class:`RunView`; a clear error for anything else."""
     path = Path(path)
+    arrays = RunArrays.load(path)  # names the folder when it is not a run; reads run.json once
+    if arrays.method.judges:
+        raise DataError(str(path), None, f"is a {arrays.method} run: the analyses read the label slots of generated answers")
+    manifest = arrays.manifest
     store = RunStore(path)
-    manifest = store.read_manifest()  # names the folder when it is not a run
-    method = manifest_method(manifest)
-    if method.judges:
-        raise DataError(str(path), None, f"is a {method} run: the analyses read the label slots of generated answers")
-    arrays = RunArrays.load(path)
     if len(arrays) == 0:
         raise DataError(str(path), None, "has no records yet")
     table = store.read_table(["slots", "answer"])
