@@ -75,3 +75,16 @@ def test_a_prompt_past_the_context_is_refused_before_anything_is_written(data, t
     (data / "dev.tsv").write_text("\n".join(lines[:3]) + "\n")
     assert main(argv(data, out, "--limit", "1")) == 0
     assert json.loads((out / "run.json").read_text())["counts"]["items_recorded"] == 1
+
+
+@pytest.mark.parametrize("method", ["unary", "pairwise"])
+def test_a_question_past_the_context_is_refused_too(data, tmp_path, capsys, method):
+    """Unary and pairwise prompts are measured by their longest question and answer (issue 31:
+    the check covered generation only)."""
+    out = tmp_path / method
+    assert main(argv(data, out, "--method", method)) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "item longpost01: its longest question and answer are" in message
+    assert "past the context of smollm2-135m-instruct (8192 tokens)" in message
+    assert 12_000 < int(message.split(" are ")[1].split(" ")[0]) < 12_500
+    assert not (out / "run.json").exists() and not (out / "records").exists()

@@ -16,6 +16,7 @@ from tiny_models import (
     sentencepiece_style_tokenizer,
     tiny_gemma3,
     tiny_llama,
+    with_positions,
 )
 
 from labeldist.cli import main
@@ -267,6 +268,9 @@ def test_bradley_terry_soft_outcomes_hand_computed_and_vectorised():
 def judged_runs(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("judged")
     trained = tiny.trained
+    # two demonstrations make questions of about 300 tokens, past the 256 positions the tiny
+    # model declares (a run refuses them): a copy declaring 1,024
+    model = with_positions(trained.path, root / "tiny-model-1024-positions")
     data = tiny.tables((("train", 10, 31), ("dev", 10, 32)))
     labels = "[" + ", ".join(trained.labels) + "]"
 
@@ -288,7 +292,7 @@ def judged_runs(tmp_path_factory, tiny):
             "--option",
             "annotator_column=annotator",
             "--model",
-            str(trained.path),
+            str(model),
             "--shots",
             "2",
             "--no-chat",

@@ -10,11 +10,11 @@ import json
 import os
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 from analysis_runs import analysis_runs
 from PIL import Image
+from tiny_models import with_positions
 
 from labeldist.cli import main
 from labeldist.report.browser import BrowserError, blank, check_report, find_browser
@@ -185,12 +185,7 @@ def long_label_runs(tiny, tmp_path_factory):
     # the long label list makes a 309-token prompt, past the 256 positions the tiny model was
     # trained for (a run refuses that). Its positions are rotary (no table of positions): a copy
     # that declares 1,024 reads the prompt, untrained past 256, which is all a layout test needs.
-    model = Path(argv[argv.index("--model") + 1])
-    wider = root / "tiny-model-1024-positions"
-    shutil.copytree(model, wider)
-    config = json.loads((wider / "config.json").read_text())
-    config["max_position_embeddings"] = 1024
-    (wider / "config.json").write_text(json.dumps(config))
+    wider = with_positions(argv[argv.index("--model") + 1], root / "tiny-model-1024-positions")
     argv[argv.index("--model") + 1] = str(wider)
     runs = []
     for name in ("a-run-with-a-rather-long-name-zero-shot", "second"):
@@ -257,7 +252,6 @@ def test_saved_evaluations_are_shown_each_once(runs, tmp_path, capsys):
     """A run's evaluation.json and evaluation-*.json (as `labeldist evaluate --json` was saved
     for the evaluation issue's tables) each give one table; a file repeating another is shown once."""
     import json
-    import shutil
 
     run = tmp_path / "run-dev"
     shutil.copytree(runs["dev"], run, ignore=shutil.ignore_patterns("evaluation*.json"))

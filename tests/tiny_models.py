@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -828,3 +829,17 @@ def write_vote_tables(data_dir: Path, labels: Sequence[str], splits: Sequence[tu
                     {"id": f"{split}{i:02d}", "text": example.text, "annotator": annotator, "labels": ",".join(sorted(chosen))}
                 )
         pd.DataFrame(rows).to_csv(Path(data_dir) / f"{split}.csv", index=False)
+
+
+def with_positions(model: str | Path, folder: str | Path, positions: int = 1024) -> Path:
+    """A copy of a tiny Llama folder declaring ``positions`` positions (made once). Its positions
+    are rotary (no table of positions), so the copy reads longer prompts, untrained past the
+    trained length: enough where a test needs numbers that are exact, not good (a run refuses a
+    prompt past the declared context)."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        shutil.copytree(model, folder, dirs_exist_ok=True)
+        config = json.loads((folder / "config.json").read_text())
+        config["max_position_embeddings"] = positions
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder

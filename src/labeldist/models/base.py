@@ -225,18 +225,31 @@ class Backend(ABC):
         """How many tokens the model reads for ``prompt`` (None: not known on this side)."""
         return None
 
-    def too_long(self, prompts: Sequence[Prompt], reserve: int) -> str | None:
+    def judgement_length(self, prompt) -> int | None:
+        """How many tokens the model reads for a unary/pairwise item's longest question with its
+        longest answer (None: not known on this side)."""
+        return None
+
+    def too_long(self, prompts: Sequence, reserve: int) -> str | None:
         """Why one of ``prompts`` cannot be served, with ``reserve`` answer tokens after it,
         within the model's context (the first such item, in one line), or None. Checked before a
-        run writes anything: past the context a model writes garbage, it does not fail."""
+        run writes anything: past the context a model writes garbage, it does not fail.
+        Unary/pairwise prompts (``JudgementPrompt``) are measured by their longest question and
+        answer, which is all the model reads for them (``reserve`` is then 0)."""
         limit = self.context_length
         if not limit:
             return None
         for prompt in prompts:
-            length = self.prompt_length(prompt)
+            judging = hasattr(prompt, "fills")
+            length = self.judgement_length(prompt) if judging else self.prompt_length(prompt)
             if length is None:
                 return None
-            if length + reserve > limit:
+            if judging and length > limit:
+                return (
+                    f"item {prompt.item_id}: its longest question and answer are {length} tokens, past the context of "
+                    f"{self.name} ({limit} tokens); shorten the item or use fewer --shots"
+                )
+            if not judging and length + reserve > limit:
                 return (
                     f"item {prompt.item_id}: its prompt is {length} tokens, and with up to {reserve} answer tokens "
                     f"(--max-new-tokens) that passes the context of {self.name} ({limit} tokens); shorten the item, "

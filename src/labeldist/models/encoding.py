@@ -39,6 +39,16 @@ class PromptEncoding:
         """How many tokens the model reads for ``prompt`` (its :meth:`encode_prompt` ids)."""
         return len(self.encode_prompt(prompt)[1])
 
+    def judgement_length(self, prompt) -> int:
+        """How many tokens the model reads for a unary/pairwise item's longest question (the
+        prompt with its longest fill) and longest answer, tokenised as one text (within a token
+        or two of how the questions are scored: enough to tell whether it fits the context)."""
+        guarded, markers = self._guard(prompt.prompt)
+        rendered = self.render(guarded)
+        fill = max(prompt.fills, key=len)
+        answer = max(prompt.answer_texts(self.chat), key=len)
+        return len(self._encode_guarded(rendered.replace(FILL, fill, 1) + answer, markers))
+
     def encode_prompt(self, prompt: Prompt) -> tuple[str, list[int]]:
         """The rendered prompt and its token ids, with the prompt's own text (item text,
         demonstrations, instructions) encoded as text: a special-token string in it, such as

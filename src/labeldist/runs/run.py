@@ -328,11 +328,11 @@ def _execute(
             "prompt_seconds": built - prepared,
             "load_seconds": time.perf_counter() - built,
         }
-        if not judging:
-            # past its context a model writes garbage without failing: refused before anything is written
-            too_long = engine.too_long(prompts, config.max_new_tokens)
-            if too_long:
-                raise DataError(config.data_dir or config.dataset, None, too_long)
+        # past its context a model writes garbage without failing: refused before anything is
+        # written (a judgement is scored, not generated: no answer tokens beyond its own)
+        too_long = engine.too_long(prompts, 0 if judging else config.max_new_tokens)
+        if too_long:
+            raise DataError(config.data_dir or config.dataset, None, too_long)
         manifest["model"] = engine.describe()
         _record_dtype(manifest)
         if judging:
