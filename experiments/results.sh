@@ -9,7 +9,7 @@
 #   judgements  unary and pairwise on 100 items of HateXplain targets, GoEmotions paper-7, tweets
 #               (and generation on those 100 tweets)
 #   paper       generation on the paper's evaluation ids: HateXplain (200), GoEmotions (231),
-#               SemEval 2018 E-c (185), demonstration seed 0, first-slot hidden states kept
+#               SemEval 2018 E-c (185, all in its dev file), demonstration seed 0, first-slot hidden states kept
 #   seeds       the same runs with demonstration seeds 1 and 2
 #   marginal    the exact marginal (tolerance 1e-3) on the first 100 HateXplain ids, 1.5B
 #   lewidi      the LeWiDi sets (VariErrNLI 2025, HS-Brexit, MD-Agreement, ArMIS 2023)
@@ -30,7 +30,7 @@ data() {  # the dataset options of one set
   case $1 in
     hx) echo "--dataset hatexplain --task target --option fold_rare=100 --data-dir $SHARED/data/hatexplain --pool-split dev --split test --ids $IDS/Hatexplain/main_test_set.txt" ;;
     ge) echo "--dataset goemotions --grouping paper-7 --data-dir $SHARED/data/goemotions --pool-split train --split dev --ids $IDS/GoEmotions/main_test_set.txt" ;;
-    se) echo "--dataset semeval2018 --data-dir $SHARED/data/semeval2018_ec --pool-split train --split test --ids $IDS/SemEval/main_test_set.txt" ;;
+    se) echo "--dataset semeval2018 --data-dir $SHARED/data/semeval2018_ec --pool-split train --split dev --ids $IDS/SemEval/main_test_set.txt" ;;
     tw) echo "--dataset tweet_sensitivity --data-dir $SHARED/data/tweet_annotation_sensitivity --pool-split train --split test" ;;
     varierr) echo "--dataset lewidi2025 --data-dir $SHARED/data/lewidi2025/VariErrNLI --pool-split train --split test" ;;
     brexit) echo "--dataset lewidi2023 --data-dir $SHARED/data/lewidi2023/HS-Brexit_dataset --pool-split train --split test" ;;

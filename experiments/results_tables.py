@@ -28,7 +28,7 @@ MODELS = {"qwen05": "Qwen2.5-Coder-0.5B-Instruct", "qwen15": "Qwen2.5-Coder-1.5B
 SETS = {
     "hx": "HateXplain targets (paper's 200 test ids, 12 targets)",
     "ge": "GoEmotions paper-7 (paper's 231 dev ids; gold only, no per-annotator votes in this release)",
-    "se": "SemEval 2018 E-c (paper's 185 test ids, 11 emotions; gold only)",
+    "se": "SemEval 2018 E-c (paper's 185 evaluation ids, from its dev file; 11 emotions; gold only)",
     "tw": "Tweet annotation sensitivity (first 100 test tweets, about 15 annotators each)",
 }
 COLUMNS = ("micro_f1", "macro_f1", "mamd", "bce", "spearman", "ece")
