@@ -19,7 +19,7 @@ import numpy as np
 
 from labeldist.errors import DataError
 from labeldist.estimators import make_estimator, parse_estimator
-from labeldist.evaluation import evaluate, format_rows
+from labeldist.evaluation import evaluate, format_rows, marked
 from labeldist.metrics import evaluate_many
 from labeldist.metrics.registry import METRICS
 from labeldist.runs.arrays import RunArrays
@@ -57,6 +57,12 @@ def load(path: Path) -> RunArrays | None:
     return run if len(run) else None
 
 
+def finished(path: Path, limit: int | None = None) -> RunArrays | None:
+    """The run at ``path`` when it holds every item it was asked for (see :func:`complete`), else None."""
+    run = load(path)
+    return run if run is not None and complete(path, limit) else None
+
+
 def complete(path: Path, limit: int | None = None) -> bool:
     """Whether the run at ``path`` holds every item it was asked for (its split's or id list's
     items, at most ``limit``: the --limit its command gave)."""
@@ -85,11 +91,7 @@ def difference_rows(run: RunArrays, pairs: Sequence[tuple[str, str, str]]) -> li
     for a, b, question in pairs:
         result = evaluate(run, [a], cross_fit=FOLDS, n_resamples=RESAMPLES, versus=b)
         difference = result["estimators"][a]["difference"]
-        row = {"A - B": f"{a} - {b}", "asks": question}
-        for metric in COLUMNS:
-            entry = dict(difference[metric])
-            entry["mark"] = "*" if entry["low"] > 0 or entry["high"] < 0 else ""
-            row[metric] = entry
+        row = {"A - B": f"{a} - {b}", "asks": question, **marked(difference, COLUMNS)}
         row["reading"] = "; ".join(f"{m}: {verdict(m, difference[m])}" for m in ("macro_f1", "mamd", "bce"))
         rows.append(row)
     return rows
@@ -118,10 +120,10 @@ def paper_section(runs: Path) -> list[str]:
     for set_key in ("hx", "ge", "se"):
         for short, model in MODELS.items():
             path = runs / f"{set_key}-seed0-{short}"
-            run = load(path)
+            run = finished(path)
             out.append(f"### {SETS[set_key]}: {model}")
             out.append("")
-            if run is None or not complete(path):
+            if run is None:
                 out += [missing(path, "paper", short), ""]
                 continue
             out += [f"{len(run)} items, threshold 0.5.", "", estimator_table(run, PAPER_ROWS + EXACT_ROWS), ""]
@@ -146,8 +148,8 @@ def seeds_section(runs: Path) -> list[str]:
         for short in MODELS:
             for seed in (0, 1, 2):
                 path = runs / f"{set_key}-seed{seed}-{short}"
-                run = load(path)
-                if run is None or not complete(path):
+                run = finished(path)
+                if run is None:
                     absent.append(path.name)
                     continue
                 (row,) = difference_rows(run, [("max", "first", "")])
@@ -174,10 +176,10 @@ def judgement_section(runs: Path) -> list[str]:
             unary, pairwise = runs / f"{set_key}-unary-{short}", runs / f"{set_key}-pairwise-{short}"
             generation = runs / f"{set_key}-seed0-{short}"
             out += [f"### {SETS[set_key]}: {model}", ""]
-            loaded = {p: load(p) for p in (unary, pairwise, generation)}
             # the paper's generation runs (hx, ge) are whole id lists; tweets' is the judged items only
             limits = {unary: JUDGED_ITEMS, pairwise: JUDGED_ITEMS, generation: JUDGED_ITEMS if set_key == "tw" else None}
-            lacking = [p for p in limits if loaded[p] is None or not complete(p, limits[p])]
+            loaded = {p: finished(p, limit) for p, limit in limits.items()}
+            lacking = [p for p in limits if loaded[p] is None]
             if lacking:
                 out += [missing(lacking[0], "judgements" if "seed" not in lacking[0].name else "paper", short), ""]
                 continue
@@ -218,8 +220,8 @@ def marginal_section(runs: Path) -> list[str]:
         "the same greedy answers: Qwen2.5-Coder-1.5B, the first 100 HateXplain ids.",
         "",
     ]
-    run = load(path)
-    if run is None or not complete(path, JUDGED_ITEMS):
+    run = finished(path, JUDGED_ITEMS)
+    if run is None:
         return out + [missing(path, "marginal", "qwen15"), ""]
     specs = ["first", "max", "marginal", "marginal[reading=lower]", "marginal[reading=upper]"]
     result = evaluate(run, specs, cross_fit=FOLDS, n_resamples=RESAMPLES, versus="max")
@@ -244,8 +246,8 @@ def timing_section(runs: Path) -> list[str]:
     header = [
         "## Runs and their cost",
         "",
-        "Model time as each run recorded it (loading excluded), on 2 CPU cores, one torch thread per run",
-        "(two runs side by side), float32.",
+        "Model time as each run recorded it (loading excluded), float32, on 2 CPU cores shared with",
+        "other runs and tests (read the times as upper bounds).",
         "",
         "| run | model | method | items | model minutes | seconds per item |",
         "|---|---|---|---|---|---|",
@@ -272,16 +274,7 @@ def table(rows: list[dict], key: str) -> str:
 
 
 def paired_row(name: str, row: dict) -> dict:
-    return {"A - B": f"{name} - max", **marked(row["difference"])}
-
-
-def marked(difference: dict) -> dict:
-    out = {}
-    for metric in COLUMNS:
-        entry = dict(difference[metric])
-        entry["mark"] = "*" if entry["low"] > 0 or entry["high"] < 0 else ""
-        out[metric] = entry
-    return out
+    return {"A - B": f"{name} - max", **marked(row["difference"], COLUMNS)}
 
 
 def build(runs: Path) -> str:

@@ -91,8 +91,6 @@ def evaluate(
     # items in id order: the bootstrap draws positions, so the same seed must see the same items
     # whatever order the records were written in (a resumed run stores them in another order)
     run = run.take(np.argsort(np.asarray(run.ids, dtype=object), kind="stable"))
-    if versus is not None and estimators is not None and versus not in estimators and versus not in ("prior", "oracle"):
-        estimators = [*estimators, versus]
     if calibration is not None and not len(calibration):
         raise DataError(calibrate_on, None, "has no records yet: nothing to calibrate on")
     if estimators is None:
@@ -101,8 +99,8 @@ def evaluate(
         estimators += ["sample"] if run.sampled is not None else []
         if calibration is None and cross_fit is None:
             estimators = [e for e in estimators if not e.startswith("platt")]
-        if versus is not None and versus not in estimators and versus not in ("prior", "oracle"):
-            estimators.append(versus)
+    if versus is not None and versus not in estimators and versus not in ("prior", "oracle"):
+        estimators = [*estimators, versus]
     if calibration is not None and calibration.method != run.method:
         raise ValueError(f"calibration run {calibrate_on} is a {calibration.method} run, but {run_dir} is a {run.method} run")
     if calibration is not None and calibration.labels != run.labels:
@@ -299,13 +297,19 @@ def format_differences(result: dict, metrics: Sequence[str] = METRICS, style: st
     for name, row in result["estimators"].items():
         if "difference" not in row:
             continue
-        marked = {}
-        for metric in metrics:
-            cell = dict(row["difference"][metric])
-            cell["mark"] = "*" if cell["low"] > 0 or cell["high"] < 0 else ""
-            marked[metric] = cell
-        rows.append({"estimator": f"{name} - {result['versus']}", **marked})
+        rows.append({"estimator": f"{name} - {result['versus']}", **marked(row["difference"], metrics)})
     return format_rows(rows, ("estimator",), metrics, style, width)
+
+
+def marked(difference: dict, metrics: Sequence[str] = METRICS) -> dict:
+    """A row's paired differences (``difference`` of an evaluation with ``versus``) with each
+    cell marked ``*`` where its interval excludes 0, as tables show them."""
+    out = {}
+    for metric in metrics:
+        cell = dict(difference[metric])
+        cell["mark"] = "*" if cell["low"] > 0 or cell["high"] < 0 else ""
+        out[metric] = cell
+    return out
 
 
 def _cell(value) -> str:

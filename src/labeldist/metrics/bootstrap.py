@@ -217,14 +217,14 @@ class _Row:
         return out
 
 
-def paired_difference(row: _Row, reference: _Row, confidence: float) -> dict:
+def paired_difference(row: _Row, reference: _Row, ours: dict, theirs: dict, confidence: float) -> dict:
     """Every metric of ``row`` minus the same metric of ``reference``, resample by resample.
 
     Both rows were computed on the same resamples, so the interval of the difference is far
     narrower than two overlapping intervals suggest when the rows move together. ``p`` is the
     two-sided bootstrap p-value: twice the share of resampled differences on the far side of 0
-    (capped at 1), i.e. how often resampling the items reverses (or ties) the sign."""
-    ours, theirs = row.result(confidence), reference.result(confidence)
+    (capped at 1), i.e. how often resampling the items reverses (or ties) the sign. ``ours`` and
+    ``theirs`` are the two rows' results, whose point values are subtracted."""
     out = {}
     for key in METRICS:
         a = np.concatenate(row.stats[key]) if row.stats[key] else np.zeros(0)
@@ -284,5 +284,5 @@ def evaluate_many(
             raise ValueError(f"versus must index one of the {len(rows)} predictors, not {versus}")
         for i, (row, result) in enumerate(zip(rows, results)):
             if i != versus:
-                result["difference"] = paired_difference(row, rows[versus], confidence)
+                result["difference"] = paired_difference(row, rows[versus], result, results[versus], confidence)
     return results

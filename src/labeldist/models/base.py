@@ -225,7 +225,7 @@ class Backend(ABC):
         """How many tokens the model reads for ``prompt`` (None: not known on this side)."""
         return None
 
-    def judgement_length(self, prompt) -> int | None:
+    def judgement_length(self, prompt: JudgementPrompt) -> int | None:
         """How many tokens the model reads for a unary/pairwise item's longest question with its
         longest answer (None: not known on this side)."""
         return None
@@ -240,7 +240,7 @@ class Backend(ABC):
         if not limit:
             return None
         for prompt in prompts:
-            judging = hasattr(prompt, "fills")
+            judging = isinstance(prompt, JudgementPrompt)
             length = self.judgement_length(prompt) if judging else self.prompt_length(prompt)
             if length is None:
                 return None

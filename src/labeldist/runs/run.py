@@ -82,27 +82,34 @@ class RunConfig:
         return out
 
 
+def _whole(value, low: int) -> bool:
+    """``value`` is an int (not a bool) of at least ``low``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _real(value) -> bool:
+    """``value`` is a number (int or float, not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _problems(config: RunConfig):
     """(setting, what is wrong) for each setting of ``config`` that cannot be run, first problem first."""
     from labeldist.models.registry import BACKENDS
     from labeldist.prompts import ANSWER_FORMATS, SAMPLERS
-
-    def whole(value, low: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
     for name in ("dataset", "split", "model", "pool_split"):
         if not isinstance(getattr(config, name), str) or not getattr(config, name):
             yield name, f"must be a non-empty string, not {getattr(config, name)!r}"
     if not isinstance(config.options, dict):
         yield "options", f"must be a mapping of loader options, not {type(config.options).__name__}"
-    if not whole(config.shots, 0):
+    if not _whole(config.shots, 0):
         yield "shots", f"must be a whole number of demonstrations, 0 or more, not {config.shots!r}"
-    if not whole(config.seed, -(2**63)):
+    if not _whole(config.seed, -(2**63)):
         yield "seed", f"must be a whole number, not {config.seed!r}"
     if config.sampler not in SAMPLERS:
         yield "sampler", f"must be one of {', '.join(SAMPLERS)}, not {config.sampler!r}"
     share = config.multilabel_share
-    if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1):
+    if share is not None and not (_real(share) and 0 <= share <= 1):
         yield "multilabel_share", f"must be a share in [0, 1] (or None), not {share!r}"
     if config.demonstrations not in ("shared", "per-item"):
         yield "demonstrations", f"must be 'shared' or 'per-item', not {config.demonstrations!r}"
@@ -110,7 +117,7 @@ def _problems(config: RunConfig):
         yield "answer_format", f"must be one of {', '.join(ANSWER_FORMATS)}, not {config.answer_format!r}"
     if config.chat not in (None, True, False):
         yield "chat", f"must be true, false or None (the model's default), not {config.chat!r}"
-    if not whole(config.max_new_tokens, 1):
+    if not _whole(config.max_new_tokens, 1):
         yield "max_new_tokens", f"must be a whole number, 1 or more, not {config.max_new_tokens!r}"
     if config.method not in tuple(RunMethod):
         yield "method", f"must be one of {', '.join(RunMethod)}, not {config.method!r}"
@@ -123,14 +130,14 @@ def _problems(config: RunConfig):
         ):
             if value:
                 yield name, f"{what}; the {config.method} method generates none"
-    if not whole(config.samples, 0):
+    if not _whole(config.samples, 0):
         yield "samples", f"must be a whole number of sampled answers, 0 or more, not {config.samples!r}"
-    if isinstance(config.temperature, bool) or not isinstance(config.temperature, int | float) or not config.temperature > 0:
+    if not (_real(config.temperature) and config.temperature > 0):
         yield "temperature", f"must be above 0, not {config.temperature!r}"
     tolerance = config.marginal_tolerance
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < 1:
+    if not (_real(tolerance) and 0 < tolerance < 1):
         yield "marginal_tolerance", f"must be in (0, 1), not {tolerance!r}"
-    if not whole(config.marginal_nodes, 1):
+    if not _whole(config.marginal_nodes, 1):
         yield "marginal_nodes", f"must be a whole number, 1 or more, not {config.marginal_nodes!r}"
     if config.backend not in BACKENDS:
         yield "backend", f"must be one of {', '.join(BACKENDS)}, not {config.backend!r}"
@@ -138,11 +145,11 @@ def _problems(config: RunConfig):
 
 def check_attempt(batch_size: int, limit: int | None, precision_check: int) -> None:
     """The settings of one attempt at a run (they do not change its records): a ConfigError naming the bad one."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not _whole(batch_size, 1):
         raise ConfigError("run config", "batch_size", f"must be a whole number, 1 or more, not {batch_size!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    if limit is not None and not _whole(limit, 1):
         raise ConfigError("run config", "limit", f"must be a whole number of items, 1 or more (or None), not {limit!r}")
-    if isinstance(precision_check, bool) or not isinstance(precision_check, int) or precision_check < 0:
+    if not _whole(precision_check, 0):
         raise ConfigError("run config", "precision_check", f"must be a whole number of items, 0 or more, not {precision_check!r}")
 
 
