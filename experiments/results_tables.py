@@ -303,6 +303,9 @@ def build(runs: Path) -> str:
 def main(argv: Sequence[str]) -> int:
     runs = Path(argv[0]) if argv else Path("runs/results")
     out = Path(argv[1]) if len(argv) > 1 else Path("docs/results.md")
+    if not runs.is_dir():  # no runs at all: keep the document there is, rather than one of empty sections
+        print(f"error: {runs}: no such folder of runs (experiments/results.sh makes them); {out} left as it is", file=sys.stderr)
+        return 2
     out.write_text(build(runs), encoding="utf-8")
     print(f"{out} written from {runs}")
     return 0

@@ -44,6 +44,8 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert text == tables.build(runs)  # nothing but the runs goes in: the same bytes every time
     out = tmp_path / "results.md"
     assert tables.main([str(runs), str(out)]) == 0 and out.read_text(encoding="utf-8") == text
+    # no runs folder at all: nothing is written over the document
+    assert tables.main([str(tmp_path / "no-runs"), str(out)]) == 2 and out.read_text(encoding="utf-8") == text
 
     # the paper's table holds the evaluation's numbers (cross-fitted, 1,000 id-order resamples)
     run = RunArrays.load(runs / "hx-seed0-qwen05")
