@@ -4,6 +4,7 @@
 #
 #   STAGES="judgements paper" bash experiments/results.sh     # some stages only
 #   MODELS="qwen05" bash experiments/results.sh               # one model only
+#   SETS="hx" bash experiments/results.sh                      # some data sets only (hx ge se tw varierr brexit md armis)
 #
 # Stages, cheapest first, so that an interrupted pass leaves whole tables behind:
 #   judgements  unary and pairwise on 100 items of HateXplain targets, GoEmotions paper-7, tweets
@@ -25,6 +26,7 @@ LD=${LD:-.venv/bin/labeldist}
 declare -A MODEL=([qwen05]=qwen2.5-coder-0.5b-instruct [qwen15]=qwen2.5-coder-1.5b-instruct)
 MODELS=${MODELS:-qwen05 qwen15}
 STAGES=${STAGES:-judgements paper seeds marginal lewidi}
+SETS=${SETS:-}
 IDS=$SHARED/data/paper_eval_ids
 data() {  # the dataset options of one set
   case $1 in
@@ -41,6 +43,7 @@ data() {  # the dataset options of one set
 run() {  # run SET SHORT NAME [options...]
   local set=$1 short=$2 name=$3
   shift 3
+  if [ -n "$SETS" ] && [[ " $SETS " != *" $set "* ]]; then return 0; fi
   # shellcheck disable=SC2046
   $LD run $(data "$set") --model "${MODEL[$short]}" --shots 10 "$@" --out "$OUT/$name-$short"
 }

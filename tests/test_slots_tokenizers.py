@@ -515,3 +515,30 @@ def test_close_counts_tokens_that_extend_it(backends, brute_forces, observed, da
     generation, references = run_case(backends, brute_forces, observed, PUNCT, prompt, fmt_name, forced)
     assert [s.chosen for s in generation.slots] == chosen
     compare(observed, PUNCT, generation, references)
+
+
+@pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
+def test_prompts_walked_one_at_a_time_reuse_the_demonstrations_exactly(backends, brute_forces, observed, data, name):
+    """The marginal and the sampler hand the backend one prompt at a time (several answers
+    each): the next prompt's keys/values start from what it shares with the last one (system,
+    instruction, demonstrations), so only its own part is fed, and its slots stay exact."""
+    backend = backends[name]
+    fmt = get_answer_format("json")
+    first, second = _shared_prefix_batch(data, "json")[:2]
+    answers = BATCH_ANSWERS["json"][:2]
+    fed = []
+    hook = backend.model.get_input_embeddings().register_forward_hook(lambda m, args, out: fed.append(args[0].shape[-1]))
+    try:
+        backend._prefix_cache = None
+        for prompt in (first, second):
+            fed.clear()
+            generations = backend.generate([prompt] * 2, LABELS, fmt, forced_answers=answers)
+            for answer, generation in zip(answers, generations):
+                _, references = reference_slots(brute_forces[name], prompt, answer, fmt, LABELS)
+                compare(observed, name, generation, references)
+    finally:
+        hook.remove()
+    one, two = backend.encode(first.text), backend.encode(second.text)
+    common = next(j for j, (a, b) in enumerate(zip(one, two)) if a != b)
+    assert common >= 50
+    assert fed[0] == len(two) - 1 - common  # the prefill of the second prompt: its own tokens only

@@ -371,9 +371,19 @@ class HFBackend(PromptEncoding, Backend):
             return 0, DynamicCache()
         key = tuple(encoded[0][:shared])
         if self._prefix_cache is None or self._prefix_cache[0] != key:
+            # the part this prefix shares with the last one (the demonstrations, when the
+            # marginal or the sampler walks prompts one at a time) is taken from it, not recomputed
+            known = _common_prefix_length([list(self._prefix_cache[0]), list(key)]) if self._prefix_cache else 0
+            known = min(known, shared - 1)
             base = DynamicCache()
-            ids = torch.tensor([key], device=self.device)
-            self._forward(ids, torch.ones_like(ids), torch.arange(shared, device=self.device)[None], base, False)
+            if known >= MIN_SHARED_PREFIX:
+                for layer_index, layer in enumerate(self._prefix_cache[1].layers):
+                    base.update(layer.keys[:, :, :known], layer.values[:, :, :known], layer_index)
+            else:
+                known = 0
+            ids = torch.tensor([key[known:]], device=self.device)
+            attention = torch.ones((1, shared), dtype=torch.long, device=self.device)
+            self._forward(ids, attention, torch.arange(known, shared, device=self.device)[None], base, False)
             self._prefix_cache = (key, base)
         base = self._prefix_cache[1]
         cache = DynamicCache()
