@@ -233,6 +233,8 @@ class HFBackend(PromptEncoding, Backend):
             if len(forced_answers) != len(prompts):
                 raise ValueError(f"{len(forced_answers)} forced answers for {len(prompts)} prompts")
             forced = [self.scorer.tokenize_in_context(ids, text) for ids, text in zip(encoded, forced_answers)]
+            if not save_hidden and len(prompts) > 1 and all(e == encoded[0] for e in encoded[1:]):
+                return self._one_prompt(prompts, rendered[0], encoded[0], forced, labels, answer_format, last_slot_only)
         started = time.perf_counter()
         state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden, forced)
         decode_seconds = time.perf_counter() - started
@@ -246,6 +248,37 @@ class HFBackend(PromptEncoding, Backend):
             self._assemble(i, item, logprobs, pruned, rendered[i], state, labels, save_hidden)
             for i, (item, (logprobs, pruned)) in enumerate(zip(items, scored))
         ]
+        slot_seconds = time.perf_counter() - started
+        for generation in results:
+            generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}
+        return results
+
+    def _one_prompt(self, prompts, rendered, encoded, forced, labels, answer_format, last_slot_only) -> list[Generation]:
+        """Several given answers to one prompt (the marginal's nodes): one copy of the prompt's
+        keys/values, the answers as one trie in one tree pass, each answer's slots hanging off
+        its own path (:meth:`ContinuationScorer.score_one_prompt`); the same numbers as a
+        batch of rows, without a row per answer repeating the prompt."""
+        started = time.perf_counter()
+        shared, cache = self._shared_prefix([encoded], False)
+        ids = torch.tensor([encoded[shared:]], device=self.device)
+        attention = torch.ones((1, len(encoded)), dtype=torch.long, device=self.device)
+        positions = torch.arange(shared, len(encoded), device=self.device)[None]
+        out = self._forward(ids, attention, positions, cache, False)
+        first_step = torch.log_softmax(at_least_float32(out.logits[0, -1]), dim=-1)
+        prepared = [
+            prepare_answer(prompt.answer_prefix, tokens, self.eos, self.texts, labels, answer_format, last_slot_only)
+            for prompt, tokens in zip(prompts, forced)
+        ]
+        decode_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        scored, steps = self.scorer.score_one_prompt(
+            encoded, cache, first_step, [p.answer_ids for p in prepared], [p.requests for p in prepared]
+        )
+        state = {"finished": [len(tokens) > 0 for tokens in forced], "generated": forced, "hidden": []}
+        results = []
+        for i, (answer, (logprobs, pruned), answer_steps) in enumerate(zip(prepared, scored, steps)):
+            item = _PreparedItem(answer, ItemContext([*encoded, *answer.answer_ids], len(encoded), answer_steps, answer.requests))
+            results.append(self._assemble(i, item, logprobs, pruned, rendered, state, labels, False))
         slot_seconds = time.perf_counter() - started
         for generation in results:
             generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}

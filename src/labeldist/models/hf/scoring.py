@@ -126,55 +126,111 @@ class ContinuationScorer:
         below ``self.tolerance`` is not extended; its probability is added to the pruned mass.
         Reads are gathered where the logits are, one transfer to the host per level.
         """
+        layers = _Layers(self, cache, key_positions)
+        try:
+            return self._walk(items, list(range(len(items))), [_Tree() for _ in items], layers, None)
+        finally:
+            layers.close()
+
+    @torch.no_grad()
+    def score_one_prompt(
+        self, prompt_ids: Sequence[int], cache, first_step: torch.Tensor, answers: Sequence[Sequence[int]], requests
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[torch.Tensor]]:
+        """:meth:`score_batch_bounded` for several answers to one prompt (the marginal's nodes),
+        over one copy of the prompt: ``cache`` holds ``prompt_ids`` in one row, ``first_step``
+        is the log-distribution after them. The answers go in as one trie (answers sharing
+        their first tokens share those nodes) in one tree pass, and each answer's slots hang
+        off its own path, so no row repeats the prompt and no row pads to a longer one.
+        Returns, per answer, what :meth:`score_batch_bounded` returns, and its step
+        log-distributions (after the prompt and after each answer token)."""
+        n = len(prompt_ids)
+        tree = _Tree()
+        paths = [tree.add(list(tokens), n) for tokens in answers]
+        layers = _Layers(self, cache, torch.arange(n)[None])
+        try:
+            steps = []
+            if tree.tokens:
+                logits = layers.forward([tree], [range(len(tree.tokens))])
+                normalised = at_least_float32(logits.logits) - logits.lse[:, None]
+                for path in paths:
+                    rows = torch.tensor([logits.index(0, node) for node in path], dtype=torch.long, device=normalised.device)
+                    steps.append(torch.cat([first_step[None], normalised[rows]]))
+            else:
+                steps = [first_step[None] for _ in answers]
+            items = [
+                ItemContext([*prompt_ids, *tokens], n, item_steps, item_requests)
+                for tokens, item_steps, item_requests in zip(answers, steps, requests)
+            ]
+            return self._walk(items, [0] * len(items), [tree], layers, paths), steps
+        finally:
+            layers.close()
+
+    def _walk(self, items, rows: list[int], trees: list[_Tree], layers: _Layers, anchors) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The lattice walk of :meth:`score_batch_bounded`: item ``b`` lives in batch row
+        ``rows[b]`` of ``layers``' cache, its nodes in ``trees[rows[b]]``; ``anchors[b][j]``
+        (when given) is the tree node of the item's answer token j, already fed: a request at
+        boundary j hangs off it (seeing the prompt and that path) instead of off the context."""
         log_tolerance = math.log(self.tolerance) if self.tolerance > 0 else float("-inf")
         totals = [[[] for _ in item.requests] for item in items]
         pruned = [np.zeros(len(item.requests)) for item in items]
         specs = [[self._spec(item, request) for request in item.requests] for item in items]
-        trees = [_Tree() for _ in items]
         frontier = [_Path(b, r, -1, 0, 0.0) for b, item in enumerate(items) for r in range(len(item.requests))]
-        layers = _Layers(self, cache, key_positions)
+        # a path may walk onto an answer's own node (its canonical tokens are the answer's): that
+        # node's distribution is a step of the answer whose node it is
+        answer_steps = {node: (k, j + 1) for k, path in enumerate(anchors or []) for j, node in enumerate(path)}
         nodes = None
-        try:
-            while frontier:
-                reads = _Reads(items, nodes)
-                pending = []  # (path, read id, token, bytes consumed or -1 when the read completes the text)
-                for path in frontier:
-                    spec = specs[path.row][path.request]
-                    where = (-1, items[path.row].requests[path.request].boundary) if path.node < 0 else (0, path.node)
-                    if spec.exact is not None and path.offset == len(spec.exact):
-                        totals[path.row][path.request].append(path.logprob)
-                        continue
-                    terminated = spec.follow is not None
-                    can_follow = terminated and spec.follow[1]
-                    for token, length in next_reads(
-                        self.texts, spec.data, path.offset, spec.exact, terminated, can_follow, spec.starts
-                    ):
-                        if token == FOLLOW:
-                            pending.append((path, reads.follow(path.row, *where, spec.follow[0]), -1, -1))
-                        else:
-                            pending.append((path, reads.token(path.row, *where, token), token, length))
-                values = reads.resolve()
-                frontier = []
-                new_nodes: list[list[int]] = [[] for _ in items]
-                for path, read, token, length in pending:
-                    spec = specs[path.row][path.request]
-                    logprob = path.logprob + values[read]
-                    offset = path.offset + length
-                    if completes(spec.data, spec.exact, spec.follow is not None, offset, length):
-                        totals[path.row][path.request].append(logprob)
-                        continue
-                    if spec.exact is None and logprob < log_tolerance:
-                        pruned[path.row][path.request] += math.exp(logprob)
-                        continue
-                    cut = items[path.row].prompt_length + items[path.row].requests[path.request].boundary
-                    node, new = trees[path.row].add_child(path.node, token, cut)
-                    if new:
-                        new_nodes[path.row].append(node)
-                    frontier.append(_Path(path.row, path.request, node, offset, logprob))
-                if frontier:
-                    nodes = layers.forward(trees, new_nodes)
-        finally:
-            layers.close()
+        while frontier:
+            reads = _Reads(items, nodes, rows)
+            pending = []  # (path, read id, token, bytes consumed or -1 when the read completes the text)
+            for path in frontier:
+                spec = specs[path.item][path.request]
+                item = path.item
+                if path.node < 0:
+                    where = (-1, items[item].requests[path.request].boundary)
+                elif path.node in answer_steps:
+                    item, step = answer_steps[path.node]
+                    where = (-1, step)
+                else:
+                    where = (0, path.node)
+                if spec.exact is not None and path.offset == len(spec.exact):
+                    totals[path.item][path.request].append(path.logprob)
+                    continue
+                terminated = spec.follow is not None
+                can_follow = terminated and spec.follow[1]
+                for token, length in next_reads(
+                    self.texts, spec.data, path.offset, spec.exact, terminated, can_follow, spec.starts
+                ):
+                    if token == FOLLOW:
+                        pending.append((path, reads.follow(item, *where, spec.follow[0]), -1, -1))
+                    else:
+                        pending.append((path, reads.token(item, *where, token), token, length))
+            values = reads.resolve()
+            frontier = []
+            new_nodes: list[list[int]] = [[] for _ in trees]
+            for path, read, token, length in pending:
+                spec = specs[path.item][path.request]
+                logprob = path.logprob + values[read]
+                offset = path.offset + length
+                if completes(spec.data, spec.exact, spec.follow is not None, offset, length):
+                    totals[path.item][path.request].append(logprob)
+                    continue
+                if spec.exact is None and logprob < log_tolerance:
+                    pruned[path.item][path.request] += math.exp(logprob)
+                    continue
+                item = items[path.item]
+                boundary = item.requests[path.request].boundary
+                parent, cut = path.node, item.prompt_length + boundary
+                if anchors is not None:
+                    cut = item.prompt_length
+                    if parent < 0 and boundary > 0:
+                        parent = anchors[path.item][boundary - 1]
+                row = rows[path.item]
+                node, new = trees[row].add_child(parent, token, cut)
+                if new:
+                    new_nodes[row].append(node)
+                frontier.append(_Path(path.item, path.request, node, offset, logprob))
+            if frontier:
+                nodes = layers.forward(trees, new_nodes)
         out = []
         for item_totals, item_pruned in zip(totals, pruned):
             logprobs = np.array([float(np.logaddexp.reduce(t)) if t else float("-inf") for t in item_totals])
@@ -290,9 +346,10 @@ class _Reads:
     few device operations with one transfer to the host at the end. On a GPU, reading them one
     ``float()`` at a time would synchronise host and device at every read."""
 
-    def __init__(self, items: Sequence, nodes: _NodeLogits | None):
+    def __init__(self, items: Sequence, nodes: _NodeLogits | None, rows: Sequence[int] | None = None):
         self.items = items
         self.nodes = nodes
+        self.rows = list(range(len(items))) if rows is None else rows  # item -> batch row of its tree nodes
         self.step_tokens: list[list[tuple[int, int, int]]] = [[] for _ in items]  # per item: (read, step, token)
         self.node_tokens: list[tuple[int, int, int]] = []  # (read, logits row, token)
         self.follows: dict[int, tuple[torch.Tensor, list[tuple[int, int, int, int]]]] = {}  # per allowed set: (ids, reads)
@@ -302,20 +359,20 @@ class _Reads:
         self.count += 1
         return self.count - 1
 
-    def token(self, row: int, kind: int, where: int, token: int) -> int:
-        """Read id of log p(token) at ``where``: a step of the row's item (kind -1) or a tree node (kind 0)."""
+    def token(self, item: int, kind: int, where: int, token: int) -> int:
+        """Read id of log p(token) at ``where``: a step of the item (kind -1) or a tree node of its row (kind 0)."""
         read = self._next()
         if kind < 0:
-            self.step_tokens[row].append((read, where, token))
+            self.step_tokens[item].append((read, where, token))
         else:
-            self.node_tokens.append((read, self.nodes.index(row, where), token))
+            self.node_tokens.append((read, self.nodes.index(self.rows[item], where), token))
         return read
 
-    def follow(self, row: int, kind: int, where: int, allowed: torch.Tensor) -> int:
+    def follow(self, item: int, kind: int, where: int, allowed: torch.Tensor) -> int:
         """Read id of log P(the next token is one of the ids ``allowed``) at a step or a node."""
         read = self._next()
-        where = where if kind < 0 else self.nodes.index(row, where)
-        self.follows.setdefault(id(allowed), (allowed, []))[1].append((read, kind, row, where))
+        where = where if kind < 0 else self.nodes.index(self.rows[item], where)
+        self.follows.setdefault(id(allowed), (allowed, []))[1].append((read, kind, item, where))
         return read
 
     def resolve(self) -> np.ndarray:
@@ -388,7 +445,7 @@ class _Path:
     """A tokenisation prefix of one request's text: its tree node (-1: none yet, the context's
     own distribution comes next), bytes (or exact tokens) consumed, and log-probability."""
 
-    row: int
+    item: int
     request: int
     node: int
     offset: int
