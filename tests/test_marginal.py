@@ -85,11 +85,13 @@ def test_the_trie_equals_brute_force_by_full_forward_passes(three64):
     """Every label sequence up to K = 3 labels (repeats too: 40), its probability by full forward
     passes alone (:func:`brute_chain`): each settled answer, and so every label's lower and upper
     bound, equals the brute force's within 1e-6. Both prune a label's tokenisations below the
-    scorer's tolerance alike."""
+    scorer's tolerance alike, per slot (``prune_per_answer=False``)."""
     backend, prompts, labels, leads = three64
     brute = BruteForce(backend)
     for prompt, lead in zip(prompts[:2], leads[:2]):
-        found = marginals(backend, [prompt], labels, FMT, tolerance=0.0, max_nodes=1000, max_depth=3, leads=[lead])[0]
+        found = marginals(
+            backend, [prompt], labels, FMT, tolerance=0.0, max_nodes=1000, max_depth=3, leads=[lead], prune_per_answer=False
+        )[0]
         truth = {}
         for sequence in (s for n in range(4) for s in itertools.product(labels, repeat=n)):
             truth[sequence] = brute_chain(brute, prompt, labels, sequence, lead)
@@ -141,6 +143,29 @@ def test_the_trie_is_the_probability_of_the_answers_it_names(three64):
             assert probability == pytest.approx(answers, abs=1e-4), sequence
             checked += 1
     assert checked >= 3
+
+
+def test_pruning_per_answer_moves_nothing_by_more_than_its_tolerance(three64):
+    """Pruning a node's tokenisations relative to the whole answer (the default) against per
+    slot: each settled answer can only lose what was pruned, bounds only widen, every bound
+    moves by far less than the marginal's tolerance, and the tree passes feed fewer tokens."""
+    backend, prompts, labels, leads = three64
+    stats = backend.scorer.stats
+    for prompt, lead in zip(prompts, leads):
+        fed = {}
+        found = {}
+        for per_answer in (False, True):
+            before = stats["tree_tokens"]
+            found[per_answer] = marginals(
+                backend, [prompt], labels, FMT, tolerance=1e-4, max_nodes=200, leads=[lead], prune_per_answer=per_answer
+            )[0]
+            fed[per_answer] = stats["tree_tokens"] - before
+        slot, answer = found[False], found[True]
+        assert fed[True] < fed[False]
+        assert (answer.lower <= slot.lower + 1e-12).all() and (answer.upper >= slot.upper - 1e-12).all()
+        assert np.abs(answer.lower - slot.lower).max() < 1e-5 and np.abs(answer.upper - slot.upper).max() < 1e-5
+        for sequence, probability in answer.settled.items():
+            assert probability <= slot.settled.get(sequence, 0.0) + 1e-12
 
 
 def test_pruning_only_widens_the_bounds(three):

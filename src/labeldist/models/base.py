@@ -204,11 +204,15 @@ class Backend(ABC):
         save_hidden: bool = False,
         forced_answers: Sequence[str] | None = None,
         last_slot_only: bool = False,
+        answer_weights: Sequence[float] | None = None,
     ) -> list[Generation]:
         """Each prompt's answer, its parse and the label distribution at every slot;
         ``forced_answers`` (text after the answer prefix) scores given answers instead of greedy
         ones, and ``last_slot_only`` their last slot alone (the marginal's trie; a backend that
-        cannot says so)."""
+        cannot says so). ``answer_weights``: each forced answer's probability of being reached
+        (a trie node's mass): a backend that prunes tokenisations may prune relative to the
+        whole answer, tokenisation x weight below its tolerance, instead of per slot (the same
+        absolute precision for every node); one that ignores them only prunes less."""
 
     @abstractmethod
     def score_answers(self, prompts: Sequence[JudgementPrompt]) -> list[np.ndarray]:

@@ -138,6 +138,7 @@ class ExactBackend(PromptEncoding, Backend):
         save_hidden: bool = False,
         forced_answers: Sequence[str] | None = None,
         last_slot_only: bool = False,
+        answer_weights: Sequence[float] | None = None,  # pruning here is per slot (see Backend.generate)
     ) -> list[Generation]:
         """Greedy answers (or ``forced_answers``) with their exact label slots, as the hf backend."""
         if save_hidden:

@@ -221,11 +221,19 @@ class HFBackend(PromptEncoding, Backend):
         save_hidden: bool = False,
         forced_answers: Sequence[str] | None = None,
         last_slot_only: bool = False,
+        answer_weights: Sequence[float] | None = None,
     ) -> list[Generation]:
         """Greedy answers with their label slots. ``forced_answers`` (text after the answer
         prefix) replaces greedy choice by these answers, to score given answers (gold labels,
         another model's output) exactly as if the model had written them. ``last_slot_only``:
-        score only each answer's last slot (the marginal's trie needs nothing else)."""
+        score only each answer's last slot (the marginal's trie needs nothing else).
+        ``answer_weights``: tokenisations are pruned when their probability times the answer's
+        weight is below the tolerance (:meth:`Backend.generate`)."""
+        log_weights = [0.0] * len(prompts)
+        if answer_weights is not None:
+            if len(answer_weights) != len(prompts) or not all(0 < w <= 1 for w in answer_weights):
+                raise ValueError(f"answer_weights: {len(prompts)} probabilities in (0, 1] expected, got {list(answer_weights)}")
+            log_weights = [float(np.log(w)) for w in answer_weights]
         labels = tuple(labels)
         rendered, encoded = map(list, zip(*(self.encode_prompt(p) for p in prompts)))
         forced = None
@@ -234,7 +242,8 @@ class HFBackend(PromptEncoding, Backend):
                 raise ValueError(f"{len(forced_answers)} forced answers for {len(prompts)} prompts")
             forced = [self.scorer.tokenize_in_context(ids, text) for ids, text in zip(encoded, forced_answers)]
             if not save_hidden and len(prompts) > 1 and all(e == encoded[0] for e in encoded[1:]):
-                return self._one_prompt(prompts, rendered[0], encoded[0], forced, labels, answer_format, last_slot_only)
+                one = (rendered[0], encoded[0], forced, log_weights)
+                return self._one_prompt(prompts, *one, labels, answer_format, last_slot_only)
         started = time.perf_counter()
         state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden, forced)
         decode_seconds = time.perf_counter() - started
@@ -243,6 +252,8 @@ class HFBackend(PromptEncoding, Backend):
             self._prepare(i, prompt, encoded[i], state, labels, answer_format, last_slot_only) for i, prompt in enumerate(prompts)
         ]
         contexts = [item.context for item in items]
+        for context, log_weight in zip(contexts, log_weights):
+            context.log_weight = log_weight
         scored = self.scorer.score_batch_bounded(contexts, state["cache"], self._key_positions(state, encoded))
         results = [
             self._assemble(i, item, logprobs, pruned, rendered[i], state, labels, save_hidden)
@@ -253,7 +264,7 @@ class HFBackend(PromptEncoding, Backend):
             generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}
         return results
 
-    def _one_prompt(self, prompts, rendered, encoded, forced, labels, answer_format, last_slot_only) -> list[Generation]:
+    def _one_prompt(self, prompts, rendered, encoded, forced, log_weights, labels, fmt, last_slot_only) -> list[Generation]:
         """Several given answers to one prompt (the marginal's nodes): one copy of the prompt's
         keys/values, the answers as one trie in one tree pass, each answer's slots hanging off
         its own path (:meth:`ContinuationScorer.score_one_prompt`); the same numbers as a
@@ -266,13 +277,13 @@ class HFBackend(PromptEncoding, Backend):
         out = self._forward(ids, attention, positions, cache, False)
         first_step = torch.log_softmax(at_least_float32(out.logits[0, -1]), dim=-1)
         prepared = [
-            prepare_answer(prompt.answer_prefix, tokens, self.eos, self.texts, labels, answer_format, last_slot_only)
+            prepare_answer(prompt.answer_prefix, tokens, self.eos, self.texts, labels, fmt, last_slot_only)
             for prompt, tokens in zip(prompts, forced)
         ]
         decode_seconds = time.perf_counter() - started
         started = time.perf_counter()
         scored, steps = self.scorer.score_one_prompt(
-            encoded, cache, first_step, [p.answer_ids for p in prepared], [p.requests for p in prepared]
+            encoded, cache, first_step, [p.answer_ids for p in prepared], [p.requests for p in prepared], log_weights
         )
         state = {"finished": [len(tokens) > 0 for tokens in forced], "generated": forced, "hidden": []}
         results = []

@@ -134,7 +134,13 @@ class ContinuationScorer:
 
     @torch.no_grad()
     def score_one_prompt(
-        self, prompt_ids: Sequence[int], cache, first_step: torch.Tensor, answers: Sequence[Sequence[int]], requests
+        self,
+        prompt_ids: Sequence[int],
+        cache,
+        first_step: torch.Tensor,
+        answers: Sequence[Sequence[int]],
+        requests,
+        log_weights: Sequence[float] | None = None,
     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[torch.Tensor]]:
         """:meth:`score_batch_bounded` for several answers to one prompt (the marginal's nodes),
         over one copy of the prompt: ``cache`` holds ``prompt_ids`` in one row, ``first_step``
@@ -158,8 +164,10 @@ class ContinuationScorer:
             else:
                 steps = [first_step[None] for _ in answers]
             items = [
-                ItemContext([*prompt_ids, *tokens], n, item_steps, item_requests)
-                for tokens, item_steps, item_requests in zip(answers, steps, requests)
+                ItemContext([*prompt_ids, *tokens], n, item_steps, item_requests, log_weight)
+                for tokens, item_steps, item_requests, log_weight in zip(
+                    answers, steps, requests, log_weights or [0.0] * len(answers)
+                )
             ]
             return self._walk(items, [0] * len(items), [tree], layers, paths), steps
         finally:
@@ -214,7 +222,7 @@ class ContinuationScorer:
                 if completes(spec.data, spec.exact, spec.follow is not None, offset, length):
                     totals[path.item][path.request].append(logprob)
                     continue
-                if spec.exact is None and logprob < log_tolerance:
+                if spec.exact is None and logprob + items[path.item].log_weight < log_tolerance:
                     pruned[path.item][path.request] += math.exp(logprob)
                     continue
                 item = items[path.item]
@@ -428,6 +436,9 @@ class ItemContext:
     prompt_length: int
     step_logprobs: torch.Tensor  # [j] = next-token log-distribution after prompt + generated[:j]
     requests: Sequence[ScoreRequest]
+    # log-probability of reaching this context (a trie node's mass): tokenisations are pruned
+    # when their probability times that is below the tolerance, not their probability alone
+    log_weight: float = 0.0
 
 
 @dataclass

@@ -338,6 +338,7 @@ class OpenAIBackend(Expansion, Scoring, Sampling, Backend):
         save_hidden: bool = False,
         forced_answers: Sequence[str] | None = None,
         last_slot_only: bool = False,
+        answer_weights: Sequence[float] | None = None,  # pruning here is per slot (see Backend.generate)
     ) -> list[Generation]:
         """Greedy answers and their slots. An item the server fails on (after retries) comes
         back with ``error`` set and no slots; a server that is down raises ModelError."""
