@@ -32,7 +32,7 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     generation = tiny.run(data, "dev")
     runs = tmp_path / "runs"
     runs.mkdir()
-    for name in ("hx-seed0-qwen05", "tw-seed0-qwen05"):
+    for name in ("hx-seed0-qwen05", "tw-seed0-qwen05", "varierr-seed0-qwen05"):
         shutil.copytree(generation, runs / name)
     argv = tiny.argv(data, "dev")
     at = argv.index("--template")
@@ -68,6 +68,14 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert "| unary - max |" in tweets and "| pairwise - max |" in tweets and "| platt[base=unary] |" in tweets
     unary = RunArrays.load(runs / "tw-unary-qwen05")
     assert sorted(unary.ids) == sorted(run.ids) and np.isfinite(unary.answer_logprobs).all()
+
+    # the LeWiDi section: the shared task's metric, the same numbers as evaluate (cross-fitted rows too)
+    lewidi = text.split("## 5.")[1].split("### VariErrNLI")[1].split("###")[0]
+    for spec in tables.LEWIDI_ROWS:
+        row = next(line for line in lewidi.splitlines() if line.startswith(f"| {spec} |"))
+        assert row.split(" | ")[2] == _cell(expected[spec]["mamd"]), spec
+    assert "| prior - max |" in lewidi and "Published: mamd 0.31" in lewidi
+    assert "Not made yet: `brexit-seed0-qwen05` (`STAGES=lewidi MODELS=qwen05" in text
 
     # what is not made yet is named with the command that makes it, never left out silently
     assert "Not made yet: `ge-seed0-qwen05` (`STAGES=paper MODELS=qwen05 bash experiments/results.sh`" in text
