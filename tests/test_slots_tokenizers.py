@@ -426,6 +426,10 @@ BATCH_ANSWERS = {
 def _batch(backend, data, fmt_name, layout):
     if layout == "same-prompt":  # one prompt, several answers (the marginal's nodes, sampled answers)
         return [_shared_prefix_batch(data, fmt_name)[0]] * 3, BATCH_ANSWERS[fmt_name]
+    if layout == "grouped":  # two prompts of different lengths, one with two answers (the marginal's nodes of two items)
+        first, second = _shared_prefix_batch(data, fmt_name)[:2]
+        assert len(backend.encode(first.text)) != len(backend.encode(second.text))
+        return [first, second, first], BATCH_ANSWERS[fmt_name]
     prompts = _shared_prefix_batch(data, fmt_name) if layout == "shared-prefix" else _distinct_prompts()
     encoded = [backend.encode(p.text) for p in prompts]
     assert len({len(e) for e in encoded}) == 3  # different lengths: left padding
@@ -439,7 +443,7 @@ def _batch(backend, data, fmt_name, layout):
     return prompts, BATCH_ANSWERS[fmt_name]
 
 
-@pytest.mark.parametrize("layout", ["shared-prefix", "distinct", "same-prompt"])
+@pytest.mark.parametrize("layout", ["shared-prefix", "distinct", "same-prompt", "grouped"])
 @pytest.mark.parametrize("fmt_name", list(BATCH_ANSWERS))
 @pytest.mark.parametrize("name", [_model_param(m) for m in [*MODELS, GEMMA_WIDE]])
 def test_batch_equals_alone(backends, observed, data, name, fmt_name, layout):
@@ -469,7 +473,9 @@ def test_batch_equals_alone(backends, observed, data, name, fmt_name, layout):
                 assert np.abs(a.first_token_probs - b.first_token_probs).max() < PROB_TOL
 
 
-@pytest.mark.parametrize("layout, fmt_name", [("shared-prefix", "json"), ("distinct", "comma"), ("same-prompt", "json")])
+@pytest.mark.parametrize(
+    "layout, fmt_name", [("shared-prefix", "json"), ("distinct", "comma"), ("same-prompt", "json"), ("grouped", "comma")]
+)
 @pytest.mark.parametrize("name", [_model_param(m) for m in MODELS])
 def test_batch_matches_brute_force(backends, brute_forces, observed, data, name, layout, fmt_name):
     backend = backends[name]

@@ -90,10 +90,35 @@ def marginals(
     that tolerance (on SmolLM2 four times fewer tree tokens). What is pruned stays unsettled,
     so the bounds hold either way."""
     leads = leads if leads is not None else [""] * len(prompts)
-    return [
-        _one(backend, prompt, tuple(labels), fmt, tolerance, max_nodes, max_depth, batch_size, lead, prune_per_answer)
-        for prompt, lead in zip(prompts, leads)
-    ]
+    walks = [_Walk(prompt, lead) for prompt, lead in zip(prompts, leads)]
+    labels = tuple(labels)
+    # the items' tries are walked in lockstep: each model pass scores up to ``batch_size`` nodes
+    # of every item still open, so the nodes of all the items share the tree passes (each item
+    # expands exactly the nodes it would alone, in the same order)
+    while True:
+        batch = [(walk, walk.take(tolerance, max_nodes, batch_size)) for walk in walks]
+        batch = [(walk, taken) for walk, taken in batch if taken]
+        if not batch:
+            break
+        started = time.perf_counter()
+        nodes = [(walk, node) for walk, taken in batch for node in taken]
+        answers = [_forced(fmt, walk.prompt, node[2], walk.lead) for walk, node in nodes]
+        # each node's tokenisations are pruned relative to its mass (the same absolute precision
+        # at every node: what is pruned stays unsettled)
+        weights = [min(1.0, -node[0]) for _, node in nodes] if prune_per_answer else None
+        scored = backend.generate(
+            [walk.prompt for walk, _ in nodes],
+            labels,
+            fmt,
+            forced_answers=answers,
+            last_slot_only=True,
+            answer_weights=weights,
+        )
+        share = (time.perf_counter() - started) / len(nodes)  # the pass's time, split by nodes
+        for (walk, node), generation in zip(nodes, scored):
+            walk.settle(node, generation, labels, max_depth)
+            walk.seconds += share
+    return [walk.result(labels) for walk in walks]
 
 
 def answer_lead(answer: str, prompt: Prompt) -> str:
@@ -102,79 +127,84 @@ def answer_lead(answer: str, prompt: Prompt) -> str:
     return rest[: len(rest) - len(rest.lstrip())]
 
 
-def _one(backend, prompt, labels, fmt, tolerance, max_nodes, max_depth, batch_size, lead, per_answer) -> ItemMarginals:
-    started = time.perf_counter()
-    k = len(labels)
-    settled: dict[tuple[str, ...], float] = {}
-    off_format = 0.0  # mass of answers that left the format
-    cut = 0.0  # children beyond max_depth (tests): not expanded
-    frontier: list[tuple[float, int, tuple[str, ...]]] = [(-1.0, 0, ())]  # (-mass, tie-break, sequence)
-    counter = 1
-    nodes = 0
-    while frontier and nodes < max_nodes:
-        unexpanded = -sum(m for m, _, _ in frontier)
-        if unexpanded < tolerance:
-            break
-        batch = [heapq.heappop(frontier) for _ in range(min(batch_size, len(frontier), max_nodes - nodes))]
-        answers = [_forced(fmt, prompt, sequence, lead) for _, _, sequence in batch]
-        # each node's tokenisations are pruned relative to its mass (the same absolute precision
-        # at every node: what is pruned stays unsettled)
-        weights = [min(1.0, -negative) for negative, _, _ in batch] if per_answer else None
-        scored = backend.generate(
-            [prompt] * len(batch), labels, fmt, forced_answers=answers, last_slot_only=True, answer_weights=weights
+class _Walk:
+    """One item's trie walk: settled answers, the frontier (-mass, tie-break, sequence), the
+    mass that left the format or lies beyond ``max_depth``, nodes expanded, seconds spent."""
+
+    def __init__(self, prompt: Prompt, lead: str):
+        self.prompt, self.lead = prompt, lead
+        self.settled: dict[tuple[str, ...], float] = {}
+        self.off_format = 0.0  # mass of answers that left the format
+        self.cut = 0.0  # children beyond max_depth (tests): not expanded
+        self.frontier: list[tuple[float, int, tuple[str, ...]]] = [(-1.0, 0, ())]
+        self.counter = 1
+        self.nodes = 0
+        self.seconds = 0.0
+
+    def take(self, tolerance: float, max_nodes: int, batch_size: int) -> list[tuple[float, int, tuple[str, ...]]]:
+        """The next nodes to expand, most probable first (none once the walk is done)."""
+        if not self.frontier or self.nodes >= max_nodes or -sum(m for m, _, _ in self.frontier) < tolerance:
+            return []
+        count = min(batch_size, len(self.frontier), max_nodes - self.nodes)
+        self.nodes += count
+        return [heapq.heappop(self.frontier) for _ in range(count)]
+
+    def settle(self, node, generation, labels: tuple[str, ...], max_depth: int | None) -> None:
+        """Split a node's mass by its closing slot: the stop settles, each label is a child."""
+        negative, _, sequence = node
+        mass = -negative
+        # the closing slot (1-based index: one past the sequence) is what comes after it
+        if generation.error is not None or not generation.slots or generation.slots[-1].index != len(sequence) + 1:
+            self.off_format += mass  # the canonical answer did not read back as written: unsettled
+            return
+        slot = generation.slots[-1]
+        # the slot's events are joint with the text that leads to them from the context's
+        # token boundary (the previous label's closing quote, or its terminator): given
+        # that text, they are P(next | this answer so far), so no terminator counts twice
+        given = 1.0 if slot.given_logprob is None else float(np.exp(slot.given_logprob))
+        if not given > 0:
+            self.off_format += mass
+            return
+        stop = mass * float(slot.stop_prob) / given
+        self.settled[sequence] = self.settled.get(sequence, 0.0) + stop
+        children = mass * np.asarray(slot.label_probs, dtype=float) / given
+        self.off_format += max(0.0, mass - stop - float(children.sum()))
+        deeper = max_depth is None or len(sequence) < max_depth
+        for label, child in zip(labels, children):
+            if child <= 0:
+                continue
+            if deeper:
+                heapq.heappush(self.frontier, (-child, self.counter, (*sequence, label)))
+                self.counter += 1
+            else:
+                self.cut += child
+
+    def result(self, labels: tuple[str, ...]) -> ItemMarginals:
+        k = len(labels)
+        unexpanded = self.cut - sum(m for m, _, _ in self.frontier)
+        lower = np.zeros(k)
+        without = np.zeros(k)
+        expected = 0.0
+        index = {label: i for i, label in enumerate(labels)}
+        for sequence, probability in self.settled.items():
+            named = {index[label] for label in sequence}
+            mask = np.zeros(k, dtype=bool)
+            mask[list(named)] = True
+            lower[mask] += probability
+            without[~mask] += probability
+            expected += probability * len(named)
+        return ItemMarginals(
+            lower=lower,
+            upper=1.0 - without,
+            empty=self.settled.get((), 0.0),
+            expected_labels=expected,
+            nodes=self.nodes,
+            seconds=self.seconds,
+            unsettled=self.off_format + unexpanded,
+            off_format=self.off_format,
+            unexpanded=unexpanded,
+            settled=self.settled,
         )
-        nodes += len(batch)
-        for (negative, _, sequence), generation in zip(batch, scored):
-            mass = -negative
-            # the closing slot (1-based index: one past the sequence) is what comes after it
-            if generation.error is not None or not generation.slots or generation.slots[-1].index != len(sequence) + 1:
-                off_format += mass  # the canonical answer did not read back as written: unsettled
-                continue
-            slot = generation.slots[-1]
-            # the slot's events are joint with the text that leads to them from the context's
-            # token boundary (the previous label's closing quote, or its terminator): given
-            # that text, they are P(next | this answer so far), so no terminator counts twice
-            given = 1.0 if slot.given_logprob is None else float(np.exp(slot.given_logprob))
-            if not given > 0:
-                off_format += mass
-                continue
-            stop = mass * float(slot.stop_prob) / given
-            settled[sequence] = settled.get(sequence, 0.0) + stop
-            children = mass * np.asarray(slot.label_probs, dtype=float) / given
-            off_format += max(0.0, mass - stop - float(children.sum()))
-            deeper = max_depth is None or len(sequence) < max_depth
-            for label, child in zip(labels, children):
-                if child <= 0:
-                    continue
-                if deeper:
-                    heapq.heappush(frontier, (-child, counter, (*sequence, label)))
-                    counter += 1
-                else:
-                    cut += child
-    unexpanded = cut - sum(m for m, _, _ in frontier)
-    lower = np.zeros(k)
-    without = np.zeros(k)
-    expected = 0.0
-    index = {label: i for i, label in enumerate(labels)}
-    for sequence, probability in settled.items():
-        named = {index[label] for label in sequence}
-        mask = np.zeros(k, dtype=bool)
-        mask[list(named)] = True
-        lower[mask] += probability
-        without[~mask] += probability
-        expected += probability * len(named)
-    return ItemMarginals(
-        lower=lower,
-        upper=1.0 - without,
-        empty=settled.get((), 0.0),
-        expected_labels=expected,
-        nodes=nodes,
-        seconds=time.perf_counter() - started,
-        unsettled=off_format + unexpanded,
-        off_format=off_format,
-        unexpanded=unexpanded,
-        settled=settled,
-    )
 
 
 def marginal_record(marginal: ItemMarginals) -> dict:

@@ -241,9 +241,9 @@ class HFBackend(PromptEncoding, Backend):
             if len(forced_answers) != len(prompts):
                 raise ValueError(f"{len(forced_answers)} forced answers for {len(prompts)} prompts")
             forced = [self.scorer.tokenize_in_context(ids, text) for ids, text in zip(encoded, forced_answers)]
-            if not save_hidden and len(prompts) > 1 and all(e == encoded[0] for e in encoded[1:]):
-                one = (rendered[0], encoded[0], forced, log_weights)
-                return self._one_prompt(prompts, *one, labels, answer_format, last_slot_only)
+            if not save_hidden and len({tuple(ids) for ids in encoded}) < len(encoded):  # several answers to a prompt
+                given = (rendered, encoded, forced, log_weights)
+                return self._given_answers(prompts, *given, labels, answer_format, last_slot_only)
         started = time.perf_counter()
         state = self._decode(encoded, [p.answer_prefix for p in prompts], answer_format, save_hidden, forced)
         decode_seconds = time.perf_counter() - started
@@ -264,32 +264,38 @@ class HFBackend(PromptEncoding, Backend):
             generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}
         return results
 
-    def _one_prompt(self, prompts, rendered, encoded, forced, log_weights, labels, fmt, last_slot_only) -> list[Generation]:
-        """Several given answers to one prompt (the marginal's nodes): one copy of the prompt's
-        keys/values, the answers as one trie in one tree pass, each answer's slots hanging off
-        its own path (:meth:`ContinuationScorer.score_one_prompt`); the same numbers as a
-        batch of rows, without a row per answer repeating the prompt."""
+    def _given_answers(self, prompts, rendered, encoded, forced, log_weights, labels, fmt, last_slot_only) -> list[Generation]:
+        """Given answers, several to a prompt (the marginal's nodes, of one item or of several):
+        each distinct prompt once in the batch cache, its answers as one trie, each answer's
+        slots hanging off its own path (:meth:`ContinuationScorer.score_given_answers`); the
+        same numbers as a row per answer, without a row per answer repeating its prompt."""
         started = time.perf_counter()
-        shared, cache = self._shared_prefix([encoded], False)
-        ids = torch.tensor([encoded[shared:]], device=self.device)
-        attention = torch.ones((1, len(encoded)), dtype=torch.long, device=self.device)
-        positions = torch.arange(shared, len(encoded), device=self.device)[None]
-        out = self._forward(ids, attention, positions, cache, False)
-        first_step = torch.log_softmax(at_least_float32(out.logits[0, -1]), dim=-1)
+        row_of: dict[tuple[int, ...], int] = {}
+        rows = [row_of.setdefault(tuple(ids), len(row_of)) for ids in encoded]
+        unique = [list(ids) for ids in row_of]
+        prefixes = [""] * len(unique)
+        state = self._decode(unique, prefixes, fmt, False, forced=[[] for _ in unique])
         prepared = [
             prepare_answer(prompt.answer_prefix, tokens, self.eos, self.texts, labels, fmt, last_slot_only)
             for prompt, tokens in zip(prompts, forced)
         ]
         decode_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        scored, steps = self.scorer.score_one_prompt(
-            encoded, cache, first_step, [p.answer_ids for p in prepared], [p.requests for p in prepared], log_weights
+        scored, steps = self.scorer.score_given_answers(
+            unique,
+            state["cache"],
+            self._key_positions(state, unique),
+            state["steps"][0],
+            rows,
+            [p.answer_ids for p in prepared],
+            [p.requests for p in prepared],
+            log_weights,
         )
-        state = {"finished": [len(tokens) > 0 for tokens in forced], "generated": forced, "hidden": []}
+        done = {"finished": [len(tokens) > 0 for tokens in forced], "generated": forced, "hidden": []}
         results = []
         for i, (answer, (logprobs, pruned), answer_steps) in enumerate(zip(prepared, scored, steps)):
-            item = _PreparedItem(answer, ItemContext([*encoded, *answer.answer_ids], len(encoded), answer_steps, answer.requests))
-            results.append(self._assemble(i, item, logprobs, pruned, rendered, state, labels, False))
+            context = ItemContext([*encoded[i], *answer.answer_ids], len(encoded[i]), answer_steps, answer.requests)
+            results.append(self._assemble(i, _PreparedItem(answer, context), logprobs, pruned, rendered[i], done, labels, False))
         slot_seconds = time.perf_counter() - started
         for generation in results:
             generation.timings = {"decode": decode_seconds / len(prompts), "slots": slot_seconds / len(prompts)}

@@ -133,43 +133,47 @@ class ContinuationScorer:
             layers.close()
 
     @torch.no_grad()
-    def score_one_prompt(
+    def score_given_answers(
         self,
-        prompt_ids: Sequence[int],
+        prompts: Sequence[Sequence[int]],
         cache,
-        first_step: torch.Tensor,
+        key_positions: torch.Tensor,
+        first_steps: torch.Tensor,
+        rows: Sequence[int],
         answers: Sequence[Sequence[int]],
         requests,
         log_weights: Sequence[float] | None = None,
     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[torch.Tensor]]:
-        """:meth:`score_batch_bounded` for several answers to one prompt (the marginal's nodes),
-        over one copy of the prompt: ``cache`` holds ``prompt_ids`` in one row, ``first_step``
-        is the log-distribution after them. The answers go in as one trie (answers sharing
-        their first tokens share those nodes) in one tree pass, and each answer's slots hang
-        off its own path, so no row repeats the prompt and no row pads to a longer one.
+        """:meth:`score_batch_bounded` for given answers, several to a prompt (the marginal's
+        nodes), over one copy of each prompt: prompt r sits in row r of ``cache``
+        (``key_positions`` as for :meth:`score_batch_bounded`), ``first_steps[r]`` is the
+        log-distribution after it, and answer a belongs to prompt ``rows[a]``. A prompt's answers
+        go in as one trie (answers sharing their first tokens share those nodes) in one tree
+        pass for all rows, and each answer's slots hang off its own path: no row repeats a prompt
+        or pads to a longer answer, and the nodes of every prompt share each pass.
         Returns, per answer, what :meth:`score_batch_bounded` returns, and its step
         log-distributions (after the prompt and after each answer token)."""
-        n = len(prompt_ids)
-        tree = _Tree()
-        paths = [tree.add(list(tokens), n) for tokens in answers]
-        layers = _Layers(self, cache, torch.arange(n)[None])
+        trees = [_Tree() for _ in prompts]
+        paths = [trees[r].add(list(tokens), len(prompts[r])) for r, tokens in zip(rows, answers)]
+        layers = _Layers(self, cache, key_positions)
         try:
-            steps = []
-            if tree.tokens:
-                logits = layers.forward([tree], [range(len(tree.tokens))])
+            normalised = None
+            if any(tree.tokens for tree in trees):
+                logits = layers.forward(trees, [range(len(tree.tokens)) for tree in trees])
                 normalised = at_least_float32(logits.logits) - logits.lse[:, None]
-                for path in paths:
-                    rows = torch.tensor([logits.index(0, node) for node in path], dtype=torch.long, device=normalised.device)
-                    steps.append(torch.cat([first_step[None], normalised[rows]]))
-            else:
-                steps = [first_step[None] for _ in answers]
+            steps = []
+            for r, path in zip(rows, paths):
+                if not path:
+                    steps.append(first_steps[r][None])
+                    continue
+                at = torch.tensor([logits.index(r, node) for node in path], dtype=torch.long, device=normalised.device)
+                steps.append(torch.cat([first_steps[r][None], normalised[at]]))
+            weights = log_weights if log_weights is not None else [0.0] * len(answers)
             items = [
-                ItemContext([*prompt_ids, *tokens], n, item_steps, item_requests, log_weight)
-                for tokens, item_steps, item_requests, log_weight in zip(
-                    answers, steps, requests, log_weights or [0.0] * len(answers)
-                )
+                ItemContext([*prompts[r], *tokens], len(prompts[r]), item_steps, item_requests, log_weight)
+                for r, tokens, item_steps, item_requests, log_weight in zip(rows, answers, steps, requests, weights)
             ]
-            return self._walk(items, [0] * len(items), [tree], layers, paths), steps
+            return self._walk(items, list(rows), trees, layers, paths), steps
         finally:
             layers.close()
 
@@ -185,7 +189,7 @@ class ContinuationScorer:
         frontier = [_Path(b, r, -1, 0, 0.0) for b, item in enumerate(items) for r in range(len(item.requests))]
         # a path may walk onto an answer's own node (its canonical tokens are the answer's): that
         # node's distribution is a step of the answer whose node it is
-        answer_steps = {node: (k, j + 1) for k, path in enumerate(anchors or []) for j, node in enumerate(path)}
+        answer_steps = {(rows[k], node): (k, j + 1) for k, path in enumerate(anchors or []) for j, node in enumerate(path)}
         nodes = None
         while frontier:
             reads = _Reads(items, nodes, rows)
@@ -195,8 +199,8 @@ class ContinuationScorer:
                 item = path.item
                 if path.node < 0:
                     where = (-1, items[item].requests[path.request].boundary)
-                elif path.node in answer_steps:
-                    item, step = answer_steps[path.node]
+                elif (rows[item], path.node) in answer_steps:
+                    item, step = answer_steps[(rows[item], path.node)]
                     where = (-1, step)
                 else:
                     where = (0, path.node)
