@@ -118,22 +118,49 @@ def paper_section(runs: Path) -> list[str]:
         "saw its own votes or gold.",
         "",
     ]
+    body, summary = [], []
     for set_key in ("hx", "ge", "se"):
         for short, model in MODELS.items():
             path = runs / f"{set_key}-seed0-{short}"
             run = finished(path)
-            out.append(f"### {SETS[set_key]}: {model}")
-            out.append("")
+            body.append(f"### {SETS[set_key]}: {model}")
+            body.append("")
             if run is None:
-                out += [missing(path, "paper", short), ""]
+                body += [missing(path, "paper", short), ""]
                 continue
-            out += [f"{len(run)} items, threshold 0.5.", "", estimator_table(run, PAPER_ROWS + EXACT_ROWS), ""]
-            out += ["Paired differences (A - B on the same resamples; * the 95% interval excludes 0):", ""]
+            body += [f"{len(run)} items, threshold 0.5.", "", estimator_table(run, PAPER_ROWS + EXACT_ROWS), ""]
+            body += ["Paired differences (A - B on the same resamples; * the 95% interval excludes 0):", ""]
             rows = difference_rows(run, PAPER_PAIRS)
-            out += [table(rows, "A - B"), ""]
-            out += [f"- {row['A - B']} ({row['asks']}): {row['reading']}" for row in rows]
-            out.append("")
-    return out
+            body += [table(rows, "A - B"), ""]
+            body += [f"- {row['A - B']} ({row['asks']}): {row['reading']}" for row in rows]
+            body.append("")
+            summary.append({"set": set_key, "model": short, **{row["A - B"]: row for row in rows}})
+    if summary:
+        out += [
+            "The reading, from the paired differences below (the paper's finding: `max` beats `first` on",
+            "macro-F1). Each cell: the difference A - B, * where its 95% interval excludes 0, and which",
+            "side that interval favours: (A), (B), or (=) when it holds 0.",
+            "",
+            "| set | model | max - first, first-token (macro-F1 / MAMD) | max - first, exact (macro-F1 / MAMD) |"
+            " max exact - max first-token (macro-F1 / MAMD) |",
+            "|---|---|---|---|---|",
+        ]
+        for row in summary:
+            cells = []
+            for pair in ("max@first-token - first@first-token", "max - first", "max - max@first-token"):
+                reading = dict(part.split(": ") for part in row[pair]["reading"].split("; "))
+                f1, mamd = row[pair]["macro_f1"], row[pair]["mamd"]
+                cells.append(
+                    f"{f1['value']:+.3f}{f1['mark']} {_short(reading['macro_f1'])} / "
+                    f"{mamd['value']:+.3f}{mamd['mark']} {_short(reading['mamd'])}"
+                )
+            out.append(f"| {row['set']} | {row['model']} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out + body
+
+
+def _short(verdict_text: str) -> str:
+    return {"A better": "(A)", "B better": "(B)"}.get(verdict_text, "(=)")
 
 
 def seeds_section(runs: Path) -> list[str]:
@@ -182,7 +209,9 @@ def judgement_section(runs: Path) -> list[str]:
             loaded = {p: finished(p, limit) for p, limit in limits.items()}
             lacking = [p for p in limits if loaded[p] is None]
             if lacking:
-                out += [missing(lacking[0], "judgements" if "seed" not in lacking[0].name else "paper", short), ""]
+                # the tweets' generation run belongs to the judgements stage, the others' to the paper's
+                stage = "paper" if "seed" in lacking[0].name and set_key != "tw" else "judgements"
+                out += [missing(lacking[0], stage, short), ""]
                 continue
             ids = sorted(set(loaded[unary].ids) & set(loaded[pairwise].ids) & set(loaded[generation].ids))
             views = {p: restrict(loaded[p], ids) for p in loaded}
@@ -360,8 +389,9 @@ def build(runs: Path) -> str:
         "these tables); edit those, not this file. -->",
         "",
         "Few-shot Qwen2.5-Coder-0.5B and -1.5B Instruct (the offline models that write several labels",
-        "because of the text), on CPU, under today's definitions: record format 3 (every tokenisation",
-        "and surface form of a label), scikit-learn's F1 convention (a label gold for no item and never",
+        "because of the text), float32 on 2 CPU cores (no GPU, 24 GB), under today's definitions:",
+        "record format 3 (every tokenisation and surface form of a label), scikit-learn's F1",
+        "convention (a label gold for no item and never",
         f"predicted scores 0), and a percentile bootstrap over items in id order ({RESAMPLES:,} resamples,",
         "seed 0, the same resamples for every row of a table). Each cell is the value [95% interval].",
         "Lower is better for MAMD, BCE and ECE; higher for F1 and Spearman. `oracle` is the vote",
