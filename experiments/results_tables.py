@@ -20,6 +20,7 @@ import numpy as np
 from labeldist.errors import DataError
 from labeldist.estimators import make_estimator, parse_estimator
 from labeldist.estimators.crossfit import CrossFit, fold_split
+from labeldist.estimators.unary_pairwise import Pairwise
 from labeldist.evaluation import evaluate, format_rows, marked
 from labeldist.metrics import evaluate_many
 from labeldist.metrics.registry import METRICS
@@ -226,6 +227,16 @@ def judgement_section(runs: Path) -> list[str]:
             scored = evaluate_many(probs, first.targets, first.gold, [0.5] * len(probs), n_resamples=RESAMPLES, versus=3)
             rows = [{"estimator": spec, **row} for (_, spec), row in zip(specs, scored)]
             out += [f"{len(ids)} items, threshold 0.5.", "", table(rows, "estimator"), ""]
+            # how decided the pairwise answers are: the raw pairwise row is only as good as that
+            outcomes = Pairwise().outcomes(views[pairwise])
+            k = len(views[pairwise].labels)
+            off = ~np.eye(k + 1, dtype=bool)
+            out += [
+                f"The pairwise answers: mean P(label beats none) {outcomes[:, :k, k].mean():.3f}; mean |P(i beats j) - 0.5|"
+                f" {np.abs(outcomes[:, off] - 0.5).mean():.3f}, both orders of each pair averaged"
+                " (0: no preference, 0.5: certain).",
+                "",
+            ]
             paired = [paired_row(spec, row) for (_, spec), row in zip(specs, scored) if spec != "max"]
             out += ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
             fitted = [
