@@ -111,6 +111,28 @@ def test_pruning_bounds_are_the_same(pairs, data, name):
 
 
 @pytest.mark.parametrize("name", ["llama-bpe", "llama-sp"])
+def test_pruning_relative_to_the_answer_is_the_same(pairs, data, name):
+    """``answer_weights`` (the marginal's node masses): spellings pruned when their probability
+    times the answer's weight is below the tolerance, alike in the hf backend's grouped tree
+    pass (two answers to one prompt) and in the lattice walk, and more than without weights."""
+    hf, exact = pairs[name]
+    first, second = prompts_for(data, "json")[:2]
+    prompts = [first, second, first]
+    forced = [' ["anger", "angered"]', ' ["optimism"]', " []"]
+    weights = [1e-3, 1e-2, 0.5]
+    fmt = get_answer_format("json")
+    options = {"forced_answers": forced, "last_slot_only": True}
+    weighted = hf.generate(prompts, LABELS, fmt, answer_weights=weights, **options)
+    assert_same(weighted, exact.generate(prompts, LABELS, fmt, answer_weights=weights, **options))
+    plain = exact.generate(prompts, LABELS, fmt, **options)
+
+    def width(generations):
+        return sum(float((s.label_probs_upper - s.label_probs_lower).sum()) for g in generations for s in g.slots)
+
+    assert width(weighted) > width(plain)
+
+
+@pytest.mark.parametrize("name", ["llama-bpe", "llama-sp"])
 def test_judgements_and_continuations(pairs, data, name):
     hf, exact = pairs[name]
     dev, pool = data

@@ -12,6 +12,7 @@ continuations. Everything else is here.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -138,7 +139,7 @@ class ExactBackend(PromptEncoding, Backend):
         save_hidden: bool = False,
         forced_answers: Sequence[str] | None = None,
         last_slot_only: bool = False,
-        answer_weights: Sequence[float] | None = None,  # pruning here is per slot (see Backend.generate)
+        answer_weights: Sequence[float] | None = None,
     ) -> list[Generation]:
         """Greedy answers (or ``forced_answers``) with their exact label slots, as the hf backend."""
         if save_hidden:
@@ -158,6 +159,9 @@ class ExactBackend(PromptEncoding, Backend):
             # an item the engine refused becomes a gap; the others are scored as a batch
             kept = [i for i, tokens in enumerate(generated) if not isinstance(tokens, ItemFailed)]
             started = time.perf_counter()
+            weights = [1.0] * len(prompts) if answer_weights is None else list(answer_weights)
+            if len(weights) != len(prompts) or not all(0 < w <= 1 for w in weights):
+                raise ValueError(f"answer_weights: {len(prompts)} probabilities in (0, 1] expected, got {weights}")
             scored = self._scored(
                 [prompts[i] for i in kept],
                 [encoded[i] for i in kept],
@@ -165,6 +169,7 @@ class ExactBackend(PromptEncoding, Backend):
                 labels,
                 answer_format,
                 last_slot_only,
+                [math.log(weights[i]) for i in kept],
             )
         finally:
             self._known.clear()
@@ -186,13 +191,18 @@ class ExactBackend(PromptEncoding, Backend):
             )
         return results
 
-    def _scored(self, prompts, encoded, generated, labels, answer_format, last_slot_only):
-        """Each answer (``generated`` after ``encoded``) prepared, with its slots."""
+    def _scored(self, prompts, encoded, generated, labels, answer_format, last_slot_only, log_weights=None):
+        """Each answer (``generated`` after ``encoded``) prepared, with its slots; ``log_weights``:
+        each answer's log-probability of being reached (pruning relative to the whole answer)."""
         prepared = [
             prepare_answer(p.answer_prefix, tokens, self.eos, self.texts, labels, answer_format, last_slot_only)
             for p, tokens in zip(prompts, generated)
         ]
-        items = [LatticeItem(list(ids) + answer.answer_ids, len(ids), answer.requests) for ids, answer in zip(encoded, prepared)]
+        log_weights = log_weights if log_weights is not None else [0.0] * len(prepared)
+        items = [
+            LatticeItem(list(ids) + answer.answer_ids, len(ids), answer.requests, log_weight)
+            for ids, answer, log_weight in zip(encoded, prepared, log_weights)
+        ]
         out = []
         for answer, item, (logprobs, pruned) in zip(prepared, items, self.scorer.score(items)):
             out.append(

@@ -83,6 +83,9 @@ class LatticeItem:
     context_ids: Sequence[int]
     prompt_length: int
     requests: Sequence[ScoreRequest]
+    # log-probability of reaching this context (a marginal trie node's mass): spellings are
+    # pruned when their probability times that is below the tolerance
+    log_weight: float = 0.0
 
 
 @dataclass
@@ -182,7 +185,7 @@ class LatticeScorer:
                 if completes(spec.data, spec.exact, spec.follow is not None, offset, length):
                     totals[path.row][path.request].append(logprob)
                     continue
-                if spec.exact is None and logprob < log_tolerance:
+                if spec.exact is None and logprob + items[path.row].log_weight < log_tolerance:
                     pruned[path.row][path.request] += math.exp(logprob)
                     continue
                 frontier.append(_Path(path.row, path.request, path.tokens + (token,), offset, logprob))
