@@ -305,3 +305,30 @@ def test_estimators_read_runs_only_through_the_arrays_view():
         if name.startswith("labeldist.runs") and name != "labeldist.runs.arrays"
     ]
     assert not found, found
+
+
+def test_the_fast_tier_covers_every_package():
+    """`make test-fast` (every test outside conftest.SLOW's whole files) imports every package
+    and top-level module of labeldist: no room is left to the slow tier alone."""
+    import conftest
+
+    whole_files = {entry for entry in conftest.SLOW if "::" not in entry}
+    imported = set()
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        if f"tests/{path.name}" in whole_files:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            imported |= {name.split(".")[1] for name in names if name.startswith("labeldist.")}
+            if isinstance(node, ast.ImportFrom) and node.module == "labeldist":
+                imported |= {alias.name for alias in node.names}
+    package = Path(__file__).resolve().parents[1] / "src" / "labeldist"
+    rooms = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    rooms |= {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
+    # rooms a fast test reaches through the command line rather than by importing them
+    through = {"training": ("test_finetune.py", "test_encoder.py")}  # labeldist finetune; the encoder estimator
+    for room, files in through.items():
+        assert all(f"tests/{name}" not in whole_files and (Path(__file__).parent / name).exists() for name in files)
+        imported.add(room)
+    assert sorted(rooms - imported) == []
