@@ -65,8 +65,8 @@ def summary(view: RunView) -> dict:
         "shots": config.get("shots"),
         "multilabel_share": config.get("multilabel_share"),
         "labels": list(view.labels),
-        "items": len(view.arrays),
-        "parsed_answers": int(view.arrays.parsed.sum()),
+        "items": len(view),
+        "parsed_answers": int(view.parsed.sum()),
         "labels_per_answer": rounded(counts.mean()),
         "answers_by_label_count": {str(k): int((counts == k).sum()) for k in range(int(counts.max(initial=0)) + 1)},
         "answers_with_repeats": int(repeats),
@@ -80,7 +80,7 @@ def slot1_sorted(view: RunView, source: str = "exact") -> np.ndarray:
     """Items x labels: slot 1's label probabilities renormalised over the label set, sorted in
     decreasing order. Items without a slot (unparseable answers) and, for ``first-token``,
     items whose slot 1 is the close (no label generated, no first-token numbers) are left out."""
-    arrays = view.arrays
+    arrays = view
     p1 = (arrays.slot_probs if source == "exact" else arrays.first_token)[:, 0, :]
     total = p1.sum(axis=1)
     keep = (arrays.n_slots > 0) & np.isfinite(total) & (total > 0)
@@ -91,7 +91,7 @@ def slot1_sorted(view: RunView, source: str = "exact") -> np.ndarray:
 def spikiness(view: RunView) -> dict:
     """Slot-1 spikiness of a run: stats by rank of the sorted renormalised label probabilities, top-1 shares, mass."""
     q = slot1_sorted(view)
-    arrays = view.arrays
+    arrays = view
     has = arrays.n_slots > 0
     raw = arrays.slot_probs[has, 0, :]
     out = {
@@ -167,12 +167,12 @@ def entropy_stats(view: RunView) -> dict:
 def labels_only_entropy(view: RunView) -> np.ndarray:
     """Per item: entropy (nats) of slot 1's label probabilities renormalised over the label set;
     NaN where slot 1 gives the labels no mass."""
-    p = view.arrays.slot_probs[:, 0, :]
+    p = view.slot_probs[:, 0, :]
     total = p.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = p / total
         h = np.where(q > 0, -q * np.log(q), 0.0).sum(axis=1)
-    h[~(np.isfinite(total[:, 0]) & (total[:, 0] > 0)) | (view.arrays.n_slots == 0)] = np.nan
+    h[~(np.isfinite(total[:, 0]) & (total[:, 0] > 0)) | (view.n_slots == 0)] = np.nan
     return h
 
 
@@ -182,7 +182,7 @@ def labels_only_entropy(view: RunView) -> np.ndarray:
 def label_order(view: RunView) -> dict:
     """Among answers with 2+ labels: the share of k-th labels that are gold, by k (and, for
     reference, the same over all answers with a k-th label)."""
-    gold = [set(np.asarray(view.labels)[row.astype(bool)]) for row in view.arrays.gold]
+    gold = [set(np.asarray(view.labels)[row.astype(bool)]) for row in view.gold]
     written = view.written()
     multi = [(w, g) for w, g in zip(written, gold) if len(w) >= 2]
     longest = max((len(w) for w in written), default=0)
@@ -205,7 +205,7 @@ def position_rank_counts(view: RunView, positions: int = 3) -> np.ndarray:
     k = len(view.labels)
     index = {label: j for j, label in enumerate(view.labels)}
     counts = np.zeros((positions, k), dtype=int)
-    p1 = view.arrays.slot_probs[:, 0, :]
+    p1 = view.slot_probs[:, 0, :]
     ranks = ranks_of(np.nan_to_num(p1, nan=-1.0))
     for i, written in enumerate(view.written()):
         for j, label in enumerate(written):
@@ -216,7 +216,7 @@ def position_rank_counts(view: RunView, positions: int = 3) -> np.ndarray:
 def first_vs_output(view: RunView) -> dict:
     """How often slot 1's most probable label is the one written first, and where the labels
     written later rank at slot 1 (the paper: the first distribution does not reflect the output)."""
-    arrays = view.arrays
+    arrays = view
     index = {label: j for j, label in enumerate(view.labels)}
     written = view.written()
     with_label = [i for i, w in enumerate(written) if w]
@@ -266,18 +266,18 @@ def analyze_runs(views: Sequence[RunView], attention: dict | None = None) -> dic
 def slot1_top_label(view: RunView) -> np.ndarray:
     """Per item: slot 1's largest label probability after renormalising over the labels (the
     spikiness of ``slot1_sorted``); NaN where slot 1 gives the labels no mass."""
-    p = view.arrays.slot_probs[:, 0, :]
+    p = view.slot_probs[:, 0, :]
     total = p.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         top = p.max(axis=1) / total
-    top[~(np.isfinite(total) & (total > 0)) | (view.arrays.n_slots == 0)] = np.nan
+    top[~(np.isfinite(total) & (total > 0)) | (view.n_slots == 0)] = np.nan
     return top
 
 
 def slot1_spearman(view: RunView) -> np.ndarray:
     """Per item: Spearman correlation of slot 1's label probabilities with the vote fractions (the
     internal ranking against the annotators); NaN without a slot or where either side is constant."""
-    arrays = view.arrays
+    arrays = view
     p = np.nan_to_num(arrays.slot_probs[:, 0, :])
     rho = spearman_per_item(p, arrays.targets)
     rho[arrays.n_slots == 0] = np.nan
@@ -306,12 +306,12 @@ def paired_differences(views: Sequence[RunView], n_resamples: int = 1000, seed: 
     for a in range(len(views)):
         for b in range(a + 1, len(views)):
             first, second = views[a], views[b]
-            position = {item_id: i for i, item_id in enumerate(second.arrays.ids)}
-            mine = [i for i, item_id in enumerate(first.arrays.ids) if item_id in position]
-            if first.labels != second.labels or not mine or 2 * len(mine) < min(len(first.arrays), len(second.arrays)):
+            position = {item_id: i for i, item_id in enumerate(second.ids)}
+            mine = [i for i, item_id in enumerate(first.ids) if item_id in position]
+            if first.labels != second.labels or not mine or 2 * len(mine) < min(len(first), len(second)):
                 continue
             mine = np.array(mine, dtype=int)
-            theirs = np.array([position[first.arrays.ids[i]] for i in mine], dtype=int)
+            theirs = np.array([position[first.ids[i]] for i in mine], dtype=int)
             row = {"first": first.name, "second": second.name, "items": len(mine)}
             rng = np.random.default_rng(seed)
             for key, get in PAIRED:

@@ -84,7 +84,7 @@ def png_bytes(fig) -> bytes:
 
 
 def _legend_name(view: RunView, n: int | None = None) -> str:
-    return f"{view.name} (n={len(view.arrays) if n is None else n})"
+    return f"{view.name} (n={len(view) if n is None else n})"
 
 
 def _percent(value: float) -> str:
@@ -131,8 +131,8 @@ def spikiness_figure(views: Sequence[RunView]):
         for r in range(q.shape[1]):
             x = positions[r] + rng.uniform(-width * 0.3, width * 0.3, len(q))
             ax.scatter(x, q[:, r], s=5, color=colour(i), alpha=0.35, linewidths=0)
-        has = view.arrays.n_slots > 0
-        mass = float(np.nanmean(view.arrays.slot_probs[has, 0, :].sum(axis=1))) if has.any() else float("nan")
+        has = view.n_slots > 0
+        mass = float(np.nanmean(view.slot_probs[has, 0, :].sum(axis=1))) if has.any() else float("nan")
         handles.append(
             plt.Rectangle(
                 (0, 0), 1, 1, facecolor=(*colour(i), 0.35), edgecolor=colour(i), label=f"{_legend_name(view, len(q))}: {mass:.0%}"
@@ -190,7 +190,7 @@ def entropy_figure(views: Sequence[RunView], stats: dict):
             for xs, m, r in zip(x, mean, rows):
                 # how many answers a point averages, where not all of the run's: above label
                 # points, below closing ones, so that points at one slot do not share a spot
-                if r[key]["n"] < len(view.arrays):
+                if r[key]["n"] < len(view):
                     closing = key == "closing_slots"
                     left.annotate(
                         f"n={r[key]['n']}",

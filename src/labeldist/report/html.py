@@ -194,7 +194,7 @@ def evaluation_section(views: Sequence[RunView], resamples: int) -> str:
         "vote fractions (gold 0/1 where a dataset has no votes).</p>",
     ]
     for view in views:
-        found = evaluation_files(view.path)
+        found = evaluation_files(Path(view.path))
         if found:
             tables = [(result, f"from <code>{_e(path)}</code>") for path, result in found]
         else:
@@ -381,13 +381,13 @@ def pick_examples(views: Sequence[RunView], count: int) -> list[tuple[str, list[
         if not remaining:
             break
         lead = remaining[0]
-        members = {v.name: set(v.arrays.ids) for v in views}
+        members = {v.name: set(v.ids) for v in views}
         order = sorted(
-            range(len(lead.arrays.ids)),
-            key=lambda i: (-sum(lead.arrays.ids[i] in ids for ids in members.values()), -min(lead.arrays.gold[i].sum(), 2), i),
+            range(len(lead.ids)),
+            key=lambda i: (-sum(lead.ids[i] in ids for ids in members.values()), -min(lead.gold[i].sum(), 2), i),
         )
         for i in order[:count]:
-            item_id = lead.arrays.ids[i]
+            item_id = lead.ids[i]
             runs = [v for v in views if item_id in members[v.name]]
             out.append((item_id, runs))
             shown.update(v.name for v in runs)
@@ -423,8 +423,8 @@ def examples_section(views: Sequence[RunView], count: int) -> str:
         lead = runs[0]
         if lead.name not in texts:
             texts[lead.name] = _item_texts(lead, [i for i, r in picked if r[0] is lead])
-        row0 = lead.arrays.ids.index(item_id)
-        gold = [label for label, g in zip(lead.labels, lead.arrays.gold[row0]) if g]
+        row0 = lead.ids.index(item_id)
+        gold = [label for label, g in zip(lead.labels, lead.gold[row0]) if g]
         text = texts[lead.name].get(item_id)
         if text is None:
             prompt = RunStore(lead.path).read_table(["id", "prompt"]).to_pandas().set_index("id").loc[item_id, "prompt"]
@@ -436,17 +436,17 @@ def examples_section(views: Sequence[RunView], count: int) -> str:
             + f"</div><div class='text'>{_e(text)}</div>"
         )
         for view in runs:
-            i = view.arrays.ids.index(item_id)
+            i = view.ids.index(item_id)
             labels = list(view.labels)
             slots = []
-            for k in range(int(view.arrays.n_slots[i])):
+            for k in range(int(view.n_slots[i])):
                 chosen = view.chosen[i][k]
-                values = [*view.arrays.slot_probs[i, k], view.arrays.stop[i, k]]
+                values = [*view.slot_probs[i, k], view.stop[i, k]]
                 slots.append(
                     f'<div class="slot"><h4>slot {k + 1}: {_e(chosen)}</h4>{_bars([*labels, STOP], values, chosen)}</div>'
                 )
-            heading = "vote fractions" if view.arrays.votes_available[i] else "gold (no annotator votes)"
-            votes = f'<div class="slot"><h4>{heading}</h4>{_bars(labels, view.arrays.targets[i], css="votes")}</div>'
+            heading = "vote fractions" if view.votes_available[i] else "gold (no annotator votes)"
+            votes = f'<div class="slot"><h4>{heading}</h4>{_bars(labels, view.targets[i], css="votes")}</div>'
             parts.append(
                 f"<h4>{_e(view.name)}: <code>{_e(view.answers[i])}</code></h4>"
                 f'<div class="slots">{"".join(slots) or "<i>no slots (unparseable answer)</i>"}{votes}</div>'

@@ -1,4 +1,6 @@
-"""A run's records as arrays: what estimators and metrics read."""
+"""A run folder as one reader: its records as arrays (what estimators and metrics read), the label
+chosen at each slot and the answers (what the analyses read), and run.json, read once. The API's
+:class:`labeldist.Run` wraps it; the report takes it as it is."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pyarrow.compute as pc
 from labeldist.errors import DataError
 from labeldist.prompts.methods import RunMethod
 from labeldist.runs.store import RunStore, manifest_method
+from labeldist.slots.locate import STOP
 
 
 @dataclass
@@ -51,6 +54,38 @@ class RunArrays:
     # run.json as load() read it: what views and evaluations read of the run's settings, so that
     # the folder's manifest is read once on the way to an analysis or an evaluation
     manifest: dict | None = None
+    name: str = ""  # shown in legends and tables (the folder's name unless given)
+    # per item: the label (or STOP, or None: unknown) chosen at each slot, and the answer text
+    chosen: list[list[str | None]] | None = None
+    answers: list[str] | None = None
+
+    @property
+    def config(self) -> dict:
+        """The run's config from run.json ({} if absent)."""
+        return (self.manifest or {}).get("config", {})
+
+    def written(self) -> list[list[str]]:
+        """Each answer's distinct known labels in the order first written."""
+        out = []
+        for slots in self.chosen or [[] for _ in self.ids]:
+            seen: list[str] = []
+            for label in slots:
+                if label is not None and label != STOP and label not in seen:
+                    seen.append(label)
+            out.append(seen)
+        return out
+
+    def entropy(self) -> np.ndarray:
+        """Items x slots entropy (nats) of label + stop probabilities renormalised; NaN past an
+        item's last slot."""
+        p = np.concatenate([self.slot_probs, self.stop[..., None]], axis=-1)
+        total = p.sum(axis=-1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = p / total
+            terms = np.where(q > 0, -q * np.log(q), 0.0)
+        h = terms.sum(axis=-1)
+        h[~np.isfinite(total[..., 0]) | (total[..., 0] <= 0)] = np.nan
+        return h
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -63,7 +98,8 @@ class RunArrays:
         picked = {name: getattr(self, name)[index] for name in PER_ITEM}
         answers = None if self.answer_logprobs is None else self.answer_logprobs[index]
         optional = {name: None if getattr(self, name) is None else getattr(self, name)[index] for name in ("sampled", *MARGINAL)}
-        return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, **optional, **picked)
+        texts = {name: None if getattr(self, name) is None else [getattr(self, name)[i] for i in index] for name in TEXTS}
+        return replace(self, ids=[self.ids[i] for i in index], answer_logprobs=answers, **optional, **picked, **texts)
 
     def hidden_states(self, layer: int) -> np.ndarray:
         """items x hidden: one layer's first-slot state for each item, in this view's order
@@ -100,8 +136,9 @@ class RunArrays:
         return [text[item_id] for item_id in self.ids]
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> RunArrays:
-        """Read a run's records column-wise with Arrow (no Python loop over items or slots)."""
+    def load(cls, run_dir: str | Path, name: str | None = None) -> RunArrays:
+        """Read a run's records column-wise with Arrow (no Python loop over items or slots);
+        ``name`` for legends and tables (default: the folder's name)."""
         store = RunStore(run_dir)
         manifest = store.read_manifest()
         labels = tuple(manifest["labels"])
@@ -113,7 +150,7 @@ class RunArrays:
             + (("sampled_labels",) if draws else ())
             + (("marginal_unsettled", *MARGINAL) if marginal else ())
         )
-        table = store.read_table(COLUMNS + extra)
+        table = store.read_table(COLUMNS + ("answer",) + extra)
         n, k = table.num_rows, len(labels)
 
         slots = table.column("slots").combine_chunks()
@@ -129,6 +166,9 @@ class RunArrays:
         slot_probs[item_of_slot, position] = _vectors(flat.field("label_probs"), k, str(run_dir), "label_probs")
         first_token[item_of_slot, position] = _vectors(flat.field("first_token_probs"), k, str(run_dir), "first_token_probs")
         stop[item_of_slot, position] = flat.field("stop_prob").to_numpy(zero_copy_only=False)
+        chosen_flat = flat.field("chosen").to_pylist()
+        starts = np.cumsum(n_slots) - n_slots
+        chosen = [chosen_flat[start : start + count] for start, count in zip(starts.tolist(), n_slots.tolist())]
 
         targets = _vectors(table.column("vote_fractions").combine_chunks(), k, str(run_dir), "vote_fractions")
         answers = None
@@ -173,6 +213,9 @@ class RunArrays:
             questions=manifest.get("questions"),
             sampled=sampled,
             manifest=manifest,
+            name=name or Path(run_dir).name,
+            chosen=chosen,
+            answers=table.column("answer").to_pylist(),
             **bounds,
         )
 
@@ -180,6 +223,8 @@ class RunArrays:
 # the per-item arrays (first axis: items)
 PER_ITEM = ("slot_probs", "first_token", "stop", "n_slots", "generated", "gold", "targets", "votes_available", "parsed")
 COLUMNS = ("id", "parsed", "labels", "gold", "vote_fractions", "votes_available", "slots")
+# the per-item lists of strings
+TEXTS = ("chosen", "answers")
 # the optional arrays of a --marginal run
 MARGINAL = ("marginal_lower", "marginal_upper", "marginal_off_format", "marginal_unexpanded")
 

@@ -99,7 +99,7 @@ def summarize_sweep(out: str | Path, n_resamples: int = 500) -> dict:
     if differing:
         shown = "; ".join(f"{k}: {v}" for k, v in differing.items())
         raise DataError(str(out), None, f"the sweep's runs differ in more than the share ({shown})")
-    ids = [tuple(v.arrays.ids) for v in views]
+    ids = [tuple(v.ids) for v in views]
     rows = []
     for (share, path), view in zip(entries, views):
         counts = np.array([len(w) for w in view.written()], dtype=float)
@@ -109,7 +109,7 @@ def summarize_sweep(out: str | Path, n_resamples: int = 500) -> dict:
             {
                 "share": share,
                 "run": path.name,
-                "items": len(view.arrays),
+                "items": len(view),
                 "multilabel_demonstrations": _multilabel_demonstrations(view),
                 "labels_per_answer": mean_interval(counts),
                 "answers_with_2plus": rounded((counts >= 2).mean()),
