@@ -1,4 +1,7 @@
-"""Bradley–Terry strengths from (soft) pairwise outcomes, many items at once.
+"""Bradley–Terry strengths from (soft) pairwise outcomes, many items at once (R. A. Bradley and
+M. E. Terry, Biometrika 39, 1952; the likelihood's concavity and its maximisation as in D. R.
+Hunter, "MM algorithms for generalized Bradley-Terry models", Annals of Statistics 32, 2004,
+here by Newton's method).
 
 Model: P(i beats j) = sigmoid(s_i - s_j). ``wins[..., i, j]`` is how much i beat j — a count,
 or a probability (a soft outcome: the model's P(i is the better label)); i and j were compared

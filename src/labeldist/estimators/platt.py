@@ -3,7 +3,9 @@
 The model's raw label probabilities are typically far too small or too large (a 135M model
 answering ``[]`` gives every label a few percent); Platt scaling maps a feature of them through a
 fitted sigmoid, p = sigmoid(a * x + b), with soft targets: the calibration items' vote fractions
-(gold 0/1 where there are no votes), loss = soft binary cross-entropy.
+(gold 0/1 where there are no votes), loss = soft binary cross-entropy. The method is Platt's
+(J. Platt, "Probabilistic outputs for support vector machines and comparisons to regularized
+likelihood methods", Advances in Large Margin Classifiers, 1999).
 
 Features (x), from a base slot estimator's probability p (default ``max``):
 

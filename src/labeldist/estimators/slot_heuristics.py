@@ -9,6 +9,10 @@ Each turns the slots of an item into one probability per label:
   independent draws;
 - ``output``: 1 for labels in the answer, ``epsilon`` otherwise.
 
+The slot readings and the first-token approximation are those of "Large Language Models Do
+Multi-Label Classification Differently" (EMNLP 2025, arXiv 2505.17510), the research code
+labeldist starts from.
+
 ``source="exact"`` reads the exact label probabilities; ``source="first-token"`` the original
 method's first-token approximation, so the two can be compared (closing slots carry no
 first-token numbers and are skipped there). An item whose answer could not be parsed has no

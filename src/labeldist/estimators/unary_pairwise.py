@@ -4,6 +4,10 @@
 - ``pairwise``: Bradley–Terry strengths fitted per item to the soft outcomes of every ordered
   pair, P(i beats j) = average over both orders of the model's P(i is named), then
   P(label) = sigmoid(s_label - s_none): how likely the label beats "no label".
+
+The pairwise model is Bradley and Terry's (R. A. Bradley and M. E. Terry, "Rank analysis of
+incomplete block designs: I. The method of paired comparisons", Biometrika 39, 1952); its fit is
+in :mod:`labeldist.estimators.bradley_terry`.
 """
 
 from __future__ import annotations

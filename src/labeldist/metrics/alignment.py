@@ -14,7 +14,9 @@ resamples).
   (including items with a single label); the scalar wrapper skips NaN items and can report how many.
 - ECE over all (item, label) pairs, equal-width bins on p (bin = min(floor(p * n_bins), n_bins - 1),
   so p = 1 falls in the last bin): sum over bins of (share of pairs in the bin) * |mean p - mean t|,
-  with soft t. In [0, 1].
+  with soft t. In [0, 1]. Binned ECE as in M. P. Naeini, G. Cooper and M. Hauskrecht,
+  "Obtaining well calibrated probabilities using Bayesian binning" (AAAI 2015) and C. Guo et al.,
+  "On calibration of modern neural networks" (ICML 2017), here over (item, label) pairs.
 """
 
 from __future__ import annotations
