@@ -204,3 +204,27 @@ def test_evaluate_is_a_table_of_values_and_intervals(api_runs):
     compared = ld.compare([run])
     assert set(compared["estimator"]) == {"max", "platt", "oracle", "prior"}
     assert compared.set_index("estimator").loc["max", "mamd"] == pytest.approx(table.loc[("max", "mamd"), "value"])
+
+
+def test_run_takes_every_run_setting_with_the_run_configs_defaults():
+    """labeldist.run spells its settings out (its documented signature); this keeps them from
+    drifting from RunConfig: every setting is a parameter, with RunConfig's default, except the
+    ones the call resolves (the backend from the model, options None -> {}, the required ones)."""
+    import dataclasses
+
+    from labeldist.runs import RunConfig
+
+    params = inspect.signature(ld.run).parameters
+    resolved = {"backend": None, "options": None, "data_dir": None, "split": "test", "model": ld.DEFAULT_MODEL}
+    for field in dataclasses.fields(RunConfig):
+        if field.name == "backend_settings":  # built from device, dtype, quantization, prune_tolerance, ...
+            assert {"device", "dtype", "quantization", "prune_tolerance", "backend_options"} <= set(params)
+            continue
+        assert field.name in params, field.name
+        if field.name == "dataset":
+            continue
+        if field.name in resolved:
+            assert params[field.name].default == resolved[field.name], field.name
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        assert params[field.name].default == default, field.name
