@@ -151,7 +151,7 @@ test: install browser llama-server floor-env vllm
 	$(MAKE) --no-print-directory test-vllm
 
 # docs/results.md from scratch: every run (resumable: a second call reuses finished runs; days of
-# CPU for the 1.5B, hours on a GPU), then every table. STAGES / MODELS narrow it (see the script).
+# CPU for the 1.5B, hours on a GPU), then every table. STAGES / MODELS / SETS narrow it (see the script).
 results: models-extra
 	bash experiments/results.sh
 	$(PY) experiments/results_tables.py runs/results docs/results.md
