@@ -284,8 +284,8 @@ LEWIDI = (
         "the best soft-label score, joint first (Staliunaite and Vlachos, NLPerspectives 2025)",
     ),
     ("brexit", "HS-Brexit (LeWiDi 2023), test, 168 items: the hate-speech label", ("hate",), "bce", None, ""),
-    ("md", "MD-Agreement (LeWiDi 2023), the first 200 test items", None, "bce", None, ""),
-    ("armis", "ArMIS (LeWiDi 2023), the first 200 test items", None, "bce", None, ""),
+    ("md", "MD-Agreement (LeWiDi 2023), test, at most 200 items", None, "bce", None, ""),
+    ("armis", "ArMIS (LeWiDi 2023), test, at most 200 items", None, "bce", None, ""),
 )
 LEWIDI_ROWS = ("first", "max", "platt-shared", "prior")
 
