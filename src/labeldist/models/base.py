@@ -120,6 +120,16 @@ class Generation:
         )
 
 
+def answer_log_weights(answer_weights: Sequence[float] | None, count: int) -> list[float]:
+    """The log of each forced answer's weight (:meth:`Backend.generate`'s ``answer_weights``;
+    0.0 each when there are none), or a ValueError when they are not ``count`` probabilities in (0, 1]."""
+    if answer_weights is None:
+        return [0.0] * count
+    if len(answer_weights) != count or not all(0 < w <= 1 for w in answer_weights):
+        raise ValueError(f"answer_weights: {count} probabilities in (0, 1] expected, got {list(answer_weights)}")
+    return [float(np.log(w)) for w in answer_weights]
+
+
 def draw_seed(seed: int, item_id: str, draw: int) -> int:
     """The seed of one sampled answer (31 bits: what every server's ``seed`` field takes), from
     the run's seed, the item's id and the draw's number, so draws do not depend on batching."""

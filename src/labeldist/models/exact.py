@@ -12,7 +12,6 @@ continuations. Everything else is here.
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Backend, Generation, draw_seed
+from labeldist.models.base import Backend, Generation, answer_log_weights, draw_seed
 from labeldist.models.encoding import PromptEncoding, special_token_strings
 from labeldist.models.slot_plans import first_token_ids, prepare_answer, slot_distributions
 from labeldist.prompts import AnswerFormat, Prompt
@@ -144,6 +143,7 @@ class ExactBackend(PromptEncoding, Backend):
         """Greedy answers (or ``forced_answers``) with their exact label slots, as the hf backend."""
         if save_hidden:
             raise ModelError(f"{type(self).__name__} does not return hidden states; run --save-hidden with --backend hf")
+        log_weights = answer_log_weights(answer_weights, len(prompts))
         labels = tuple(labels)
         rendered, encoded = map(list, zip(*(self.encode_prompt(p) for p in prompts)))
         started = time.perf_counter()
@@ -159,9 +159,6 @@ class ExactBackend(PromptEncoding, Backend):
             # an item the engine refused becomes a gap; the others are scored as a batch
             kept = [i for i, tokens in enumerate(generated) if not isinstance(tokens, ItemFailed)]
             started = time.perf_counter()
-            weights = [1.0] * len(prompts) if answer_weights is None else list(answer_weights)
-            if len(weights) != len(prompts) or not all(0 < w <= 1 for w in weights):
-                raise ValueError(f"answer_weights: {len(prompts)} probabilities in (0, 1] expected, got {weights}")
             scored = self._scored(
                 [prompts[i] for i in kept],
                 [encoded[i] for i in kept],
@@ -169,7 +166,7 @@ class ExactBackend(PromptEncoding, Backend):
                 labels,
                 answer_format,
                 last_slot_only,
-                [math.log(weights[i]) for i in kept],
+                [log_weights[i] for i in kept],
             )
         finally:
             self._known.clear()

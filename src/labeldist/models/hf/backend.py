@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from labeldist.errors import ModelError
-from labeldist.models.base import Backend, Capabilities, Generation, draw_seed
+from labeldist.models.base import Backend, Capabilities, Generation, answer_log_weights, draw_seed
 from labeldist.models.encoding import PromptEncoding, special_token_strings
 from labeldist.models.hf.scoring import (
     AnswerContext,
@@ -229,11 +229,7 @@ class HFBackend(PromptEncoding, Backend):
         score only each answer's last slot (the marginal's trie needs nothing else).
         ``answer_weights``: tokenisations are pruned when their probability times the answer's
         weight is below the tolerance (:meth:`Backend.generate`)."""
-        log_weights = [0.0] * len(prompts)
-        if answer_weights is not None:
-            if len(answer_weights) != len(prompts) or not all(0 < w <= 1 for w in answer_weights):
-                raise ValueError(f"answer_weights: {len(prompts)} probabilities in (0, 1] expected, got {list(answer_weights)}")
-            log_weights = [float(np.log(w)) for w in answer_weights]
+        log_weights = answer_log_weights(answer_weights, len(prompts))
         labels = tuple(labels)
         rendered, encoded = map(list, zip(*(self.encode_prompt(p) for p in prompts)))
         forced = None
@@ -249,11 +245,10 @@ class HFBackend(PromptEncoding, Backend):
         decode_seconds = time.perf_counter() - started
         started = time.perf_counter()
         items = [
-            self._prepare(i, prompt, encoded[i], state, labels, answer_format, last_slot_only) for i, prompt in enumerate(prompts)
+            self._prepare(i, prompt, encoded[i], state, labels, answer_format, last_slot_only, log_weights[i])
+            for i, prompt in enumerate(prompts)
         ]
         contexts = [item.context for item in items]
-        for context, log_weight in zip(contexts, log_weights):
-            context.log_weight = log_weight
         scored = self.scorer.score_batch_bounded(contexts, state["cache"], self._key_positions(state, encoded))
         results = [
             self._assemble(i, item, logprobs, pruned, rendered[i], state, labels, save_hidden)
@@ -281,7 +276,7 @@ class HFBackend(PromptEncoding, Backend):
         ]
         decode_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        scored, steps = self.scorer.score_given_answers(
+        scored, contexts = self.scorer.score_given_answers(
             unique,
             state["cache"],
             self._key_positions(state, unique),
@@ -293,8 +288,7 @@ class HFBackend(PromptEncoding, Backend):
         )
         done = {"finished": [len(tokens) > 0 for tokens in forced], "generated": forced, "hidden": []}
         results = []
-        for i, (answer, (logprobs, pruned), answer_steps) in enumerate(zip(prepared, scored, steps)):
-            context = ItemContext([*encoded[i], *answer.answer_ids], len(encoded[i]), answer_steps, answer.requests)
+        for i, (answer, (logprobs, pruned), context) in enumerate(zip(prepared, scored, contexts)):
             results.append(self._assemble(i, _PreparedItem(answer, context), logprobs, pruned, rendered[i], done, labels, False))
         slot_seconds = time.perf_counter() - started
         for generation in results:
@@ -423,7 +417,7 @@ class HFBackend(PromptEncoding, Backend):
         if self._prefix_cache is None or self._prefix_cache[0] != key:
             # the part this prefix shares with the last one (the demonstrations, when the
             # marginal or the sampler walks prompts one at a time) is taken from it, not recomputed
-            known = _common_prefix_length([list(self._prefix_cache[0]), list(key)]) if self._prefix_cache else 0
+            known = _common_prefix_length([self._prefix_cache[0], key]) if self._prefix_cache else 0
             known = min(known, shared - 1)
             base = DynamicCache()
             if known >= MIN_SHARED_PREFIX:
@@ -466,11 +460,12 @@ class HFBackend(PromptEncoding, Backend):
             rows.append(torch.where(invalid, torch.full_like(index, -1), positions))
         return torch.stack(rows)
 
-    def _prepare(self, i, prompt, encoded, state, labels, fmt, last_slot_only: bool = False) -> _PreparedItem:
-        """An answer's slots and the continuations to score for them."""
+    def _prepare(self, i, prompt, encoded, state, labels, fmt, last_slot_only: bool = False, log_weight=0.0) -> _PreparedItem:
+        """An answer's slots and the continuations to score for them (``log_weight``: the log of
+        the answer's weight, see :meth:`generate`)."""
         prepared = prepare_answer(prompt.answer_prefix, state["generated"][i], self.eos, self.texts, labels, fmt, last_slot_only)
         steps = state["steps"][: len(prepared.answer_ids) + 1, i]
-        context = ItemContext(list(encoded) + prepared.answer_ids, len(encoded), steps, prepared.requests)
+        context = ItemContext(list(encoded) + prepared.answer_ids, len(encoded), steps, prepared.requests, log_weight)
         return _PreparedItem(prepared, context)
 
     def _assemble(self, i, item: _PreparedItem, logprobs, pruned, rendered, state, labels, save_hidden) -> Generation:
@@ -662,7 +657,7 @@ def _restore_dtypes(model, saved: dict[str, torch.dtype]) -> None:
             tensor.data = tensor.data.to(saved[name])
 
 
-def _common_prefix_length(sequences: list[list[int]]) -> int:
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     first = sequences[0]
     n = min(len(s) for s in sequences)
     for j in range(n):

@@ -143,7 +143,7 @@ class ContinuationScorer:
         answers: Sequence[Sequence[int]],
         requests,
         log_weights: Sequence[float] | None = None,
-    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[torch.Tensor]]:
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[ItemContext]]:
         """:meth:`score_batch_bounded` for given answers, several to a prompt (the marginal's
         nodes), over one copy of each prompt: prompt r sits in row r of ``cache``
         (``key_positions`` as for :meth:`score_batch_bounded`), ``first_steps[r]`` is the
@@ -151,8 +151,8 @@ class ContinuationScorer:
         go in as one trie (answers sharing their first tokens share those nodes) in one tree
         pass for all rows, and each answer's slots hang off its own path: no row repeats a prompt
         or pads to a longer answer, and the nodes of every prompt share each pass.
-        Returns, per answer, what :meth:`score_batch_bounded` returns, and its step
-        log-distributions (after the prompt and after each answer token)."""
+        Returns, per answer, what :meth:`score_batch_bounded` returns, and its context (prompt
+        and answer, with the step log-distributions after the prompt and each answer token)."""
         trees = [_Tree() for _ in prompts]
         paths = [trees[r].add(list(tokens), len(prompts[r])) for r, tokens in zip(rows, answers)]
         layers = _Layers(self, cache, key_positions)
@@ -173,7 +173,7 @@ class ContinuationScorer:
                 ItemContext([*prompts[r], *tokens], len(prompts[r]), item_steps, item_requests, log_weight)
                 for r, tokens, item_steps, item_requests, log_weight in zip(rows, answers, steps, requests, weights)
             ]
-            return self._walk(items, list(rows), trees, layers, paths), steps
+            return self._walk(items, list(rows), trees, layers, paths), items
         finally:
             layers.close()
 
@@ -196,11 +196,11 @@ class ContinuationScorer:
             pending = []  # (path, read id, token, bytes consumed or -1 when the read completes the text)
             for path in frontier:
                 spec = specs[path.item][path.request]
-                item = path.item
+                reader = path.item  # the item whose steps (or row's nodes) the read comes from
                 if path.node < 0:
-                    where = (-1, items[item].requests[path.request].boundary)
-                elif (rows[item], path.node) in answer_steps:
-                    item, step = answer_steps[(rows[item], path.node)]
+                    where = (-1, items[reader].requests[path.request].boundary)
+                elif (rows[reader], path.node) in answer_steps:
+                    reader, step = answer_steps[(rows[reader], path.node)]
                     where = (-1, step)
                 else:
                     where = (0, path.node)
@@ -213,23 +213,22 @@ class ContinuationScorer:
                     self.texts, spec.data, path.offset, spec.exact, terminated, can_follow, spec.starts
                 ):
                     if token == FOLLOW:
-                        pending.append((path, reads.follow(item, *where, spec.follow[0]), -1, -1))
+                        pending.append((path, reads.follow(reader, *where, spec.follow[0]), -1, -1))
                     else:
-                        pending.append((path, reads.token(item, *where, token), token, length))
+                        pending.append((path, reads.token(reader, *where, token), token, length))
             values = reads.resolve()
             frontier = []
             new_nodes: list[list[int]] = [[] for _ in trees]
             for path, read, token, length in pending:
-                spec = specs[path.item][path.request]
+                spec, item = specs[path.item][path.request], items[path.item]
                 logprob = path.logprob + values[read]
                 offset = path.offset + length
                 if completes(spec.data, spec.exact, spec.follow is not None, offset, length):
                     totals[path.item][path.request].append(logprob)
                     continue
-                if spec.exact is None and logprob + items[path.item].log_weight < log_tolerance:
+                if spec.exact is None and logprob + item.log_weight < log_tolerance:
                     pruned[path.item][path.request] += math.exp(logprob)
                     continue
-                item = items[path.item]
                 boundary = item.requests[path.request].boundary
                 parent, cut = path.node, item.prompt_length + boundary
                 if anchors is not None:
