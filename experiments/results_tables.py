@@ -21,7 +21,7 @@ from labeldist.errors import DataError
 from labeldist.estimators import make_estimator, parse_estimator
 from labeldist.estimators.crossfit import CrossFit, fold_split
 from labeldist.estimators.unary_pairwise import Pairwise
-from labeldist.evaluation import evaluate, format_rows, marked
+from labeldist.evaluation import cross_fitted_prior, evaluate, format_rows, marked
 from labeldist.metrics import evaluate_many
 from labeldist.metrics.registry import METRICS
 from labeldist.runs.arrays import RunArrays
@@ -316,19 +316,8 @@ def lewidi_section(runs: Path) -> list[str]:
                 if columns is None
                 else np.array([list(run.labels).index(label) for label in columns], dtype=int)
             )
-            probs = []
-            for spec in LEWIDI_ROWS:
-                if spec == "prior":  # each label's mean vote fraction on the other folds, as evaluate's row
-                    prior = np.empty(run.targets.shape)
-                    for train, _, where in fold_split(run, FOLDS, 0):
-                        prior[where] = train.targets.mean(axis=0)
-                    probs.append(prior[:, keep])
-                    continue
-                name, params, source_name = parse_estimator(spec)
-                estimator = make_estimator(name, source_name, **params)
-                if estimator.learns:
-                    estimator = CrossFit(estimator, FOLDS)
-                probs.append(np.asarray(estimator.fit(run).predict_proba(run), dtype=float)[:, keep])
+            run = restrict(run, sorted(run.ids))  # id order, as evaluate bootstraps and folds
+            probs = [predict(run, spec)[:, keep] for spec in LEWIDI_ROWS]
             scored = evaluate_many(
                 probs, run.targets[:, keep], run.gold[:, keep], [0.5] * len(probs), n_resamples=RESAMPLES, versus=1
             )
@@ -380,8 +369,14 @@ def restrict(run: RunArrays, ids: Sequence[str]) -> RunArrays:
 
 
 def predict(run: RunArrays, spec: str) -> np.ndarray:
+    """``spec``'s probabilities for ``run``; what learns is cross-fitted on ``run`` as evaluate does
+    (the same folds), and ``prior`` is evaluate's cross-fitted row."""
+    if spec == "prior":
+        return cross_fitted_prior(run, fold_split(run, FOLDS, 0))
     name, params, source = parse_estimator(spec)
-    return np.asarray(make_estimator(name, source, **params).fit(None).predict_proba(run), dtype=float)
+    estimator = make_estimator(name, source, **params)
+    estimator = CrossFit(estimator, FOLDS).fit(run) if estimator.learns else estimator.fit(None)
+    return np.asarray(estimator.predict_proba(run), dtype=float)
 
 
 def table(rows: list[dict], key: str) -> str:

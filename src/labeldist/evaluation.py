@@ -143,10 +143,7 @@ def evaluate(
         predictions[spec] = (np.asarray(estimator.predict_proba(run), dtype=float), cut)
     predictions["oracle"] = (run.targets, 0.5)
     if cross_fit is not None:
-        prior = np.empty(run.targets.shape)
-        for train, _, where in folds:
-            prior[where] = train.targets.mean(axis=0)
-        predictions["prior"] = (prior, 0.5)
+        predictions["prior"] = (cross_fitted_prior(run, folds), 0.5)
     elif calibration is not None:
         predictions["prior"] = (np.broadcast_to(calibration.targets.mean(axis=0), run.targets.shape), 0.5)
     else:
@@ -310,6 +307,15 @@ def marked(difference: dict, metrics: Sequence[str] = METRICS) -> dict:
         cell["mark"] = "*" if cell["low"] > 0 or cell["high"] < 0 else ""
         out[metric] = cell
     return out
+
+
+def cross_fitted_prior(run: RunArrays, folds) -> np.ndarray:
+    """The ``prior`` row under cross-fitting: each item gets each label's mean vote fraction on
+    the other folds (``folds``: :func:`~labeldist.estimators.crossfit.fold_split` of ``run``)."""
+    prior = np.empty(run.targets.shape)
+    for train, _, where in folds:
+        prior[where] = train.targets.mean(axis=0)
+    return prior
 
 
 def _cell(value) -> str:

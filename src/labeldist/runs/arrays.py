@@ -56,6 +56,7 @@ class RunArrays:
     manifest: dict | None = None
     name: str = ""  # shown in legends and tables (the folder's name unless given)
     # per item: the label (or STOP, or None: unknown) chosen at each slot, and the answer text
+    # (read by load(texts=True): the analyses need them, estimators do not)
     chosen: list[list[str | None]] | None = None
     answers: list[str] | None = None
 
@@ -66,8 +67,10 @@ class RunArrays:
 
     def written(self) -> list[list[str]]:
         """Each answer's distinct known labels in the order first written."""
+        if self.chosen is None:
+            raise ValueError(f"{self.path}: loaded without its chosen labels (RunArrays.load(..., texts=True))")
         out = []
-        for slots in self.chosen or [[] for _ in self.ids]:
+        for slots in self.chosen:
             seen: list[str] = []
             for label in slots:
                 if label is not None and label != STOP and label not in seen:
@@ -136,9 +139,10 @@ class RunArrays:
         return [text[item_id] for item_id in self.ids]
 
     @classmethod
-    def load(cls, run_dir: str | Path, name: str | None = None) -> RunArrays:
+    def load(cls, run_dir: str | Path, name: str | None = None, texts: bool = False) -> RunArrays:
         """Read a run's records column-wise with Arrow (no Python loop over items or slots);
-        ``name`` for legends and tables (default: the folder's name)."""
+        ``name`` for legends and tables (default: the folder's name); ``texts``: also each
+        slot's chosen label and the answers (what the analyses read)."""
         store = RunStore(run_dir)
         manifest = store.read_manifest()
         labels = tuple(manifest["labels"])
@@ -150,7 +154,7 @@ class RunArrays:
             + (("sampled_labels",) if draws else ())
             + (("marginal_unsettled", *MARGINAL) if marginal else ())
         )
-        table = store.read_table(COLUMNS + ("answer",) + extra)
+        table = store.read_table(COLUMNS + (("answer",) if texts else ()) + extra)
         n, k = table.num_rows, len(labels)
 
         slots = table.column("slots").combine_chunks()
@@ -166,9 +170,11 @@ class RunArrays:
         slot_probs[item_of_slot, position] = _vectors(flat.field("label_probs"), k, str(run_dir), "label_probs")
         first_token[item_of_slot, position] = _vectors(flat.field("first_token_probs"), k, str(run_dir), "first_token_probs")
         stop[item_of_slot, position] = flat.field("stop_prob").to_numpy(zero_copy_only=False)
-        chosen_flat = flat.field("chosen").to_pylist()
-        starts = np.cumsum(n_slots) - n_slots
-        chosen = [chosen_flat[start : start + count] for start, count in zip(starts.tolist(), n_slots.tolist())]
+        chosen = None
+        if texts:
+            chosen_flat = flat.field("chosen").to_pylist()
+            starts = np.cumsum(n_slots) - n_slots
+            chosen = [chosen_flat[start : start + count] for start, count in zip(starts.tolist(), n_slots.tolist())]
 
         targets = _vectors(table.column("vote_fractions").combine_chunks(), k, str(run_dir), "vote_fractions")
         answers = None
@@ -215,7 +221,7 @@ class RunArrays:
             manifest=manifest,
             name=name or Path(run_dir).name,
             chosen=chosen,
-            answers=table.column("answer").to_pylist(),
+            answers=table.column("answer").to_pylist() if texts else None,
             **bounds,
         )
 

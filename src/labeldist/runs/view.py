@@ -17,7 +17,7 @@ RunView = RunArrays
 def load_view(path: str | Path, name: str | None = None) -> RunArrays:
     """A generation run, read once (a clear error for anything else)."""
     path = Path(path)
-    view = RunArrays.load(path, name)  # names the folder when it is not a run
+    view = RunArrays.load(path, name, texts=True)  # names the folder when it is not a run
     if view.method.judges:
         raise DataError(str(path), None, f"is a {view.method} run: the analyses read the label slots of generated answers")
     if len(view) == 0:
