@@ -27,6 +27,12 @@ declare -A MODEL=([qwen05]=qwen2.5-coder-0.5b-instruct [qwen15]=qwen2.5-coder-1.
 MODELS=${MODELS:-qwen05 qwen15}
 STAGES=${STAGES:-judgements paper seeds marginal lewidi}
 SETS=${SETS:-}
+for short in $MODELS; do
+  [ -n "${MODEL[$short]:-}" ] || { echo "unknown model $short in MODELS (qwen05 qwen15)" >&2; exit 2; }
+done
+for set in $SETS; do
+  case $set in hx|ge|se|tw|varierr|brexit|md|armis) ;; *) echo "unknown set $set in SETS (hx ge se tw varierr brexit md armis)" >&2; exit 2 ;; esac
+done
 IDS=$SHARED/data/paper_eval_ids
 data() {  # the dataset options of one set
   case $1 in
