@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from labeldist.cli import main
 from labeldist.evaluation import evaluate
@@ -34,6 +35,11 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     runs.mkdir()
     for name in ("hx-seed0-qwen05", "tw-seed0-qwen05", "varierr-seed0-qwen05"):
         shutil.copytree(generation, runs / name)
+    # one run's records out of id order (a resumed run's are): the tables must still bootstrap in id order
+    for part in sorted((runs / "varierr-seed0-qwen05" / "records").glob("*.parquet")):
+        records = pq.read_table(part)
+        pq.write_table(records.take(list(reversed(range(records.num_rows)))), part)
+    assert RunArrays.load(runs / "varierr-seed0-qwen05").ids != sorted(RunArrays.load(runs / "varierr-seed0-qwen05").ids)
     argv = tiny.argv(data, "dev")
     at = argv.index("--template")
     argv = argv[:at] + argv[at + 2 :]  # unary and pairwise use their own default templates
