@@ -47,6 +47,9 @@ log = logging.getLogger("labeldist")
 
 # Prompts sharing at least this many leading tokens get those computed once per batch.
 MIN_SHARED_PREFIX = 16
+# a shared prefix's key/values are computed in chunks of this many tokens, and only whole chunks
+# are reused by the next prompt (see _shared_prefix)
+PREFIX_CHUNK = 32
 
 
 @dataclass
@@ -416,18 +419,22 @@ class HFBackend(PromptEncoding, Backend):
         key = tuple(encoded[0][:shared])
         if self._prefix_cache is None or self._prefix_cache[0] != key:
             # the part this prefix shares with the last one (the demonstrations, when the
-            # marginal or the sampler walks prompts one at a time) is taken from it, not recomputed
+            # marginal or the sampler walks prompts one at a time) is taken from it, not
+            # recomputed; whole chunks only, and every prefix is computed chunk by chunk, so a
+            # reused chunk holds the very bits a fresh computation gives (the same shapes over
+            # the same inputs): a prompt's numbers do not depend on the prompt before it (a Ray
+            # worker or a resumed run meets other neighbours than an uninterrupted run)
             known = _common_prefix_length([self._prefix_cache[0], key]) if self._prefix_cache else 0
-            known = min(known, shared - 1)
+            known = min(known, shared - 1) // PREFIX_CHUNK * PREFIX_CHUNK
             base = DynamicCache()
-            if known >= MIN_SHARED_PREFIX:
+            if known:
                 for layer_index, layer in enumerate(self._prefix_cache[1].layers):
                     base.update(layer.keys[:, :, :known], layer.values[:, :, :known], layer_index)
-            else:
-                known = 0
-            ids = torch.tensor([key[known:]], device=self.device)
-            attention = torch.ones((1, shared), dtype=torch.long, device=self.device)
-            self._forward(ids, attention, torch.arange(known, shared, device=self.device)[None], base, False)
+            for start in range(known, shared, PREFIX_CHUNK):
+                end = min(start + PREFIX_CHUNK, shared)
+                ids = torch.tensor([key[start:end]], device=self.device)
+                attention = torch.ones((1, end), dtype=torch.long, device=self.device)
+                self._forward(ids, attention, torch.arange(start, end, device=self.device)[None], base, False)
             self._prefix_cache = (key, base)
         base = self._prefix_cache[1]
         cache = DynamicCache()
