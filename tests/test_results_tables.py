@@ -67,6 +67,15 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert _cell(paired["mamd"]) in row and _cell(paired["bce"]) in row
     assert "- max - first (the paper's finding with exact slots): macro_f1:" in section
 
+    # the seeds table: the paper's finding read both ways for each seed made, counted on macro-F1
+    seeds = text.split("## 2.")[1].split("## 3.")[0]
+    token = evaluate(run, ["max@first-token"], cross_fit=5, n_resamples=1000, versus="first@first-token")
+    for reading, difference in (("first-token", token["estimators"]["max@first-token"]["difference"]), ("exact", paired)):
+        row = next(line for line in seeds.splitlines() if line.startswith(f"| hx | qwen05 | 0 | {reading} |"))
+        assert _cell(difference["macro_f1"]) in row and _cell(difference["mamd"]) in row, reading
+    assert "- hx, qwen05, first-token:" in seeds and "- hx, qwen05, exact:" in seeds and "(of 1)\n" in seeds
+    assert "Not made yet: hx-seed1-qwen05, hx-seed2-qwen05" in seeds
+
     # unary and pairwise beside the slot estimators on the same items, paired against max
     tweets = text.split("## 3.")[1].split("## 4.")[0].split("### Tweet annotation sensitivity")[1]
     for name in ("unary", "pairwise", "first", "max"):
