@@ -354,18 +354,32 @@ def lewidi_section(runs: Path) -> list[str]:
     return out
 
 
+def run_limit(name: str) -> int | None:
+    """The --limit experiments/results.sh gives the run called ``name`` (None: its whole id list)."""
+    if name.startswith(("tw-", "brexit-", "md-", "armis-")) and "seed0" in name:
+        return JUDGED_ITEMS if name.startswith("tw-") else 200
+    if any(part in name for part in ("-unary-", "-pairwise-", "-marginal-")):
+        return JUDGED_ITEMS
+    return None
+
+
 def timing_section(runs: Path) -> list[str]:
-    rows = []
+    rows, unfinished = [], []
     for manifest in sorted(runs.glob("*/run.json")):
         data = json.loads(manifest.read_text(encoding="utf-8"))
         items = data.get("counts", {}).get("items_recorded", 0)
         seconds = data.get("timings", {}).get("model_seconds_total")
         if not items or seconds is None:
             continue
+        if not complete(manifest.parent, run_limit(manifest.parent.name)):
+            # its tables are not in this document yet: its cost would read as a finished run's
+            unfinished.append(f"{manifest.parent.name} ({items} items so far)")
+            continue
         rows.append(
             f"| {manifest.parent.name} | {data['config']['model']} | {data['config'].get('method', 'generate')} | {items} | "
             f"{seconds / 60:.1f} | {seconds / items:.2f} |"
         )
+    footer = [f"Unfinished, so not above: {', '.join(unfinished)}.", ""] if unfinished else []
     header = [
         "## Runs and their cost",
         "",
@@ -375,7 +389,7 @@ def timing_section(runs: Path) -> list[str]:
         "| run | model | method | items | model minutes | seconds per item |",
         "|---|---|---|---|---|---|",
     ]
-    return header + rows + [""]
+    return header + rows + [""] + footer
 
 
 def missing(path: Path, stage: str, short: str) -> str:

@@ -45,6 +45,8 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     argv = argv[:at] + argv[at + 2 :]  # unary and pairwise use their own default templates
     for method in ("unary", "pairwise"):
         assert main([*argv, "--method", method, "--limit", "100", "--out", str(runs / f"tw-{method}-qwen05")]) == 0
+    # a run stopped part way (3 of its 16 items): in no table, and named as unfinished in the costs
+    assert main([*tiny.argv(data, "dev"), "--limit", "3", "--out", str(runs / "se-seed0-qwen05")]) == 0
 
     text = tables.build(runs)
     assert text == tables.build(runs)  # nothing but the runs goes in: the same bytes every time
@@ -95,4 +97,7 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     # what is not made yet is named with the command that makes it, never left out silently
     assert "Not made yet: `ge-seed0-qwen05` (`STAGES=paper MODELS=qwen05 bash experiments/results.sh`" in text
     assert "Not made yet: `hx-marginal-qwen15`" in text
-    assert "| hx-seed0-qwen05 |" in text.split("## Runs and their cost")[1]
+    costs = text.split("## Runs and their cost")[1]
+    assert "| hx-seed0-qwen05 |" in costs and "| tw-unary-qwen05 |" in costs
+    assert "| se-seed0-qwen05 |" not in costs and "Unfinished, so not above: se-seed0-qwen05 (3 items so far)." in costs
+    assert "Not made yet: `se-seed0-qwen05` (`STAGES=paper MODELS=qwen05" in text
