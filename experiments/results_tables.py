@@ -276,17 +276,27 @@ def marginal_section(runs: Path) -> list[str]:
     out = [
         "## 4. The exact marginal",
         "",
-        "P(label in answer) over the trie of answers (tolerance 1e-3), against the slot readings of",
+        "P(label in answer) over the trie of answers (tolerance 1e-3, at most 200 nodes an item), against the slot readings of",
         "the same greedy answers: Qwen2.5-Coder-1.5B, the first 100 HateXplain ids.",
         "",
     ]
     run = finished(path, JUDGED_ITEMS)
     if run is None:
         return out + [missing(path, "marginal", "qwen15"), ""]
-    specs = ["first", "max", "marginal", "marginal[reading=lower]", "marginal[reading=upper]"]
+    specs = ["first", "max", "marginal", "marginal[reading=conditional]", "marginal[reading=lower]", "marginal[reading=upper]"]
     result = evaluate(run, specs, cross_fit=FOLDS, n_resamples=RESAMPLES, versus="max")
     rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
-    out += [f"{len(run)} items.", "", table(rows, "estimator"), ""]
+    off, unexpanded = run.marginal_off_format, run.marginal_unexpanded
+    out += [
+        f"{len(run)} items. Where the mass went, mean over items (largest): answers off the format "
+        f"(a label outside the set, or not JSON) {off.mean():.3f} ({off.max():.3f}); left unexpanded when the "
+        f"walk stopped {unexpanded.mean():.4f} ({unexpanded.max():.4f}). `marginal` reads P(the answer is in the "
+        "format and names L) to within the unexpanded mass, `conditional` the same given that the answer is in the "
+        "format; `lower` and `upper` bound P(L named) when an answer off the format could name anything.",
+        "",
+        table(rows, "estimator"),
+        "",
+    ]
     paired = [paired_row(name, row) for name, row in result["estimators"].items() if name != "max"]
     return out + ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
 
@@ -367,13 +377,16 @@ def timing_section(runs: Path) -> list[str]:
     rows, unfinished = [], []
     for manifest in sorted(runs.glob("*/run.json")):
         data = json.loads(manifest.read_text(encoding="utf-8"))
+        if not complete(manifest.parent, run_limit(manifest.parent.name)):
+            # its tables are not in this document yet: its cost would read as a finished run's (a run
+            # cut off writes no counts into run.json, so its records are counted)
+            run = load(manifest.parent)
+            if run is not None:
+                unfinished.append(f"{manifest.parent.name} ({len(run)} items so far)")
+            continue
         items = data.get("counts", {}).get("items_recorded", 0)
         seconds = data.get("timings", {}).get("model_seconds_total")
         if not items or seconds is None:
-            continue
-        if not complete(manifest.parent, run_limit(manifest.parent.name)):
-            # its tables are not in this document yet: its cost would read as a finished run's
-            unfinished.append(f"{manifest.parent.name} ({items} items so far)")
             continue
         rows.append(
             f"| {manifest.parent.name} | {data['config']['model']} | {data['config'].get('method', 'generate')} | {items} | "

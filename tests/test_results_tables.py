@@ -45,6 +45,8 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     argv = argv[:at] + argv[at + 2 :]  # unary and pairwise use their own default templates
     for method in ("unary", "pairwise"):
         assert main([*argv, "--method", method, "--limit", "100", "--out", str(runs / f"tw-{method}-qwen05")]) == 0
+    # the exact marginal on every item (the tiny set has fewer than 100)
+    assert main([*tiny.argv(data, "dev"), "--marginal", "--limit", "100", "--out", str(runs / "hx-marginal-qwen15")]) == 0
     # a run stopped part way (3 of its 16 items): in no table, and named as unfinished in the costs
     assert main([*tiny.argv(data, "dev"), "--limit", "3", "--out", str(runs / "se-seed0-qwen05")]) == 0
 
@@ -96,7 +98,15 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
 
     # what is not made yet is named with the command that makes it, never left out silently
     assert "Not made yet: `ge-seed0-qwen05` (`STAGES=paper MODELS=qwen05 bash experiments/results.sh`" in text
-    assert "Not made yet: `hx-marginal-qwen15`" in text
+    marginal = RunArrays.load(runs / "hx-marginal-qwen15")
+    section = text.split("## 4.")[1].split("## 5.")[0]
+    assert f"{len(marginal)} items. Where the mass went" in section
+    assert f"off the format (a label outside the set, or not JSON) {marginal.marginal_off_format.mean():.3f}" in section
+    expected = evaluate(marginal, ["marginal"], cross_fit=5, n_resamples=1000, versus="max")["estimators"]["marginal"]
+    row = next(line for line in section.splitlines() if line.startswith("| marginal |"))
+    assert _cell(expected["mamd"]) in row and _cell(expected["macro_f1"]) in row
+    row = next(line for line in section.splitlines() if line.startswith("| marginal - max |"))
+    assert _cell(expected["difference"]["mamd"]) in row
     costs = text.split("## Runs and their cost")[1]
     assert "| hx-seed0-qwen05 |" in costs and "| tw-unary-qwen05 |" in costs
     assert "| se-seed0-qwen05 |" not in costs and "Unfinished, so not above: se-seed0-qwen05 (3 items so far)." in costs
