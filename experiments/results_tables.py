@@ -219,11 +219,12 @@ def judgement_section(runs: Path) -> list[str]:
         "rows are cross-fitted within each run and cannot be paired across runs).",
         "",
     ]
+    body, summary = [], []
     for set_key in ("hx", "ge", "tw"):
         for short, model in MODELS.items():
             unary, pairwise = runs / f"{set_key}-unary-{short}", runs / f"{set_key}-pairwise-{short}"
             generation = runs / f"{set_key}-seed0-{short}"
-            out += [f"### {SETS[set_key]}: {model}", ""]
+            body += [f"### {SETS[set_key]}: {model}", ""]
             # the paper's generation runs (hx, ge) are whole id lists; tweets' is the judged items only
             limits = {unary: JUDGED_ITEMS, pairwise: JUDGED_ITEMS, generation: JUDGED_ITEMS if set_key == "tw" else None}
             loaded = {p: finished(p, limit) for p, limit in limits.items()}
@@ -231,7 +232,7 @@ def judgement_section(runs: Path) -> list[str]:
             if lacking:
                 # the tweets' generation run belongs to the judgements stage, the others' to the paper's
                 stage = "paper" if "seed" in lacking[0].name and set_key != "tw" else "judgements"
-                out += [missing(lacking[0], stage, short), ""]
+                body += [missing(lacking[0], stage, short), ""]
                 continue
             ids = sorted(set(loaded[unary].ids) & set(loaded[pairwise].ids) & set(loaded[generation].ids))
             views = {p: restrict(loaded[p], ids) for p in loaded}
@@ -245,19 +246,19 @@ def judgement_section(runs: Path) -> list[str]:
             first = views[generation]
             scored = evaluate_many(probs, first.targets, first.gold, [0.5] * len(probs), n_resamples=RESAMPLES, versus=3)
             rows = [{"estimator": spec, **row} for (_, spec), row in zip(specs, scored)]
-            out += [f"{len(ids)} items, threshold 0.5.", "", table(rows, "estimator"), ""]
+            body += [f"{len(ids)} items, threshold 0.5.", "", table(rows, "estimator"), ""]
             # how decided the pairwise answers are: the raw pairwise row is only as good as that
             outcomes = Pairwise().outcomes(views[pairwise])
             k = len(views[pairwise].labels)
             off = ~np.eye(k + 1, dtype=bool)
-            out += [
+            body += [
                 f"The pairwise answers: mean P(label beats none) {outcomes[:, :k, k].mean():.3f}; mean |P(i beats j) - 0.5|"
                 f" {np.abs(outcomes[:, off] - 0.5).mean():.3f}, both orders of each pair averaged"
                 " (0: no preference, 0.5: certain).",
                 "",
             ]
             paired = [paired_row(spec, row) for (_, spec), row in zip(specs, scored) if spec != "max"]
-            out += ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
+            body += ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
             fitted = [
                 (views[unary], "platt[base=unary]"),
                 (views[pairwise], "platt[base=pairwise]"),
@@ -267,8 +268,31 @@ def judgement_section(runs: Path) -> list[str]:
             for run, spec in fitted:
                 result = evaluate(run, [spec], cross_fit=FOLDS, n_resamples=RESAMPLES)
                 rows.append({"estimator": spec, **result["estimators"][spec]})
-            out += ["Fitted (cross-fitted within each run):", "", table(rows, "estimator"), ""]
-    return out
+            body += ["Fitted (cross-fitted within each run):", "", table(rows, "estimator"), ""]
+            summary.append((set_key, short, {spec: row["difference"] for (_, spec), row in zip(specs, scored) if spec != "max"}))
+    if summary:
+        out += [
+            "The reading, from the paired differences below: each cell is A - max on the same items and",
+            "resamples, * where its 95% interval excludes 0, and the side that interval favours: (A), (max),",
+            "or (=) when it holds 0.",
+            "",
+            "| set | model | unary - max (macro-F1 / MAMD / Spearman) | pairwise - max (macro-F1 / MAMD / Spearman) |",
+            "|---|---|---|---|",
+        ]
+        for set_key, short, differences in summary:
+            cells = []
+            for spec in ("unary", "pairwise"):
+                marks = marked(differences[spec], ("macro_f1", "mamd", "spearman"))
+                cells.append(
+                    " / ".join(
+                        f"{marks[m]['value']:+.3f}{marks[m]['mark']} "
+                        + _short(verdict(m, differences[spec][m])).replace("(B)", "(max)")
+                        for m in ("macro_f1", "mamd", "spearman")
+                    )
+                )
+            out.append(f"| {set_key} | {short} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out + body
 
 
 def marginal_section(runs: Path) -> list[str]:
@@ -448,6 +472,9 @@ def build(runs: Path) -> str:
         "seed 0, the same resamples for every row of a table). Each cell is the value [95% interval].",
         "Lower is better for MAMD, BCE and ECE; higher for F1 and Spearman. `oracle` is the vote",
         "fractions themselves, `prior` each label's mean vote fraction on the other folds.",
+        "A percentile interval can miss its own value where resampling biases the statistic: binned",
+        "ECE sums absolute gaps, which a resample's noise can only widen on average, so a small ECE",
+        "may sit just below its interval.",
         "",
         "    make models-extra && make results     # resumable: a second call reuses finished runs",
         "",

@@ -85,6 +85,12 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     for name in ("unary", "pairwise", "first", "max"):
         assert f"| {name} |" in tweets
     assert "| unary - max |" in tweets and "| pairwise - max |" in tweets and "| platt[base=unary] |" in tweets
+    # the section's reading: one row per set and model, the paired cells of the tables below it
+    reading = text.split("## 3.")[1].split("### ")[0]
+    row = next(line for line in reading.splitlines() if line.startswith("| tw | qwen05 |"))
+    for name in ("unary", "pairwise"):
+        cell = next(line for line in tweets.splitlines() if line.startswith(f"| {name} - max |")).split(" | ")[2]
+        assert f"{float(cell.split()[0]):+.3f}" in row, name  # macro-F1, the first cell of each
     unary = RunArrays.load(runs / "tw-unary-qwen05")
     assert sorted(unary.ids) == sorted(run.ids) and np.isfinite(unary.answer_logprobs).all()
 
