@@ -37,6 +37,7 @@ COLUMNS = ("micro_f1", "macro_f1", "mamd", "bce", "spearman", "ece")
 FOLDS = 5
 RESAMPLES = 1000
 JUDGED_ITEMS = 100  # --limit of the unary, pairwise and marginal runs (experiments/results.sh)
+LEWIDI_ITEMS = 200  # --limit of the LeWiDi 2023 runs
 # the original code's rows (the seed paper): first-token readings and its shared Platt baseline
 PAPER_ROWS = ("first@first-token", "max@first-token", "platt-shared[base=first,feature=stop]@first-token")
 EXACT_ROWS = ("first", "max", "platt-shared[base=first]", "platt-shared", "platt")
@@ -63,10 +64,19 @@ def load(path: Path) -> RunArrays | None:
     return run if len(run) else None
 
 
-def finished(path: Path, limit: int | None = None) -> RunArrays | None:
+def finished(path: Path) -> RunArrays | None:
     """The run at ``path`` when it holds every item it was asked for (see :func:`complete`), else None."""
     run = load(path)
-    return run if run is not None and complete(path, limit) else None
+    return run if run is not None and complete(path, run_limit(path.name)) else None
+
+
+def run_limit(name: str) -> int | None:
+    """The --limit experiments/results.sh gives the run called ``name`` (None: its whole id list)."""
+    if name.startswith(("brexit-", "md-", "armis-")):
+        return LEWIDI_ITEMS
+    if name.startswith("tw-seed0-") or any(part in name for part in ("-unary-", "-pairwise-", "-marginal-")):
+        return JUDGED_ITEMS  # the tweets' generation run is the judged items only
+    return None
 
 
 def complete(path: Path, limit: int | None = None) -> bool:
@@ -154,19 +164,17 @@ def paper_section(runs: Path) -> list[str]:
         for row in summary:
             cells = []
             for pair in ("max@first-token - first@first-token", "max - first", "max - max@first-token"):
-                reading = dict(part.split(": ") for part in row[pair]["reading"].split("; "))
-                f1, mamd = row[pair]["macro_f1"], row[pair]["mamd"]
-                cells.append(
-                    f"{f1['value']:+.3f}{f1['mark']} {_short(reading['macro_f1'])} / "
-                    f"{mamd['value']:+.3f}{mamd['mark']} {_short(reading['mamd'])}"
-                )
+                cells.append(reading_cells(row[pair], ("macro_f1", "mamd")))
             out.append(f"| {row['set']} | {row['model']} | " + " | ".join(cells) + " |")
         out.append("")
     return out + body
 
 
-def _short(verdict_text: str) -> str:
-    return {"A better": "(A)", "B better": "(B)"}.get(verdict_text, "(=)")
+def reading_cells(cells: dict, metrics: Sequence[str], b_side: str = "(B)") -> str:
+    """``+0.079* (A) / +0.041* (B)``: each metric's paired difference (a :func:`marked` cell), its
+    mark, and the side its interval favours, (A), ``b_side``, or (=) when it holds 0."""
+    sides = {"A better": "(A)", "B better": b_side}
+    return " / ".join(f"{cells[m]['value']:+.3f}{cells[m]['mark']} {sides.get(verdict(m, cells[m]), '(=)')}" for m in metrics)
 
 
 def seeds_section(runs: Path) -> list[str]:
@@ -225,10 +233,8 @@ def judgement_section(runs: Path) -> list[str]:
             unary, pairwise = runs / f"{set_key}-unary-{short}", runs / f"{set_key}-pairwise-{short}"
             generation = runs / f"{set_key}-seed0-{short}"
             body += [f"### {SETS[set_key]}: {model}", ""]
-            # the paper's generation runs (hx, ge) are whole id lists; tweets' is the judged items only
-            limits = {unary: JUDGED_ITEMS, pairwise: JUDGED_ITEMS, generation: JUDGED_ITEMS if set_key == "tw" else None}
-            loaded = {p: finished(p, limit) for p, limit in limits.items()}
-            lacking = [p for p in limits if loaded[p] is None]
+            loaded = {p: finished(p) for p in (unary, pairwise, generation)}
+            lacking = [p for p in loaded if loaded[p] is None]
             if lacking:
                 # the tweets' generation run belongs to the judgements stage, the others' to the paper's
                 stage = "paper" if "seed" in lacking[0].name and set_key != "tw" else "judgements"
@@ -269,7 +275,13 @@ def judgement_section(runs: Path) -> list[str]:
                 result = evaluate(run, [spec], cross_fit=FOLDS, n_resamples=RESAMPLES)
                 rows.append({"estimator": spec, **result["estimators"][spec]})
             body += ["Fitted (cross-fitted within each run):", "", table(rows, "estimator"), ""]
-            summary.append((set_key, short, {spec: row["difference"] for (_, spec), row in zip(specs, scored) if spec != "max"}))
+            summary.append(
+                (
+                    set_key,
+                    short,
+                    {spec: marked(row["difference"], COLUMNS) for (_, spec), row in zip(specs, scored) if spec != "max"},
+                )
+            )
     if summary:
         out += [
             "The reading, from the paired differences below: each cell is A - max on the same items and",
@@ -280,16 +292,9 @@ def judgement_section(runs: Path) -> list[str]:
             "|---|---|---|---|",
         ]
         for set_key, short, differences in summary:
-            cells = []
-            for spec in ("unary", "pairwise"):
-                marks = marked(differences[spec], ("macro_f1", "mamd", "spearman"))
-                cells.append(
-                    " / ".join(
-                        f"{marks[m]['value']:+.3f}{marks[m]['mark']} "
-                        + _short(verdict(m, differences[spec][m])).replace("(B)", "(max)")
-                        for m in ("macro_f1", "mamd", "spearman")
-                    )
-                )
+            cells = [
+                reading_cells(differences[spec], ("macro_f1", "mamd", "spearman"), "(max)") for spec in ("unary", "pairwise")
+            ]
             out.append(f"| {set_key} | {short} | " + " | ".join(cells) + " |")
         out.append("")
     return out + body
@@ -304,7 +309,7 @@ def marginal_section(runs: Path) -> list[str]:
         "the same greedy answers: Qwen2.5-Coder-1.5B, the first 100 HateXplain ids.",
         "",
     ]
-    run = finished(path, JUDGED_ITEMS)
+    run = finished(path)
     if run is None:
         return out + [missing(path, "marginal", "qwen15"), ""]
     specs = ["first", "max", "marginal", "marginal[reading=conditional]", "marginal[reading=lower]", "marginal[reading=upper]"]
@@ -360,7 +365,7 @@ def lewidi_section(runs: Path) -> list[str]:
         for short, model in MODELS.items():
             path = runs / f"{set_key}-seed0-{short}"
             out += [f"### {title}: {model}", ""]
-            run = finished(path, 200)
+            run = finished(path)
             if run is None:
                 out += [missing(path, "lewidi", short), ""]
                 continue
@@ -386,15 +391,6 @@ def lewidi_section(runs: Path) -> list[str]:
             if published is not None:
                 out += [f"Published: {metric} {published}, {source}.", ""]
     return out
-
-
-def run_limit(name: str) -> int | None:
-    """The --limit experiments/results.sh gives the run called ``name`` (None: its whole id list)."""
-    if name.startswith(("tw-", "brexit-", "md-", "armis-")) and "seed0" in name:
-        return JUDGED_ITEMS if name.startswith("tw-") else 200
-    if any(part in name for part in ("-unary-", "-pairwise-", "-marginal-")):
-        return JUDGED_ITEMS
-    return None
 
 
 def timing_section(runs: Path) -> list[str]:
