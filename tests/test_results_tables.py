@@ -100,6 +100,14 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
         row = next(line for line in lewidi.splitlines() if line.startswith(f"| {spec} |"))
         assert row.split(" | ")[2] == _cell(expected[spec]["mamd"]), spec
     assert "| prior - max |" in lewidi and "Published: mamd 0.31" in lewidi
+    # its reading: the soft metric of each row and the paired cells of the table, per set and model
+    reading = text.split("## 5.")[1].split("### ")[0]
+    row = next(line for line in reading.splitlines() if line.startswith("| varierr | qwen05 | mamd |")).split(" | ")
+    assert row[3:6] == [f"{expected[spec]['mamd']['value']:.3f}" for spec in ("max", "platt-shared", "prior")]
+    for spec, cell in zip(("platt-shared", "prior"), row[6:8]):
+        paired = next(line for line in lewidi.splitlines() if line.startswith(f"| {spec} - max |")).split(" | ")[2]
+        assert cell.startswith(f"{float(paired.split()[0]):+.3f}"), spec
+    assert row[-1] == "0.31 |" and len(row) == 10
     assert "Not made yet: `brexit-seed0-qwen05` (`STAGES=lewidi MODELS=qwen05" in text
 
     # what is not made yet is named with the command that makes it, never left out silently
