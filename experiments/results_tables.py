@@ -395,7 +395,7 @@ def lewidi_section(runs: Path) -> list[str]:
             differences = {spec: marked(by_spec[spec]["difference"], (metric,)) for spec in ("platt-shared", "prior")}
             # does reading the text beat not reading it: the fitted row against the prior, paired
             against_prior = evaluate_many(
-                probs[2:3] + probs[3:4],
+                [probs[LEWIDI_ROWS.index(spec)] for spec in ("platt-shared", "prior")],
                 run.targets[:, keep],
                 run.gold[:, keep],
                 [0.5, 0.5],
