@@ -145,7 +145,7 @@ def test_two_workers_write_the_records_of_a_plain_run(tiny_setup, plain_run, clu
     out = root / "two-workers"
     # --out relative to the driver's working directory, which is not the workers'
     argv = [*base, "--batch-size", "2", "--engine", "ray", "--workers", "2", "--address", cluster, "--out", "two-workers"]
-    err = _finish(_labeldist([*argv, "--save-hidden"], cwd=root))  # as the plain run: hidden states change float sums (1e-7)
+    err = _finish(_labeldist([*argv, "--save-hidden"], cwd=root))  # as the plain run: its hidden-state parts are read back
     assert "16 items recorded (16 now" in err
     _assert_same_records(_records(out), _records(plain_run))
     # the workers' hidden-state parts read back as a plain run's

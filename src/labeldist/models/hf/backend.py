@@ -317,7 +317,7 @@ class HFBackend(PromptEncoding, Backend):
         ``choose(step log-probabilities (batch x vocabulary))`` (sampling)."""
 
         batch = len(encoded)
-        shared, cache = self._shared_prefix(encoded, save_hidden)
+        shared, cache = self._shared_prefix(encoded)
         suffixes = [ids[shared:] for ids in encoded]
         width = max(len(e) for e in suffixes)
         input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
@@ -399,7 +399,7 @@ class HFBackend(PromptEncoding, Backend):
             "finished": finished,
         }
 
-    def _shared_prefix(self, encoded: list[list[int]], save_hidden: bool):
+    def _shared_prefix(self, encoded: list[list[int]]):
         """The key/values of the prompts' longest common token prefix, computed once and kept
         for the next batch (prompts with the same demonstrations share almost everything but
         the query), expanded to the batch without copying."""
@@ -414,7 +414,9 @@ class HFBackend(PromptEncoding, Backend):
         # unless every row's suffix has the same length (no padding at all: one prompt given
         # several answers, as the marginal's nodes and the sampled answers are)
         padded = len({len(e) - shared for e in encoded}) > 1
-        if shared < MIN_SHARED_PREFIX or save_hidden or (self._sliding and padded):
+        # (saved hidden states need no whole-prompt pass: they are read at the answer's decode
+        # steps and at the prefill's last position, which every row's suffix keeps)
+        if shared < MIN_SHARED_PREFIX or (self._sliding and padded):
             return 0, DynamicCache()
         key = tuple(encoded[0][:shared])
         if self._prefix_cache is None or self._prefix_cache[0] != key:
