@@ -152,6 +152,14 @@ def path_labeldist(backend: HFBackend, prompts, labels, fmt, batch_size):
     return generations
 
 
+def path_hidden(backend: HFBackend, prompts, labels, fmt, batch_size):
+    """(a) with ``save_hidden``: what every paper run (saved states for the probe) costs."""
+    generations = []
+    for start in range(0, len(prompts), batch_size):
+        generations.extend(backend.generate(prompts[start : start + batch_size], labels, fmt, save_hidden=True))
+    return generations
+
+
 def path_original(backend: HFBackend, prompts, labels, fmt, max_new_tokens):
     """Batch size 1, everything output at every step, EOS as the only stop, then first token
     only at every generated label."""
@@ -310,6 +318,17 @@ def main(argv=None) -> int:
     tokens_a = [g.generated_tokens for g in generations]
     results["a"] = {"seconds": seconds, "peak_extra_mb": mb, "generated_tokens": tokens_a}
 
+    # (d) labeldist saving hidden states (it once recomputed every prompt whole: 2x slower)
+    path_hidden(backend, warm, labels, fmt, args.batch_size)
+    backend._prefix_cache = None
+    hidden_generations, seconds, mb = timed(path_hidden, backend, prompts, labels, fmt, args.batch_size)
+    results["d"] = {"seconds": seconds, "peak_extra_mb": mb, "generated_tokens": [g.generated_tokens for g in hidden_generations]}
+    # saving the states must change no slot number
+    hidden_same = all(
+        [(s.label_probs.tolist(), s.stop_prob) for s in g.slots] == [(s.label_probs.tolist(), s.stop_prob) for s in h.slots]
+        for g, h in zip(generations, hidden_generations)
+    )
+
     # (b) original: the same model switched to eager attention
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
@@ -336,6 +355,7 @@ def main(argv=None) -> int:
         "a": f"(a) labeldist, batch {args.batch_size}",
         "b": "(b) original, batch 1, eager",
         "c": f"(c) plain generate, batch {args.batch_size}",
+        "d": f"(d) labeldist + hidden, batch {args.batch_size}",
     }
     print()
     print(f"{'path':34} {'items':>5} {'seconds':>9} {'items/s':>8} {'peak extra MB':>14} {'mean gen tokens':>16}")
@@ -352,6 +372,8 @@ def main(argv=None) -> int:
     print()
     print(f"speed-up over the original path (a)/(b) items/s:        {speedup:.2f}x")
     print(f"overhead over plain batched generation seconds(a)/(c): {overhead:.2f}x")
+    hidden_cost = results["d"]["seconds"] / results["a"]["seconds"]
+    print(f"cost of saving hidden states seconds(d)/(a):           {hidden_cost:.2f}x (slot numbers identical: {hidden_same})")
 
     # agreement of the first-token probabilities at slot 1
     diffs, same_first, same_answer = [], 0, 0
@@ -397,6 +419,8 @@ def main(argv=None) -> int:
             "paths": {names[k]: {"key": k, **v} for k, v in results.items()},
             "speedup_a_over_b": speedup,
             "overhead_a_over_c": overhead,
+            "hidden_d_over_a": hidden_cost,
+            "hidden_same_slots": hidden_same,
             "agreement": {
                 "same_answer_prefix": same_answer,
                 "same_first_label": same_first,
