@@ -145,18 +145,11 @@ def timed(function, *args):
 # -- the three paths -------------------------------------------------------------------------
 
 
-def path_labeldist(backend: HFBackend, prompts, labels, fmt, batch_size):
+def path_labeldist(backend: HFBackend, prompts, labels, fmt, batch_size, save_hidden=False):
+    """(a); with ``save_hidden`` (d), what every paper run (saved states for the probe) costs."""
     generations = []
     for start in range(0, len(prompts), batch_size):
-        generations.extend(backend.generate(prompts[start : start + batch_size], labels, fmt))
-    return generations
-
-
-def path_hidden(backend: HFBackend, prompts, labels, fmt, batch_size):
-    """(a) with ``save_hidden``: what every paper run (saved states for the probe) costs."""
-    generations = []
-    for start in range(0, len(prompts), batch_size):
-        generations.extend(backend.generate(prompts[start : start + batch_size], labels, fmt, save_hidden=True))
+        generations.extend(backend.generate(prompts[start : start + batch_size], labels, fmt, save_hidden=save_hidden))
     return generations
 
 
@@ -319,9 +312,9 @@ def main(argv=None) -> int:
     results["a"] = {"seconds": seconds, "peak_extra_mb": mb, "generated_tokens": tokens_a}
 
     # (d) labeldist saving hidden states (it once recomputed every prompt whole: 2x slower)
-    path_hidden(backend, warm, labels, fmt, args.batch_size)
+    path_labeldist(backend, warm, labels, fmt, args.batch_size, True)
     backend._prefix_cache = None
-    hidden_generations, seconds, mb = timed(path_hidden, backend, prompts, labels, fmt, args.batch_size)
+    hidden_generations, seconds, mb = timed(path_labeldist, backend, prompts, labels, fmt, args.batch_size, True)
     results["d"] = {"seconds": seconds, "peak_extra_mb": mb, "generated_tokens": [g.generated_tokens for g in hidden_generations]}
     # saving the states must change no slot number
     hidden_same = all(

@@ -279,7 +279,7 @@ def test_hidden_states_saved_for_each_item(setup, monkeypatch):
     assert states.shape == (5, config["num_hidden_layers"] + 1, config["hidden_size"])
     assert np.isfinite(states).all() and np.abs(states).sum() > 0
     # saving hidden states changes no number of the run: the prompts' shared prefix is computed
-    # once either way (before, --save-hidden recomputed every prompt whole: 2.7x slower)
+    # once either way (before, --save-hidden recomputed every prompt whole: about 2x slower)
     plain = root / "hidden-plain"
     assert main([*base, "--limit", "5", "--batch-size", "2", "--out", str(plain)]) == 0
 
