@@ -5,6 +5,7 @@
 #   STAGES="judgements paper" bash experiments/results.sh     # some stages only
 #   MODELS="qwen05" bash experiments/results.sh               # one model only
 #   SETS="hx" bash experiments/results.sh                      # some data sets only (hx ge se tw varierr brexit md armis)
+#   STAGES=seeds SEEDS=2 bash experiments/results.sh           # some demonstration seeds only (1 2)
 #
 # Stages, cheapest first, so that an interrupted pass leaves whole tables behind:
 #   judgements  unary and pairwise on 100 items of HateXplain targets, GoEmotions paper-7, tweets
@@ -27,8 +28,12 @@ declare -A MODEL=([qwen05]=qwen2.5-coder-0.5b-instruct [qwen15]=qwen2.5-coder-1.
 MODELS=${MODELS:-qwen05 qwen15}
 STAGES=${STAGES:-judgements paper seeds marginal lewidi}
 SETS=${SETS:-}
+SEEDS=${SEEDS:-1 2}
 for short in $MODELS; do
   [ -n "${MODEL[$short]:-}" ] || { echo "unknown model $short in MODELS (qwen05 qwen15)" >&2; exit 2; }
+done
+for seed in $SEEDS; do
+  case $seed in 1|2) ;; *) echo "unknown seed $seed in SEEDS (1 2: seed 0 is the paper stage's)" >&2; exit 2 ;; esac
 done
 for set in $SETS; do
   case $set in hx|ge|se|tw|varierr|brexit|md|armis) ;; *) echo "unknown set $set in SETS (hx ge se tw varierr brexit md armis)" >&2; exit 2 ;; esac
@@ -66,7 +71,7 @@ for stage in $STAGES; do
       paper)
         for set in hx ge se; do run $set "$short" $set-seed0 --seed 0 --save-hidden; done ;;
       seeds)
-        for seed in 1 2; do for set in hx ge se; do run $set "$short" $set-seed$seed --seed $seed; done; done ;;
+        for seed in $SEEDS; do for set in hx ge se; do run $set "$short" $set-seed$seed --seed $seed; done; done ;;
       marginal)
         if [ "$short" = qwen15 ]; then run hx "$short" hx-marginal --seed 0 --limit 100 --marginal --marginal-tolerance 1e-3; fi ;;
       lewidi)

@@ -1,16 +1,26 @@
 """docs/results.md from the runs of experiments/results.sh (the last step of `make results`).
 
-    .venv/bin/python experiments/results_tables.py [RUNS_DIR] [OUT]     # runs/results docs/results.md
+    .venv/bin/python experiments/results_tables.py [RUNS_DIR] [OUT] [--fresh]     # runs/results docs/results.md
 
 Everything here is a deterministic function of the finished runs: the bootstrap (1,000 resamples,
 seed 0, items in id order), the cross-fitting folds (5, fold seed 0) and the fits are seeded, and
 nothing reads a clock, so a second call on the same runs writes the same bytes. A section whose
 runs are missing says which and how to make them, instead of a table.
+
+Runs live on the machine that made them, and the machines here are not kept: a run's records are
+gone when its machine is. So a table whose runs are not on this machine is carried over, verbatim,
+from the document this build replaces (the reading rows and seed rows too, row by row), and the
+cost section names what was carried. Runs made on different machines thus accumulate in one
+document, and a build on the same runs and the same previous document writes the same bytes.
+A change to a table's code thus reaches only the tables built from runs on the machine: after
+one, rebuild with ``--fresh`` where every run is at hand, or remake the runs of the tables it
+changes. ``--fresh`` builds from the runs alone.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +63,77 @@ PAPER_PAIRS = (
 SEED_PAIRS = (("max@first-token", "first@first-token", "first-token"), ("max", "first", "exact"))
 # the sets of the paper's comparison
 PAPER_SETS = ("hx", "ge", "se")
+
+
+PAPER_HEADING = "## 1. The paper's comparison, then exact slots"
+SEEDS_HEADING = "## 2. Three demonstration seeds"
+JUDGEMENT_HEADING = "## 3. Unary and pairwise on real data"
+MARGINAL_HEADING = "## 4. The exact marginal"
+LEWIDI_HEADING = "## 5. Against the field: the LeWiDi sets by their shared tasks' own metrics"
+COST_HEADING = "## Runs and their cost"
+
+
+class Previous:
+    """The document a build replaces, read for the tables whose runs are not on this machine."""
+
+    def __init__(self, text: str = ""):
+        self.lines = text.splitlines()
+        self.carried: set[str] = set()  # the runs whose tables this build took from it
+
+    def _section(self, heading: str) -> list[str]:
+        """The lines of the ``## `` section titled ``heading``, without the heading."""
+        if heading not in self.lines:
+            return []
+        start = self.lines.index(heading) + 1
+        end = next((i for i in range(start, len(self.lines)) if self.lines[i].startswith("## ")), len(self.lines))
+        return self.lines[start:end]
+
+    def block(self, section: str, heading: str, runs: Sequence[str]) -> list[str] | None:
+        """The lines under ``heading`` (a ``### `` line) in ``section``, up to the next heading, or
+        None where the last build has no such table (only its 'Not made yet' line, or nothing).
+        ``runs``: the runs the table was made from, recorded as carried when it is found."""
+        lines = self._section(section)
+        if heading not in lines:
+            return None
+        start = lines.index(heading) + 1
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith("#")), len(lines))
+        block = lines[start:end]
+        if not any(line.strip() for line in block) or any(line.startswith("Not made yet") for line in block):
+            return None
+        self.carried.update(runs)
+        return block
+
+    def rows(self, section: str, header: str, width: int) -> dict[tuple[str, ...], str]:
+        """The body rows of the table headed by the line ``header`` in ``section``, each by its
+        first ``width`` cells."""
+        lines = self._section(section)
+        if header not in lines:
+            return {}
+        found = {}
+        for line in lines[lines.index(header) + 2 :]:  # after the header and its |---| line
+            if not line.startswith("|"):
+                break
+            found[tuple(cells(line)[:width])] = line
+        return found
+
+
+def cells(line: str) -> list[str]:
+    """The cells of one markdown table row."""
+    return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+
+
+def parse_cell(text: str) -> dict:
+    """A table cell ``value [low, high]`` (with its ``*``) back as :func:`marked` wrote it."""
+    match = re.fullmatch(r"(\S+) \[(\S+), (\S+)\](\*?)", text)
+    if match is None:
+        raise DataError("docs/results.md", None, f"not a table cell of value [low, high]: {text!r}")
+    value, low, high = (float(match.group(i)) for i in (1, 2, 3))
+    if match.group(4):  # the interval excludes 0: rounding to 3 places must not put it back on 0
+        side = (low + high) if low + high != 0 else value
+        low, high = (max(low, 1e-12), high) if side > 0 else (low, min(high, -1e-12))
+    else:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return {"value": value, "low": low, "high": high, "mark": match.group(4)}
 
 
 def load(path: Path) -> RunArrays | None:
@@ -120,9 +201,15 @@ def estimator_table(run: RunArrays, specs: Sequence[str]) -> str:
     return table(rows, "estimator")
 
 
-def paper_section(runs: Path) -> list[str]:
+PAPER_READING = (
+    "| set | model | max - first, first-token (macro-F1 / MAMD) | max - first, exact (macro-F1 / MAMD) |"
+    " max exact - max first-token (macro-F1 / MAMD) |"
+)
+
+
+def paper_section(runs: Path, previous: Previous) -> list[str]:
     out = [
-        "## 1. The paper's comparison, then exact slots",
+        PAPER_HEADING,
         "",
         "Demonstration seed 0, 10 shots, greedy answers, JSON lists. The original code's rows read each",
         "label's first token renormalised over the label set (`@first-token`); its baseline is one shared",
@@ -135,38 +222,43 @@ def paper_section(runs: Path) -> list[str]:
         "",
     ]
     body, summary = [], []
+    earlier = previous.rows(PAPER_HEADING, PAPER_READING, 2)
     for set_key in PAPER_SETS:
         for short, model in MODELS.items():
             path = runs / f"{set_key}-seed0-{short}"
             run = finished(path)
-            body.append(f"### {SETS[set_key]}: {model}")
-            body.append("")
+            heading = f"### {SETS[set_key]}: {model}"
+            body.append(heading)
             if run is None:
-                body += [missing(path, "paper", short), ""]
+                carried = previous.block(PAPER_HEADING, heading, [path.name])
+                if carried is not None:
+                    body += carried
+                    if (set_key, short) in earlier:
+                        summary.append(earlier[(set_key, short)])
+                    continue
+                body += ["", missing(path, "paper", short), ""]
                 continue
-            body += [f"{len(run)} items, threshold 0.5.", "", estimator_table(run, PAPER_ROWS + EXACT_ROWS), ""]
+            body += ["", f"{len(run)} items, threshold 0.5.", "", estimator_table(run, PAPER_ROWS + EXACT_ROWS), ""]
             body += ["Paired differences (A - B on the same resamples; * the 95% interval excludes 0):", ""]
             rows = difference_rows(run, PAPER_PAIRS)
             body += [table(rows, "A - B"), ""]
             body += [f"- {row['A - B']} ({row['asks']}): {row['reading']}" for row in rows]
             body.append("")
-            summary.append({"set": set_key, "model": short, **{row["A - B"]: row for row in rows}})
+            by_pair = {row["A - B"]: row for row in rows}
+            pairs = ("max@first-token - first@first-token", "max - first", "max - max@first-token")
+            shown = " | ".join(reading_cells(by_pair[pair], ("macro_f1", "mamd")) for pair in pairs)
+            summary.append(f"| {set_key} | {short} | {shown} |")
     if summary:
         out += [
             "The reading, from the paired differences below (the paper's finding: `max` beats `first` on",
             "macro-F1). Each cell: the difference A - B, * where its 95% interval excludes 0, and which",
             "side that interval favours: (A), (B), or (=) when it holds 0.",
             "",
-            "| set | model | max - first, first-token (macro-F1 / MAMD) | max - first, exact (macro-F1 / MAMD) |"
-            " max exact - max first-token (macro-F1 / MAMD) |",
+            PAPER_READING,
             "|---|---|---|---|---|",
+            *summary,
+            "",
         ]
-        for row in summary:
-            cells = []
-            for pair in ("max@first-token - first@first-token", "max - first", "max - max@first-token"):
-                cells.append(reading_cells(row[pair], ("macro_f1", "mamd")))
-            out.append(f"| {row['set']} | {row['model']} | " + " | ".join(cells) + " |")
-        out.append("")
     return out + body
 
 
@@ -177,9 +269,12 @@ def reading_cells(cells: dict, metrics: Sequence[str], b_side: str = "(B)") -> s
     return " / ".join(f"{cells[m]['value']:+.3f}{cells[m]['mark']} {sides.get(verdict(m, cells[m]), '(=)')}" for m in metrics)
 
 
-def seeds_section(runs: Path) -> list[str]:
+SEED_KEYS = ("set", "model", "seed", "reading")
+
+
+def seeds_section(runs: Path, previous: Previous) -> list[str]:
     out = [
-        "## 2. Three demonstration seeds",
+        SEEDS_HEADING,
         "",
         "`max - first` for each demonstration seed, read as the original code read the slots",
         "(`first-token`) and exactly (`exact`): the paper's finding must not hang on one draw of",
@@ -187,23 +282,34 @@ def seeds_section(runs: Path) -> list[str]:
         "same pool. * where the paired 95% interval excludes 0.",
         "",
     ]
-    rows, absent, verdicts = [], [], {}
+    header = format_rows([], SEED_KEYS, COLUMNS, style="markdown").splitlines()
+    earlier = previous.rows(SEEDS_HEADING, header[0], len(SEED_KEYS))
+    lines, absent, verdicts = [], [], {}
     for set_key in PAPER_SETS:
         for short in MODELS:
             for seed in (0, 1, 2):
                 path = runs / f"{set_key}-seed{seed}-{short}"
                 run = finished(path)
                 if run is None:
-                    absent.append((seed, path.name))
+                    keys = [(set_key, short, str(seed), reading) for _, _, reading in SEED_PAIRS]
+                    if not all(key in earlier for key in keys):
+                        absent.append((seed, path.name))
+                        continue
+                    previous.carried.add(path.name)
+                    for key in keys:
+                        lines.append(earlier[key])
+                        cell = parse_cell(cells(earlier[key])[len(SEED_KEYS) + COLUMNS.index("macro_f1")])
+                        verdicts.setdefault(key[:2] + key[3:], []).append(verdict("macro_f1", cell))
                     continue
                 found = difference_rows(run, [(a, b, "") for a, b, _ in SEED_PAIRS])
+                rows = []
                 for (_, _, reading), row in zip(SEED_PAIRS, found):
-                    rows.append(
-                        {"set": set_key, "model": short, "seed": str(seed), "reading": reading, **{m: row[m] for m in COLUMNS}}
-                    )
+                    keys = {"set": set_key, "model": short, "seed": str(seed), "reading": reading}
+                    rows.append({**keys, **{m: row[m] for m in COLUMNS}})
                     verdicts.setdefault((set_key, short, reading), []).append(row["verdicts"]["macro_f1"])
-    if rows:
-        out += [format_rows(rows, ("set", "model", "seed", "reading"), COLUMNS, style="markdown"), ""]
+                lines += format_rows(rows, SEED_KEYS, COLUMNS, style="markdown").splitlines()[2:]
+    if lines:
+        out += [*header, *lines, ""]
         out += ["On macro-F1, seeds by what their paired interval says:", ""]
         words = {"A better": "max better", "B better": "first better", "no difference at 95%": "no difference"}
         for (set_key, short, reading), found in verdicts.items():
@@ -217,9 +323,12 @@ def seeds_section(runs: Path) -> list[str]:
     return out
 
 
-def judgement_section(runs: Path) -> list[str]:
+JUDGEMENT_READING = "| set | model | unary - max (macro-F1 / MAMD / Spearman) | pairwise - max (macro-F1 / MAMD / Spearman) |"
+
+
+def judgement_section(runs: Path, previous: Previous) -> list[str]:
     out = [
-        "## 3. Unary and pairwise on real data",
+        JUDGEMENT_HEADING,
         "",
         'One prompt per label (`unary`: "is this label reasonable?") or per ordered pair of labels',
         "(`pairwise`, Bradley-Terry against none), on the first 100 items of each set, beside the slot",
@@ -228,18 +337,27 @@ def judgement_section(runs: Path) -> list[str]:
         "",
     ]
     body, summary = [], []
+    earlier = previous.rows(JUDGEMENT_HEADING, JUDGEMENT_READING, 2)
     for set_key in ("hx", "ge", "tw"):
         for short, model in MODELS.items():
             unary, pairwise = runs / f"{set_key}-unary-{short}", runs / f"{set_key}-pairwise-{short}"
             generation = runs / f"{set_key}-seed0-{short}"
-            body += [f"### {SETS[set_key]}: {model}", ""]
+            heading = f"### {SETS[set_key]}: {model}"
+            body.append(heading)
             loaded = {p: finished(p) for p in (unary, pairwise, generation)}
             lacking = [p for p in loaded if loaded[p] is None]
             if lacking:
+                carried = previous.block(JUDGEMENT_HEADING, heading, [p.name for p in lacking])
+                if carried is not None:
+                    body += carried
+                    if (set_key, short) in earlier:
+                        summary.append(earlier[(set_key, short)])
+                    continue
                 # the tweets' generation run belongs to the judgements stage, the others' to the paper's
                 stage = "paper" if "seed" in lacking[0].name and set_key != "tw" else "judgements"
-                body += [missing(lacking[0], stage, short), ""]
+                body += ["", missing(lacking[0], stage, short), ""]
                 continue
+            body.append("")
             ids = sorted(set(loaded[unary].ids) & set(loaded[pairwise].ids) & set(loaded[generation].ids))
             views = {p: restrict(loaded[p], ids) for p in loaded}
             specs = [
@@ -275,43 +393,41 @@ def judgement_section(runs: Path) -> list[str]:
                 result = evaluate(run, [spec], cross_fit=FOLDS, n_resamples=RESAMPLES)
                 rows.append({"estimator": spec, **result["estimators"][spec]})
             body += ["Fitted (cross-fitted within each run):", "", table(rows, "estimator"), ""]
-            summary.append(
-                (
-                    set_key,
-                    short,
-                    {spec: marked(row["difference"], COLUMNS) for (_, spec), row in zip(specs, scored) if spec != "max"},
-                )
+            differences = {spec: marked(row["difference"], COLUMNS) for (_, spec), row in zip(specs, scored) if spec != "max"}
+            shown = " | ".join(
+                reading_cells(differences[spec], ("macro_f1", "mamd", "spearman"), "(max)") for spec in ("unary", "pairwise")
             )
+            summary.append(f"| {set_key} | {short} | {shown} |")
     if summary:
         out += [
             "The reading, from the paired differences below: each cell is A - max on the same items and",
             "resamples, * where its 95% interval excludes 0, and the side that interval favours: (A), (max),",
             "or (=) when it holds 0.",
             "",
-            "| set | model | unary - max (macro-F1 / MAMD / Spearman) | pairwise - max (macro-F1 / MAMD / Spearman) |",
+            JUDGEMENT_READING,
             "|---|---|---|---|",
+            *summary,
+            "",
         ]
-        for set_key, short, differences in summary:
-            cells = [
-                reading_cells(differences[spec], ("macro_f1", "mamd", "spearman"), "(max)") for spec in ("unary", "pairwise")
-            ]
-            out.append(f"| {set_key} | {short} | " + " | ".join(cells) + " |")
-        out.append("")
     return out + body
 
 
-def marginal_section(runs: Path) -> list[str]:
+def marginal_section(runs: Path, previous: Previous) -> list[str]:
     path = runs / "hx-marginal-qwen15"
+    heading = f"### HateXplain targets, the first {JUDGED_ITEMS} of the paper's test ids: {MODELS['qwen15']}"
     out = [
-        "## 4. The exact marginal",
+        MARGINAL_HEADING,
         "",
         "P(label in answer) over the trie of answers (tolerance 1e-3, at most 200 nodes an item), against the slot readings of",
-        "the same greedy answers: Qwen2.5-Coder-1.5B, the first 100 HateXplain ids.",
+        "the same greedy answers.",
         "",
+        heading,
     ]
     run = finished(path)
     if run is None:
-        return out + [missing(path, "marginal", "qwen15"), ""]
+        carried = previous.block(MARGINAL_HEADING, heading, [path.name])
+        return out + (carried if carried is not None else ["", missing(path, "marginal", "qwen15"), ""])
+    out.append("")
     specs = ["first", "max", "marginal", "marginal[reading=conditional]", "marginal[reading=lower]", "marginal[reading=upper]"]
     result = evaluate(run, specs, cross_fit=FOLDS, n_resamples=RESAMPLES, versus="max")
     rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
@@ -348,9 +464,15 @@ LEWIDI = (
 LEWIDI_ROWS = ("first", "max", "platt-shared", "prior")
 
 
-def lewidi_section(runs: Path) -> list[str]:
+LEWIDI_READING = (
+    "| set | model | metric | max | platt-shared | prior | platt-shared - max | prior - max"
+    " | platt-shared - prior | published best |"
+)
+
+
+def lewidi_section(runs: Path, previous: Previous) -> list[str]:
     out = [
-        "## 5. Against the field: the LeWiDi sets by their shared tasks' own metrics",
+        LEWIDI_HEADING,
         "",
         "LeWiDi 2025 scored soft labels of VariErrNLI by the average multi-label Manhattan distance",
         "(the `mamd` column here: per label 2|p - t|, averaged over labels and items). LeWiDi 2023",
@@ -362,14 +484,23 @@ def lewidi_section(runs: Path) -> list[str]:
         "",
     ]
     body, summary = [], []
+    earlier = previous.rows(LEWIDI_HEADING, LEWIDI_READING, 2)
     for set_key, title, columns, metric, published, source in LEWIDI:
         for short, model in MODELS.items():
             path = runs / f"{set_key}-seed0-{short}"
-            body += [f"### {title}: {model}", ""]
+            heading = f"### {title}: {model}"
+            body.append(heading)
             run = finished(path)
             if run is None:
-                body += [missing(path, "lewidi", short), ""]
+                carried = previous.block(LEWIDI_HEADING, heading, [path.name])
+                if carried is not None:
+                    body += carried
+                    if (set_key, short) in earlier:
+                        summary.append(earlier[(set_key, short)])
+                    continue
+                body += ["", missing(path, "lewidi", short), ""]
                 continue
+            body.append("")
             keep = (
                 np.arange(len(run.labels))
                 if columns is None
@@ -403,7 +534,10 @@ def lewidi_section(runs: Path) -> list[str]:
                 versus=1,
             )
             differences["platt-shared - prior"] = marked(against_prior[0]["difference"], (metric,))
-            summary.append((set_key, short, metric, by_spec, differences, published))
+            values = " | ".join(f"{by_spec[spec][metric]['value']:.3f}" for spec in ("max", "platt-shared", "prior"))
+            pairs = ("platt-shared", "prior", "platt-shared - prior")
+            shown = " | ".join(reading_cells(differences[key], (metric,)) for key in pairs)
+            summary.append(f"| {set_key} | {short} | {metric} | {values} | {shown} | {published or '-'} |")
     if summary:
         # where the model stands on each task's own soft metric: against the prior (a model that
         # reads no text) and, where one could be read, the published best
@@ -413,25 +547,23 @@ def lewidi_section(runs: Path) -> list[str]:
             "minus `prior` (does reading the text beat a row that reads none). * where the paired 95% interval",
             "excludes 0; (A) where it favours the first row, (B) the second, (=) where it holds 0.",
             "",
-            "| set | model | metric | max | platt-shared | prior | platt-shared - max | prior - max"
-            " | platt-shared - prior | published best |",
+            LEWIDI_READING,
             "|---|---|---|---|---|---|---|---|---|---|",
+            *summary,
+            "",
         ]
-        for set_key, short, metric, by_spec, differences, published in summary:
-            values = " | ".join(f"{by_spec[spec][metric]['value']:.3f}" for spec in ("max", "platt-shared", "prior"))
-            pairs = ("platt-shared", "prior", "platt-shared - prior")
-            cells = " | ".join(reading_cells(differences[key], (metric,)) for key in pairs)
-            out.append(f"| {set_key} | {short} | {metric} | {values} | {cells} | {published or '-'} |")
-        out.append("")
     return out + body
 
 
-def timing_section(runs: Path) -> list[str]:
-    rows, unfinished = [], []
+COST_TABLE = "| run | model | method | items | model minutes | seconds per item |"
+
+
+def timing_section(runs: Path, previous: Previous) -> list[str]:
+    rows, unfinished = {}, []
     for manifest in sorted(runs.glob("*/run.json")):
         data = json.loads(manifest.read_text(encoding="utf-8"))
         if not complete(manifest.parent, run_limit(manifest.parent.name)):
-            # its tables are not in this document yet: its cost would read as a finished run's (a run
+            # its tables are not built from it: its cost would read as a finished run's (a run
             # cut off writes no counts into run.json, so its records are counted)
             run = load(manifest.parent)
             if run is not None:
@@ -441,21 +573,33 @@ def timing_section(runs: Path) -> list[str]:
         seconds = data.get("timings", {}).get("model_seconds_total")
         if not items or seconds is None:
             continue
-        rows.append(
+        rows[manifest.parent.name] = (
             f"| {manifest.parent.name} | {data['config']['model']} | {data['config'].get('method', 'generate')} | {items} | "
             f"{seconds / 60:.1f} | {seconds / items:.2f} |"
         )
-    footer = [f"Unfinished, so not above: {', '.join(unfinished)}.", ""] if unfinished else []
+    # the runs behind the tables carried from the last build: their costs as it recorded them
+    for (name,), line in previous.rows(COST_HEADING, COST_TABLE, 1).items():
+        if name in previous.carried and name not in rows:
+            rows[name] = line
+    footer = []
+    if previous.carried:
+        footer += [
+            "Tables carried verbatim from the build before this one, their runs not being on the machine",
+            f"that wrote this file (runs do not outlive their machine): {', '.join(sorted(previous.carried))}.",
+            "",
+        ]
+    if unfinished:
+        footer += [f"Unfinished on this machine, so in no table built here: {', '.join(unfinished)}.", ""]
     header = [
-        "## Runs and their cost",
+        COST_HEADING,
         "",
         "Model time as each run recorded it (loading excluded), float32, on 2 CPU cores shared with",
         "other runs and tests (read the times as upper bounds).",
         "",
-        "| run | model | method | items | model minutes | seconds per item |",
+        COST_TABLE,
         "|---|---|---|---|---|---|",
     ]
-    return header + rows + [""] + footer
+    return header + [rows[name] for name in sorted(rows)] + [""] + footer
 
 
 def missing(path: Path, stage: str, short: str) -> str:
@@ -486,7 +630,9 @@ def paired_row(name: str, row: dict) -> dict:
     return {"A - B": f"{name} - max", **marked(row["difference"], COLUMNS)}
 
 
-def build(runs: Path) -> str:
+def build(runs: Path, previous_text: str = "") -> str:
+    """docs/results.md from the runs under ``runs``; ``previous_text``: the document it replaces,
+    whose tables stand in for those whose runs are not under ``runs`` (see :class:`Previous`)."""
     lines = [
         "# Results",
         "",
@@ -504,23 +650,31 @@ def build(runs: Path) -> str:
         "A percentile interval can miss its own value where resampling biases the statistic: binned",
         "ECE sums absolute gaps, which a resample's noise can only widen on average, so a small ECE",
         "may sit just below its interval.",
+        "Runs do not outlive the machine that made them (each working session here gets a new one), so",
+        "a build carries each table whose runs are not on its machine over from the document it",
+        "replaces, verbatim; the last section names the runs behind the carried tables.",
         "",
         "    make models-extra && make results     # resumable: a second call reuses finished runs",
         "",
     ]
+    previous = Previous(previous_text)
     for section in (paper_section, seeds_section, judgement_section, marginal_section, lewidi_section, timing_section):
-        lines += section(runs)
+        lines += section(runs, previous)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: Sequence[str]) -> int:
+    fresh = "--fresh" in argv  # from the runs alone, carrying nothing from the document it replaces
+    argv = [arg for arg in argv if arg != "--fresh"]
     runs = Path(argv[0]) if argv else Path("runs/results")
     out = Path(argv[1]) if len(argv) > 1 else Path("docs/results.md")
     if not runs.is_dir():  # no runs at all: keep the document there is, rather than one of empty sections
         print(f"error: {runs}: no such folder of runs (experiments/results.sh makes them); {out} left as it is", file=sys.stderr)
         return 2
-    out.write_text(build(runs), encoding="utf-8")
-    print(f"{out} written from {runs}")
+    previous = "" if fresh or not out.exists() else out.read_text(encoding="utf-8")
+    out.write_text(build(runs, previous), encoding="utf-8")
+    carried = "" if fresh else f" (tables whose runs are not there carried from the {out} it replaced)"
+    print(f"{out} written from {runs}{carried}")
     return 0
 
 

@@ -123,5 +123,32 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert _cell(expected["difference"]["mamd"]) in row
     costs = text.split("## Runs and their cost")[1]
     assert "| hx-seed0-qwen05 |" in costs and "| tw-unary-qwen05 |" in costs
-    assert "| se-seed0-qwen05 |" not in costs and "Unfinished, so not above: se-seed0-qwen05 (3 items so far)." in costs
+    assert "| se-seed0-qwen05 |" not in costs
+    assert "Unfinished on this machine, so in no table built here: se-seed0-qwen05 (3 items so far)." in costs
     assert "Not made yet: `se-seed0-qwen05` (`STAGES=paper MODELS=qwen05" in text
+    assert "Tables carried" not in text
+
+    # runs gone with their machine: their tables, reading rows, seed rows and costs are carried from
+    # the document being replaced, byte for byte, and the cost section names them
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    lost = ("hx-seed0-qwen05", "tw-unary-qwen05", "hx-marginal-qwen15", "varierr-seed0-qwen05")
+    for name in lost:
+        shutil.move(runs / name, gone / name)
+    carried = tables.build(runs, text)
+    note = (
+        "Tables carried verbatim from the build before this one, their runs not being on the machine\n"
+        f"that wrote this file (runs do not outlive their machine): {', '.join(sorted(lost))}.\n\n"
+    )
+    assert note in carried and carried.replace(note, "") == text
+    assert tables.build(runs, carried) == carried  # a second build on the same runs: the same bytes
+    assert "Not made yet: `hx-seed0-qwen05`" in tables.build(runs)  # carrying nothing, as before
+    # the script carries from the document it overwrites, unless told --fresh
+    assert tables.main([str(runs), str(out)]) == 0 and out.read_text(encoding="utf-8") == carried
+    assert tables.main([str(runs), str(out), "--fresh"]) == 0 and out.read_text(encoding="utf-8") == tables.build(runs)
+    # a run back on the machine is read again, not carried
+    shutil.move(gone / "varierr-seed0-qwen05", runs / "varierr-seed0-qwen05")
+    again = tables.build(runs, carried)
+    lewidi = again.split("## 5.")[1].split("## Runs")[0]
+    assert lewidi == text.split("## 5.")[1].split("## Runs")[0]  # built from the run, the same numbers
+    assert f"their machine): {', '.join(sorted(set(lost) - {'varierr-seed0-qwen05'}))}.\n" in again
