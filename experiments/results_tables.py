@@ -33,6 +33,7 @@ from labeldist.estimators.crossfit import CrossFit, fold_split
 from labeldist.estimators.unary_pairwise import Pairwise
 from labeldist.evaluation import cross_fitted_prior, evaluate, format_rows, marked
 from labeldist.metrics import evaluate_many
+from labeldist.metrics.bootstrap import resample_indices
 from labeldist.metrics.registry import METRICS
 from labeldist.runs.arrays import RunArrays
 
@@ -70,6 +71,7 @@ SEEDS_HEADING = "## 2. Three demonstration seeds"
 JUDGEMENT_HEADING = "## 3. Unary and pairwise on real data"
 MARGINAL_HEADING = "## 4. The exact marginal"
 LEWIDI_HEADING = "## 5. Against the field: the LeWiDi sets by their shared tasks' own metrics"
+PROBE_HEADING = "## 6. What the first slot's hidden state holds"
 COST_HEADING = "## Runs and their cost"
 
 
@@ -555,6 +557,151 @@ def lewidi_section(runs: Path, previous: Previous) -> list[str]:
     return out + body
 
 
+# the probes of section 6: fitted to the model's own labels, and to the annotators
+LATER_PROBE = "probe[target=model-output]"
+PROBE_ROWS = ("probe", "first", "max", "platt-shared")
+PROBE_READING = (
+    "| set | model | items with 2+ labels | later-label AUC, probe | later-label AUC, first | probe - first"
+    " | probe - max (macro-F1 / MAMD / BCE) |"
+)
+
+
+def later_label_pairs(run: RunArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item, label, later) of every scored pair: for each item whose answer names two or more
+    labels, each label written after its first (later = True) and each label it did not write
+    (False); the first written label is left out (workflows.probe_report.later_label_scores)."""
+    from labeldist.runs.store import RunStore
+
+    written = RunStore(run.path).read_table(["id", "labels"]).to_pydict()
+    order = dict(zip(written["id"], written["labels"]))
+    index = {label: k for k, label in enumerate(run.labels)}
+    items, labels, later = [], [], []
+    for i, item_id in enumerate(run.ids):
+        named = list(dict.fromkeys(index[label] for label in order.get(item_id) or [] if label in index))
+        if len(named) < 2:
+            continue
+        for k in range(len(run.labels)):
+            if k != named[0]:
+                items.append(i)
+                labels.append(k)
+                later.append(k in named[1:])
+    return np.array(items, dtype=int), np.array(labels, dtype=int), np.array(later, dtype=bool)
+
+
+def paired_auc(scores: Sequence[np.ndarray], items: np.ndarray, later: np.ndarray, n: int) -> list[dict]:
+    """ROC AUC of each score array (one score per pair) for ``later`` against the rest, with its
+    percentile interval over the same item resamples as the tables (1,000, seed 0, over the run's
+    ``n`` items in id order: a pair is drawn as often as its item), and each one's paired
+    difference from the first array's."""
+    from sklearn.metrics import roc_auc_score
+
+    def auc(values: np.ndarray, weight: np.ndarray | None = None) -> float:
+        keep = slice(None) if weight is None else weight > 0
+        truth = later[keep]
+        if truth.all() or not truth.any():
+            return float("nan")
+        return float(roc_auc_score(truth, values[keep], sample_weight=None if weight is None else weight[keep]))
+
+    values = [auc(s) for s in scores]
+    draws = np.zeros((RESAMPLES, len(scores)))
+    for r, picked in enumerate(resample_indices(n, RESAMPLES, 0)):
+        weight = np.bincount(picked, minlength=n)[items].astype(float)
+        draws[r] = [auc(s, weight) for s in scores]
+    out = []
+    for j, value in enumerate(values):
+        low, high = np.nanpercentile(draws[:, j], [2.5, 97.5])
+        cell = {"value": value, "low": float(low), "high": float(high)}
+        if j:
+            d_low, d_high = np.nanpercentile(draws[:, j] - draws[:, 0], [2.5, 97.5])
+            cell["difference"] = {"value": value - values[0], "low": float(d_low), "high": float(d_high)}
+        out.append(cell)
+    return out
+
+
+def probe_section(runs: Path, previous: Previous) -> list[str]:
+    out = [
+        PROBE_HEADING,
+        "",
+        "The paper runs (seed 0) keep the hidden states at the position where slot 1 is decided; the",
+        "last layer's is read here. Does it already hold the labels the model writes *after* its first?",
+        f"`{LATER_PROBE}` is one logistic regression per label on that state, fitted to",
+        f"the labels the model wrote ({FOLDS}-fold cross-fitted: no item's probe saw its own answer). The",
+        "later-label AUC is the chance that a label written second or later outranks a label not written,",
+        "over the items whose answer names two or more labels (the first written label left out); `first`,",
+        "slot 1's own distribution, is what the slots show at the same point. And does a probe fitted to",
+        "the annotators (`probe`: vote fractions, gold where there are none; cross-fitted) read them",
+        f"better than the slots? Intervals: {RESAMPLES:,} item resamples, seed 0; * where a paired interval excludes 0.",
+        "",
+    ]
+    body, summary = [], []
+    earlier = previous.rows(PROBE_HEADING, PROBE_READING, 2)
+    for set_key in PAPER_SETS:
+        for short, model in MODELS.items():
+            path = runs / f"{set_key}-seed0-{short}"
+            heading = f"### {SETS[set_key]}: {model}"
+            body.append(heading)
+            run = finished(path)
+            if run is None or not run.has_hidden_states():
+                carried = previous.block(PROBE_HEADING, heading, [path.name])
+                if carried is not None:
+                    body += carried
+                    if (set_key, short) in earlier:
+                        summary.append(earlier[(set_key, short)])
+                    continue
+                body += ["", missing(path, "paper", short), ""]
+                continue
+            run = restrict(run, sorted(run.ids))  # id order, as evaluate bootstraps and folds
+            items, labels, later = later_label_pairs(run)
+            scored = [predict(run, spec)[items, labels] for spec in ("first", LATER_PROBE)]
+            first_auc, probe_auc = paired_auc(scored, items, later, len(run))
+            multi = len(set(items.tolist()))
+            result = evaluate(run, list(PROBE_ROWS), cross_fit=FOLDS, n_resamples=RESAMPLES, versus="max")
+            rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
+            paired = [paired_row(name, row) for name, row in result["estimators"].items() if name in ("probe", "platt-shared")]
+            auc_cell = marked({"d": probe_auc["difference"]}, ("d",))["d"]
+            body += [
+                "",
+                f"{len(run)} items, threshold 0.5; {multi} answers name two or more labels ({int(later.sum())} later labels"
+                f" against {int((~later).sum())} unwritten).",
+                "",
+                f"Later-label AUC: `{LATER_PROBE}` {_interval(probe_auc)}, `first` {_interval(first_auc)};"
+                f" difference {_interval(auc_cell)}{auc_cell['mark']}.",
+                "",
+                table(rows, "estimator"),
+                "",
+                "Paired differences from `max`:",
+                "",
+                table(paired, "A - B"),
+                "",
+            ]
+            probe_vs_max = marked(result["estimators"]["probe"]["difference"], COLUMNS)
+            summary.append(
+                f"| {set_key} | {short} | {multi} | {_interval(probe_auc)} | {_interval(first_auc)}"
+                f" | {auc_cell['value']:+.3f}{auc_cell['mark']} {_side(auc_cell, '(first)')}"
+                f" | {reading_cells(probe_vs_max, ('macro_f1', 'mamd', 'bce'), '(max)')} |"
+            )
+    if summary:
+        out += [
+            "The reading: the later-label AUC of each (0.5: no better than chance), the paired difference",
+            "probe - first with the side its interval favours, and the annotator probe against `max`.",
+            "",
+            PROBE_READING,
+            "|---|---|---|---|---|---|---|",
+            *summary,
+            "",
+        ]
+    return out + body
+
+
+def _side(cell: dict, b_side: str) -> str:
+    """The side a paired interval of a higher-is-better difference favours: (A), ``b_side``, or (=)."""
+    return "(A)" if cell["low"] > 0 else b_side if cell["high"] < 0 else "(=)"
+
+
+def _interval(cell: dict) -> str:
+    return f"{cell['value']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]"
+
+
 COST_TABLE = "| run | model | method | items | model minutes | seconds per item |"
 
 
@@ -658,7 +805,15 @@ def build(runs: Path, previous_text: str = "") -> str:
         "",
     ]
     previous = Previous(previous_text)
-    for section in (paper_section, seeds_section, judgement_section, marginal_section, lewidi_section, timing_section):
+    for section in (
+        paper_section,
+        seeds_section,
+        judgement_section,
+        marginal_section,
+        lewidi_section,
+        probe_section,
+        timing_section,
+    ):
         lines += section(runs, previous)
     return "\n".join(lines).rstrip() + "\n"
 

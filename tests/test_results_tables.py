@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from labeldist.cli import main
 from labeldist.evaluation import evaluate
 from labeldist.runs.arrays import RunArrays
+from labeldist.workflows.probe_report import later_label_scores
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "results_tables.py"
 
@@ -30,7 +31,7 @@ def _cell(entry: dict) -> str:
 def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_path):
     tables = _tables()
     data = tiny.tables((("train", 16, 21), ("dev", 16, 22)))
-    generation = tiny.run(data, "dev")
+    generation = tiny.run(data, "dev", "--save-hidden")  # the paper stage keeps slot 1's hidden states
     runs = tmp_path / "runs"
     runs.mkdir()
     for name in ("hx-seed0-qwen05", "tw-seed0-qwen05", "varierr-seed0-qwen05"):
@@ -121,6 +122,26 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert _cell(expected["mamd"]) in row and _cell(expected["macro_f1"]) in row
     row = next(line for line in section.splitlines() if line.startswith("| marginal - max |"))
     assert _cell(expected["difference"]["mamd"]) in row
+    # the first slot's hidden state: the later-label AUC is the probe workflow's (its own pair
+    # builder), of the cross-fitted probe; the annotator probe's row is evaluate's
+    probe = text.split("## 6.")[1].split("## Runs")[0].split("### HateXplain")[1].split("###")[0]
+    ordered = tables.restrict(run, sorted(run.ids))
+    later = later_label_scores(tables.predict(ordered, tables.LATER_PROBE), ordered)
+    first = later_label_scores(tables.predict(ordered, "first"), ordered)
+    assert later["items_with_later_labels"] > 0 and later["later_label_auc"] is not None
+    assert f"`{tables.LATER_PROBE}` {later['later_label_auc']:.3f} [" in probe
+    assert f"`first` {first['later_label_auc']:.3f} [" in probe
+    assert f"; {later['items_with_later_labels']} answers name two or more labels" in probe
+    expected = evaluate(run, list(tables.PROBE_ROWS), cross_fit=5, n_resamples=1000, versus="max")["estimators"]
+    row = next(line for line in probe.splitlines() if line.startswith("| probe |"))
+    assert row == "| " + " | ".join(["probe", *(_cell(expected["probe"][m]) for m in tables.COLUMNS)]) + " |"
+    row = next(line for line in probe.splitlines() if line.startswith("| probe - max |"))
+    assert _cell(expected["probe"]["difference"]["bce"]) in row
+    reading = text.split("## 6.")[1].split("### ")[0]
+    row = next(line for line in reading.splitlines() if line.startswith("| hx | qwen05 |")).split(" | ")
+    assert row[2] == str(later["items_with_later_labels"]) and row[3].startswith(f"{later['later_label_auc']:.3f} [")
+    assert f"{later['later_label_auc'] - first['later_label_auc']:+.3f}" in row[5]
+
     costs = text.split("## Runs and their cost")[1]
     assert "| hx-seed0-qwen05 |" in costs and "| tw-unary-qwen05 |" in costs
     assert "| se-seed0-qwen05 |" not in costs
