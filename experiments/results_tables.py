@@ -105,6 +105,17 @@ class Previous:
         self.carried.update(runs)
         return block
 
+    def carry(self, section: str, heading: str, runs: Sequence[str], reading: dict, key: tuple, body: list, summary: list):
+        """Append the last build's table under ``heading`` to ``body`` and its row ``key`` of the
+        section's reading table (``reading``: :meth:`rows`) to ``summary``; False where it has none."""
+        block = self.block(section, heading, runs)
+        if block is None:
+            return False
+        body += block
+        if key in reading:
+            summary.append(reading[key])
+        return True
+
     def rows(self, section: str, header: str, width: int) -> dict[tuple[str, ...], str]:
         """The body rows of the table headed by the line ``header`` in ``section``, each by its
         first ``width`` cells."""
@@ -232,11 +243,7 @@ def paper_section(runs: Path, previous: Previous) -> list[str]:
             heading = f"### {SETS[set_key]}: {model}"
             body.append(heading)
             if run is None:
-                carried = previous.block(PAPER_HEADING, heading, [path.name])
-                if carried is not None:
-                    body += carried
-                    if (set_key, short) in earlier:
-                        summary.append(earlier[(set_key, short)])
+                if previous.carry(PAPER_HEADING, heading, [path.name], earlier, (set_key, short), body, summary):
                     continue
                 body += ["", missing(path, "paper", short), ""]
                 continue
@@ -349,11 +356,8 @@ def judgement_section(runs: Path, previous: Previous) -> list[str]:
             loaded = {p: finished(p) for p in (unary, pairwise, generation)}
             lacking = [p for p in loaded if loaded[p] is None]
             if lacking:
-                carried = previous.block(JUDGEMENT_HEADING, heading, [p.name for p in lacking])
-                if carried is not None:
-                    body += carried
-                    if (set_key, short) in earlier:
-                        summary.append(earlier[(set_key, short)])
+                names = [p.name for p in lacking]
+                if previous.carry(JUDGEMENT_HEADING, heading, names, earlier, (set_key, short), body, summary):
                     continue
                 # the tweets' generation run belongs to the judgements stage, the others' to the paper's
                 stage = "paper" if "seed" in lacking[0].name and set_key != "tw" else "judgements"
@@ -494,11 +498,7 @@ def lewidi_section(runs: Path, previous: Previous) -> list[str]:
             body.append(heading)
             run = finished(path)
             if run is None:
-                carried = previous.block(LEWIDI_HEADING, heading, [path.name])
-                if carried is not None:
-                    body += carried
-                    if (set_key, short) in earlier:
-                        summary.append(earlier[(set_key, short)])
+                if previous.carry(LEWIDI_HEADING, heading, [path.name], earlier, (set_key, short), body, summary):
                     continue
                 body += ["", missing(path, "lewidi", short), ""]
                 continue
@@ -642,11 +642,7 @@ def probe_section(runs: Path, previous: Previous) -> list[str]:
             body.append(heading)
             run = finished(path)
             if run is None or not run.has_hidden_states():
-                carried = previous.block(PROBE_HEADING, heading, [path.name])
-                if carried is not None:
-                    body += carried
-                    if (set_key, short) in earlier:
-                        summary.append(earlier[(set_key, short)])
+                if previous.carry(PROBE_HEADING, heading, [path.name], earlier, (set_key, short), body, summary):
                     continue
                 body += ["", missing(path, "paper", short), ""]
                 continue
