@@ -36,6 +36,7 @@ from labeldist.metrics import evaluate_many
 from labeldist.metrics.bootstrap import resample_indices
 from labeldist.metrics.registry import METRICS
 from labeldist.runs.arrays import RunArrays
+from labeldist.workflows.probe_report import later_label_pairs
 
 MODELS = {"qwen05": "Qwen2.5-Coder-0.5B-Instruct", "qwen15": "Qwen2.5-Coder-1.5B-Instruct"}
 SETS = {
@@ -564,28 +565,6 @@ PROBE_READING = (
     "| set | model | items with 2+ labels | later-label AUC, probe | later-label AUC, first | probe - first"
     " | probe - max (macro-F1 / MAMD / BCE) |"
 )
-
-
-def later_label_pairs(run: RunArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item, label, later) of every scored pair: for each item whose answer names two or more
-    labels, each label written after its first (later = True) and each label it did not write
-    (False); the first written label is left out (workflows.probe_report.later_label_scores)."""
-    from labeldist.runs.store import RunStore
-
-    written = RunStore(run.path).read_table(["id", "labels"]).to_pydict()
-    order = dict(zip(written["id"], written["labels"]))
-    index = {label: k for k, label in enumerate(run.labels)}
-    items, labels, later = [], [], []
-    for i, item_id in enumerate(run.ids):
-        named = list(dict.fromkeys(index[label] for label in order.get(item_id) or [] if label in index))
-        if len(named) < 2:
-            continue
-        for k in range(len(run.labels)):
-            if k != named[0]:
-                items.append(i)
-                labels.append(k)
-                later.append(k in named[1:])
-    return np.array(items, dtype=int), np.array(labels, dtype=int), np.array(later, dtype=bool)
 
 
 def paired_auc(scores: Sequence[np.ndarray], items: np.ndarray, later: np.ndarray, n: int) -> list[dict]:

@@ -12,29 +12,39 @@ from labeldist.runs.arrays import RunArrays
 from labeldist.runs.store import RunStore
 
 
+def later_label_pairs(run: RunArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (item, label) pairs the later-label AUC scores, as three arrays (item, label, later):
+    for every item whose answer names two or more labels of the set, each label written at
+    position 2 or later (later = True) and each label it did not write (False), in label order;
+    the first written label is left out, and a repeated label counts once, at its first place."""
+    written = RunStore(run.path).read_table(["id", "labels"]).to_pydict()
+    order = dict(zip(written["id"], written["labels"]))
+    index = {label: k for k, label in enumerate(run.labels)}
+    items, labels, later = [], [], []
+    for i, item_id in enumerate(run.ids):
+        named = list(dict.fromkeys(index[label] for label in order.get(item_id) or [] if label in index))
+        if len(named) < 2:
+            continue
+        for k in range(len(run.labels)):
+            if k != named[0]:
+                items.append(i)
+                labels.append(k)
+                later.append(k in named[1:])
+    return np.array(items, dtype=int), np.array(labels, dtype=int), np.array(later, dtype=bool)
+
+
 def later_label_scores(probs: np.ndarray, run: RunArrays) -> dict:
     """How well slot-1 probe scores pick out the labels the model writes *after* its first.
 
-    For every item whose answer has two or more labels: positives are its labels written at
-    position 2 or later, negatives the labels it did not write; the first written label is left
-    out. Returns the ROC AUC of ``probs`` over those (item, label) pairs (the chance that a
+    Over the pairs of :func:`later_label_pairs`: the ROC AUC of ``probs`` (the chance that a
     later label outranks an unwritten one), and the same over all written labels for contrast.
     """
     from sklearn.metrics import roc_auc_score
 
     written = RunStore(run.path).read_table(["id", "labels"]).to_pydict()
     order = dict(zip(written["id"], written["labels"]))
-    index = {label: k for k, label in enumerate(run.labels)}
-    later_scores, later_truth = [], []
-    for i, item_id in enumerate(run.ids):
-        labels = [index[label] for label in order.get(item_id) or [] if label in index]
-        labels = list(dict.fromkeys(labels))  # a repeated label counts once, at its first place
-        if len(labels) < 2:
-            continue
-        later, unwritten = set(labels[1:]), set(range(len(run.labels))) - set(labels)
-        for k in sorted(later | unwritten):
-            later_scores.append(probs[i, k])
-            later_truth.append(k in later)
+    items, labels, later = later_label_pairs(run)
+    later_scores, later_truth = probs[items, labels], later
 
     def auc(truth, scores):
         truth = np.asarray(truth, dtype=bool)
