@@ -79,8 +79,9 @@ COST_HEADING = "## Runs and their cost"
 class Previous:
     """The document a build replaces, read for the tables whose runs are not on this machine."""
 
-    def __init__(self, text: str = ""):
+    def __init__(self, text: str = "", source: str = "the previous document"):
         self.lines = text.splitlines()
+        self.source = source  # named in errors
         self.carried: set[str] = set()  # the runs whose tables this build took from it
 
     def _section(self, heading: str) -> list[str]:
@@ -136,11 +137,12 @@ def cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
 
 
-def parse_cell(text: str) -> dict:
-    """A table cell ``value [low, high]`` (with its ``*``) back as :func:`marked` wrote it."""
+def parse_cell(text: str, source: str = "the previous document") -> dict:
+    """A table cell ``value [low, high]`` (with its ``*``) back as :func:`marked` wrote it;
+    ``source``: the document it comes from, named in the error."""
     match = re.fullmatch(r"(\S+) \[(\S+), (\S+)\](\*?)", text)
     if match is None:
-        raise DataError("docs/results.md", None, f"not a table cell of value [low, high]: {text!r}")
+        raise DataError(source, None, f"not a table cell of value [low, high]: {text!r}")
     value, low, high = (float(match.group(i)) for i in (1, 2, 3))
     if match.group(4):  # the interval excludes 0: rounding to 3 places must not put it back on 0
         side = (low + high) if low + high != 0 else value
@@ -308,7 +310,7 @@ def seeds_section(runs: Path, previous: Previous) -> list[str]:
                     previous.carried.add(path.name)
                     for key in keys:
                         lines.append(earlier[key])
-                        cell = parse_cell(cells(earlier[key])[len(SEED_KEYS) + COLUMNS.index("macro_f1")])
+                        cell = parse_cell(cells(earlier[key])[len(SEED_KEYS) + COLUMNS.index("macro_f1")], previous.source)
                         verdicts.setdefault(key[:2] + key[3:], []).append(verdict("macro_f1", cell))
                     continue
                 found = difference_rows(run, [(a, b, "") for a, b, _ in SEED_PAIRS])
@@ -752,7 +754,7 @@ def paired_row(name: str, row: dict) -> dict:
     return {"A - B": f"{name} - max", **marked(row["difference"], COLUMNS)}
 
 
-def build(runs: Path, previous_text: str = "") -> str:
+def build(runs: Path, previous_text: str = "", previous_source: str = "the previous document") -> str:
     """docs/results.md from the runs under ``runs``; ``previous_text``: the document it replaces,
     whose tables stand in for those whose runs are not under ``runs`` (see :class:`Previous`)."""
     lines = [
@@ -779,7 +781,7 @@ def build(runs: Path, previous_text: str = "") -> str:
         "    make models-extra && make results     # resumable: a second call reuses finished runs",
         "",
     ]
-    previous = Previous(previous_text)
+    previous = Previous(previous_text, previous_source)
     for section in (
         paper_section,
         seeds_section,
@@ -802,7 +804,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: {runs}: no such folder of runs (experiments/results.sh makes them); {out} left as it is", file=sys.stderr)
         return 2
     previous = "" if fresh or not out.exists() else out.read_text(encoding="utf-8")
-    out.write_text(build(runs, previous), encoding="utf-8")
+    try:
+        text = build(runs, previous, str(out))
+    except DataError as error:  # a carried cell that cannot be read back: nothing is written
+        print(f"error: {error} ({out} left as it is; --fresh builds without it)", file=sys.stderr)
+        return 2
+    out.write_text(text, encoding="utf-8")
     carried = "" if fresh else f" (tables whose runs are not there carried from the {out} it replaced)"
     print(f"{out} written from {runs}{carried}")
     return 0

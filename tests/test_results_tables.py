@@ -28,7 +28,7 @@ def _cell(entry: dict) -> str:
     return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
-def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_path):
+def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_path, capsys):
     tables = _tables()
     data = tiny.tables((("train", 16, 21), ("dev", 16, 22)))
     generation = tiny.run(data, "dev", "--save-hidden")  # the paper stage keeps slot 1's hidden states
@@ -167,6 +167,12 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     # the script carries from the document it overwrites, unless told --fresh
     assert tables.main([str(runs), str(out)]) == 0 and out.read_text(encoding="utf-8") == carried
     assert tables.main([str(runs), str(out), "--fresh"]) == 0 and out.read_text(encoding="utf-8") == tables.build(runs)
+    # a carried cell that cannot be read back: one line naming the document, which is left as it is
+    row = next(line for line in carried.splitlines() if line.startswith("| hx | qwen05 | 0 | exact |"))
+    broken = carried.replace(row, "| hx | qwen05 | 0 | exact | 0.1 | broken | " + row.split(" | ", 6)[6])
+    out.write_text(broken, encoding="utf-8")
+    assert tables.main([str(runs), str(out)]) == 2 and out.read_text(encoding="utf-8") == broken
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: {out}: not a table cell of value [low, high]: 'broken'")
     # a run back on the machine is read again, not carried
     shutil.move(gone / "varierr-seed0-qwen05", runs / "varierr-seed0-qwen05")
     again = tables.build(runs, carried)
