@@ -226,3 +226,27 @@ def test_sampled_answers_agree_with_the_marginal(marginal_run):
     print(f"tiny model, 64 draws: {close.mean():.1%} of pairs within 3 SE of marginal")
     assert close.mean() >= 0.95, (share.round(2), point.round(2))
     assert arrays.marginal_upper.max() > 0.3  # real probabilities, not all zero
+
+
+def test_the_run_batch_does_not_change_a_marginal_cut_short_by_its_node_budget(tiny, capsys):
+    """The nodes a walk expands are taken ``marginal_batch`` at a time whatever the run's
+    ``--batch-size`` (items per batch, which may change between attempts): with the budget
+    binding (3 nodes, 2 a pass), runs of 1 and 4 items a batch expand the same nodes, and a
+    node batch of 1 expands others (a setting of the run, refused on resume if changed)."""
+    data = tiny.tables((("train", 12, 71), ("dev", 4, 73)))
+    columns = ["marginal_lower", "marginal_upper", "marginal_unexpanded", "marginal_nodes"]
+    common = ("--marginal", "--marginal-nodes", "3", "--marginal-batch", "2")
+    one = RunStore(tiny.run(data, "dev", *common, "--batch-size", "1")).read()[["id", *columns]]
+    four = RunStore(tiny.run(data, "dev", *common, "--batch-size", "4")).read()[["id", *columns]]
+    assert (one["marginal_nodes"] == 3).all() and (one["marginal_unexpanded"] > 0).all()  # the budget bound
+    for column in columns:  # the same nodes; batches of other shapes move the last float32 bits only
+        np.testing.assert_allclose(
+            np.stack(one[column].to_numpy()).astype(float), np.stack(four[column].to_numpy()).astype(float), rtol=1e-5, atol=1e-7
+        )
+    single = RunStore(tiny.run(data, "dev", "--marginal", "--marginal-nodes", "3", "--marginal-batch", "1")).read()
+    moved = np.abs(np.stack(single["marginal_lower"].to_numpy()) - np.stack(one["marginal_lower"].to_numpy()))
+    assert moved.max() > 0.05  # other nodes, other bounds
+    folder = tiny.run(data, "dev", *common, "--batch-size", "1")
+    capsys.readouterr()
+    assert main([*tiny.argv(data, "dev"), "--marginal", "--marginal-nodes", "3", "--out", str(folder)]) == 2
+    assert "marginal_batch: 2 -> 8" in capsys.readouterr().err

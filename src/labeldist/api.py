@@ -186,6 +186,7 @@ def run(
     marginal: bool = False,
     marginal_tolerance: float = 1e-3,
     marginal_nodes: int = 200,
+    marginal_batch: int = 8,
     limit: int | None = None,
     batch_size: int = 8,
     backend: str | None = None,

@@ -212,6 +212,14 @@ def run_and_report(
     help="At most this many trie nodes per item.",
 )
 @click.option(
+    "--marginal-batch",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Trie nodes of an item expanded per model pass (a setting of the run: where --marginal-nodes binds, it "
+    "decides which nodes are expanded; --batch-size does not).",
+)
+@click.option(
     "--engine",
     default="local",
     show_default=True,

@@ -90,7 +90,6 @@ class Labeller:
     fractions: np.ndarray  # items x labels vote fractions, rows as in row_of
     has_votes: np.ndarray
     row_of: dict[str, int]
-    batch_size: int
     precision_check: int = 0  # (prompt, answer) pairs kept for the check, at most, per batch
 
     def label(self, backend: Backend, items: Sequence, prompts: Sequence) -> tuple[list[dict], dict | None, BatchOutcome]:
@@ -139,7 +138,7 @@ class Labeller:
                 fmt,
                 tolerance=config.marginal_tolerance,
                 max_nodes=config.marginal_nodes,
-                batch_size=self.batch_size,
+                batch_size=config.marginal_batch,
                 leads=[answer_lead(gen.answer, prompt) for _, prompt, gen in kept],
             )
             for record, marginal in zip(records, found):

@@ -61,6 +61,10 @@ class RunConfig:
     marginal: bool = False  # P(label in answer) over the trie of label sequences (estimator `marginal`)
     marginal_tolerance: float = 1e-3  # expand until the unexpanded mass is below this
     marginal_nodes: int = 200  # or this many nodes per item were expanded
+    # nodes of an item expanded per model pass: when the node budget binds it decides which
+    # nodes are expanded (a batch is taken before its children are known), so it is a setting of
+    # the run, not of an attempt as the items per batch (batch_size) are
+    marginal_batch: int = 8
     backend: str = "hf"  # a name in models.registry.BACKENDS
     backend_settings: dict | None = None  # the backend's settings that decide records (its settings' identity())
 
@@ -139,6 +143,8 @@ def _problems(config: RunConfig):
         yield "marginal_tolerance", f"must be in (0, 1), not {tolerance!r}"
     if not _whole(config.marginal_nodes, 1):
         yield "marginal_nodes", f"must be a whole number, 1 or more, not {config.marginal_nodes!r}"
+    if not _whole(config.marginal_batch, 1):
+        yield "marginal_batch", f"must be a whole number, 1 or more, not {config.marginal_batch!r}"
     if config.backend not in BACKENDS:
         yield "backend", f"must be one of {', '.join(BACKENDS)}, not {config.backend!r}"
 
@@ -163,6 +169,9 @@ LEGACY_CONFIG = {
     "marginal": False,
     "marginal_tolerance": 1e-3,
     "marginal_nodes": 200,
+    # runs before it took the nodes of a pass from the items per batch, 8 unless --batch-size said
+    # otherwise (an attempt's setting, not stored): 8 is what the default attempt did
+    "marginal_batch": 8,
 }
 
 
@@ -317,7 +326,6 @@ def _execute(
         fractions=dataset.vote_fractions(),
         has_votes=dataset.votes_available(),
         row_of={item.id: r for r, item in enumerate(dataset.items)},
-        batch_size=batch_size,
         precision_check=precision_check,
     )
     prepared = time.perf_counter()

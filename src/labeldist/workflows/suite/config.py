@@ -12,7 +12,7 @@ from labeldist.estimators.registry import SUITE_ESTIMATORS
 from labeldist.prompts.methods import RunMethod
 
 # made for a cell's evaluation run only (execute._run_config)
-EVAL_ONLY_SETTINGS = ("samples", "temperature", "marginal", "marginal_tolerance", "marginal_nodes")
+EVAL_ONLY_SETTINGS = ("samples", "temperature", "marginal", "marginal_tolerance", "marginal_nodes", "marginal_batch")
 
 RUN_SETTINGS = (
     "shots",
