@@ -34,7 +34,8 @@ from labeldist.runs.store import RECORD_FORMAT, RunStore, manifest_method
 @dataclass
 class RunConfig:
     """Everything that decides a run's records. A resumed run must have the same config;
-    ``batch_size`` and ``limit`` may change between attempts (they do not change records)."""
+    ``batch_size`` and ``limit`` may change between attempts (they do not change records, but
+    for float rounding: a batch of another shape sums in another order, about 1e-7 in float32)."""
 
     dataset: str
     data_dir: str | None  # None: a dataset given in memory (labeldist.run on a DataFrame's Dataset)
