@@ -179,14 +179,8 @@ def run_limit(name: str) -> int | None:
 def complete(path: Path, limit: int | None = None) -> bool:
     """Whether the run at ``path`` holds every item it was asked for (its split's or id list's
     items, at most ``limit``: the --limit its command gave)."""
-    manifest = path / "run.json"
-    if not manifest.exists():
-        return False
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    wanted = data.get("dataset", {}).get("items")
-    if not isinstance(wanted, int):
-        return False
-    return data.get("counts", {}).get("items_recorded", 0) >= (wanted if limit is None else min(wanted, limit))
+    made, wanted = recorded(path, limit)
+    return wanted is not None and made >= wanted
 
 
 def verdict(metric: str, difference: dict) -> str:
@@ -727,7 +721,22 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
 
 
 def missing(path: Path, stage: str, short: str) -> str:
-    return f"Not made yet: `{path.name}` (`STAGES={stage} MODELS={short} bash experiments/results.sh`, then `make results`)."
+    line = f"Not made yet: `{path.name}` (`STAGES={stage} MODELS={short} bash experiments/results.sh`, then `make results`)."
+    made, wanted = recorded(path, run_limit(path.name))
+    # a long run (the marginal: hours) is made over several sittings: say how far it got
+    return line if not made else f"{line[:-1]}: {made} of {wanted} items recorded so far; the same command goes on from there."
+
+
+def recorded(path: Path, limit: int | None) -> tuple[int, int | None]:
+    """Items the run at ``path`` has recorded, and how many it was asked for (0, None: no run)."""
+    manifest = path / "run.json"
+    if not manifest.exists():
+        return 0, None
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    wanted = data.get("dataset", {}).get("items")
+    if isinstance(wanted, int) and limit is not None:
+        wanted = min(wanted, limit)
+    return int(data.get("counts", {}).get("items_recorded", 0)), wanted if isinstance(wanted, int) else None
 
 
 def restrict(run: RunArrays, ids: Sequence[str]) -> RunArrays:

@@ -147,6 +147,8 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert "| se-seed0-qwen05 |" not in costs
     assert "Unfinished on this machine, so in no table built here: se-seed0-qwen05 (3 items so far)." in costs
     assert "Not made yet: `se-seed0-qwen05` (`STAGES=paper MODELS=qwen05" in text
+    # a run made over several sittings (the marginal's hours) says how far it got where its table goes
+    assert "then `make results`): 3 of 16 items recorded so far; the same command goes on from there." in text
     assert "Tables carried" not in text
 
     # runs gone with their machine: their tables, reading rows, seed rows and costs are carried from
