@@ -80,6 +80,8 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
         assert _cell(difference["macro_f1"]) in row and _cell(difference["mamd"]) in row, reading
     assert "- hx, qwen05, first-token:" in seeds and "- hx, qwen05, exact:" in seeds and "(of 1)\n" in seeds
     assert "Not made yet: hx-seed1-qwen05, hx-seed2-qwen05" in seeds
+    bullet = next(line for line in seeds.splitlines() if line.startswith("- hx, qwen05, exact:"))
+    assert f"- every set, model and seed, exact: {bullet.split(': ', 1)[1]}" in seeds  # one run made: its count
 
     # unary and pairwise beside the slot estimators on the same items, paired against max
     tweets = text.split("## 3.")[1].split("## 4.")[0].split("### Tweet annotation sensitivity")[1]
