@@ -153,7 +153,7 @@ test: install browser llama-server floor-env vllm
 # docs/results.md from scratch: every run (resumable: a second call reuses finished runs; days of
 # CPU for the 1.5B, hours on a GPU), then every table. STAGES / MODELS / SETS / SEEDS narrow it (see the
 # script). A table whose runs are not on this machine is carried from the docs/results.md it replaces
-# (runs do not outlive their machine); `experiments/results_tables.py runs/results docs/results.md
+# (runs may not outlive their machine); `experiments/results_tables.py runs/results docs/results.md
 # --fresh` builds from the runs alone.
 results: models-extra
 	bash experiments/results.sh

@@ -708,7 +708,7 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
     if previous.carried:
         footer += [
             "Tables carried verbatim from the build before this one, their runs not being on the machine",
-            f"that wrote this file (runs do not outlive their machine): {', '.join(sorted(previous.carried))}.",
+            f"that wrote this file (runs may not outlive their machine): {', '.join(sorted(previous.carried))}.",
             "",
         ]
     if unfinished:
@@ -788,7 +788,7 @@ def build(runs: Path, previous_text: str = "", previous_source: str = "the previ
         "A percentile interval can miss its own value where resampling biases the statistic: binned",
         "ECE sums absolute gaps, which a resample's noise can only widen on average, so a small ECE",
         "may sit just below its interval.",
-        "Runs do not outlive the machine that made them (each working session here gets a new one), so",
+        "Runs may not outlive the machine that made them (a working session here may get a new one), so",
         "a build carries each table whose runs are not on its machine over from the document it",
         "replaces, verbatim; the last section names the runs behind the carried tables.",
         "",

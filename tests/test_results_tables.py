@@ -163,7 +163,7 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     carried = tables.build(runs, text)
     note = (
         "Tables carried verbatim from the build before this one, their runs not being on the machine\n"
-        f"that wrote this file (runs do not outlive their machine): {', '.join(sorted(lost))}.\n\n"
+        f"that wrote this file (runs may not outlive their machine): {', '.join(sorted(lost))}.\n\n"
     )
     assert note in carried and carried.replace(note, "") == text
     assert tables.build(runs, carried) == carried  # a second build on the same runs: the same bytes
