@@ -402,6 +402,7 @@ def test_run_config_checks_itself_wherever_it_is_built(tmp_path):
         "temperature": 0.0,
         "marginal_tolerance": 1.0,
         "marginal_nodes": 0,
+        "marginal_batch": 0,
         "backend": "tgi",
         "options": ["a=b"],
         "model": "",
