@@ -727,9 +727,12 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
 
 def missing(path: Path, stage: str, short: str) -> str:
     line = f"Not made yet: `{path.name}` (`STAGES={stage} MODELS={short} bash experiments/results.sh`, then `make results`)."
-    made, wanted = recorded(path, run_limit(path.name))
-    # a long run (the marginal: hours) is made over several sittings: say how far it got
-    return line if not made else f"{line[:-1]}: {made} of {wanted} items recorded so far; the same command goes on from there."
+    # a long run (the marginal: hours) is made over several sittings: say how far it got, by its
+    # records (run.json's counts are written when an attempt ends, so a stopped one has none)
+    run, (_, wanted) = load(path), recorded(path, run_limit(path.name))
+    if run is None or wanted is None:
+        return line
+    return f"{line[:-1]}: {len(run)} of {wanted} items recorded so far; the same command goes on from there."
 
 
 def recorded(path: Path, limit: int | None) -> tuple[int, int | None]:

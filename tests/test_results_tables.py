@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert main([*tiny.argv(data, "dev"), "--marginal", "--limit", "100", "--out", str(runs / "hx-marginal-qwen15")]) == 0
     # a run stopped part way (3 of its 16 items): in no table, and named as unfinished in the costs
     assert main([*tiny.argv(data, "dev"), "--limit", "3", "--out", str(runs / "se-seed0-qwen05")]) == 0
+    manifest = json.loads((runs / "se-seed0-qwen05" / "run.json").read_text(encoding="utf-8"))
+    del manifest["counts"]  # as a run cut off leaves it: counts are written when an attempt ends
+    (runs / "se-seed0-qwen05" / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
 
     text = tables.build(runs)
     assert text == tables.build(runs)  # nothing but the runs goes in: the same bytes every time
