@@ -318,14 +318,16 @@ def seeds_section(runs: Path, previous: Previous) -> list[str]:
         out += [*header, *lines, ""]
         out += ["On macro-F1, seeds by what their paired interval says:", ""]
         words = {"A better": "max better", "B better": "first better", "no difference at 95%": "no difference"}
+
+        def tally(found: list[str]) -> str:
+            return ", ".join(f"{words[v]} in {found.count(v)}" for v in words if v in found) + f" (of {len(found)})"
+
         for (set_key, short, reading), found in verdicts.items():
-            counts = ", ".join(f"{words[v]} in {found.count(v)}" for v in words if v in found)
-            out.append(f"- {set_key}, {short}, {reading}: {counts} (of {len(found)})")
+            out.append(f"- {set_key}, {short}, {reading}: {tally(found)}")
         # the headline count: every run made, per reading (each run a set, model and seed)
         for reading in dict.fromkeys(reading for _, _, reading in verdicts):
             found = [v for key, runs_found in verdicts.items() if key[2] == reading for v in runs_found]
-            counts = ", ".join(f"{words[v]} in {found.count(v)}" for v in words if v in found)
-            out.append(f"- every set, model and seed, {reading}: {counts} (of {len(found)})")
+            out.append(f"- every set, model and seed, {reading}: {tally(found)}")
         out.append("")
     for stage, seeds in (("paper", (0,)), ("seeds", (1, 2))):
         names = [name for seed, name in absent if seed in seeds]
