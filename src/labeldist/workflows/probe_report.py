@@ -41,8 +41,6 @@ def later_label_scores(probs: np.ndarray, run: RunArrays) -> dict:
     """
     from sklearn.metrics import roc_auc_score
 
-    written = RunStore(run.path).read_table(["id", "labels"]).to_pydict()
-    order = dict(zip(written["id"], written["labels"]))
     items, labels, later = later_label_pairs(run)
     later_scores, later_truth = probs[items, labels], later
 
@@ -53,7 +51,9 @@ def later_label_scores(probs: np.ndarray, run: RunArrays) -> dict:
         return float(roc_auc_score(truth, scores))
 
     return {
-        "items_with_later_labels": int(sum(1 for item_id in run.ids if len(set(order.get(item_id) or [])) >= 2)),
+        # every item naming two or more labels has pairs (its later labels, or K >= 2 others):
+        # the records' labels are the recognised ones, without repeats
+        "items_with_later_labels": len(np.unique(items)),
         "later_label_auc": auc(later_truth, later_scores),
         "later_label_pairs": len(later_truth),
         "written_label_auc": auc(run.generated.ravel(), probs.ravel()),
