@@ -49,6 +49,8 @@ COLUMNS = ("micro_f1", "macro_f1", "mamd", "bce", "spearman", "ece")
 FOLDS = 5
 RESAMPLES = 1000
 JUDGED_ITEMS = 100  # --limit of the unary, pairwise and marginal runs (experiments/results.sh)
+INTERIM_ITEMS = 2 * FOLDS  # the fewest items of an unfinished marginal run that get an interim table
+INTERIM_RUNS = ("hx-marginal-qwen15",)  # the runs whose unfinished records get a table (section 4)
 LEWIDI_ITEMS = 200  # --limit of the LeWiDi 2023 runs
 # the original code's rows (the seed paper): first-token readings and its shared Platt baseline
 PAPER_ROWS = ("first@first-token", "max@first-token", "platt-shared[base=first,feature=stop]@first-token")
@@ -433,11 +435,20 @@ def marginal_section(runs: Path, previous: Previous) -> list[str]:
         "",
         heading,
     ]
-    run = finished(path)
+    run, interim = finished(path), []
     if run is None:
-        carried = previous.block(MARGINAL_HEADING, heading, [path.name])
-        return out + (carried if carried is not None else ["", missing(path, "marginal", "qwen15"), ""])
-    out.append("")
+        # the run takes hours and is made over several sittings: the items recorded so far get
+        # an interim table, named as such, once there are enough of them to cross-fit and resample
+        run, (_, wanted) = load(path), recorded(path, run_limit(path.name))
+        if run is None or wanted is None or len(run) < INTERIM_ITEMS:
+            carried = previous.block(MARGINAL_HEADING, heading, [path.name])
+            return out + (carried if carried is not None else ["", missing(path, "marginal", "qwen15"), ""])
+        interim = [
+            "",
+            f"Interim: {len(run)} of {wanted} items recorded so far, and the table is on those (in id order); "
+            "`STAGES=marginal MODELS=qwen15 bash experiments/results.sh` goes on from there, then `make results`.",
+        ]
+    out += interim + [""]
     specs = ["first", "max", "marginal", "marginal[reading=conditional]", "marginal[reading=lower]", "marginal[reading=upper]"]
     result = evaluate(run, specs, cross_fit=FOLDS, n_resamples=RESAMPLES, versus="max")
     rows = [{"estimator": name, **row} for name, row in result["estimators"].items()]
@@ -692,7 +703,9 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
             # cut off writes no counts into run.json, so its records are counted)
             run = load(manifest.parent)
             if run is not None:
-                unfinished.append(f"{manifest.parent.name} ({len(run)} items so far)")
+                name = manifest.parent.name
+                where = "an interim table" if name in INTERIM_RUNS and len(run) >= INTERIM_ITEMS else "no table"
+                unfinished.append(f"{name} ({len(run)} items so far, in {where})")
             continue
         items = data.get("counts", {}).get("items_recorded", 0)
         seconds = data.get("timings", {}).get("model_seconds_total")
@@ -714,7 +727,7 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
             "",
         ]
     if unfinished:
-        footer += [f"Unfinished on this machine, so in no table built here: {', '.join(unfinished)}.", ""]
+        footer += [f"Unfinished on this machine, so not in the cost table: {', '.join(unfinished)}.", ""]
     header = [
         COST_HEADING,
         "",

@@ -151,11 +151,32 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     costs = text.split("## Runs and their cost")[1]
     assert "| hx-seed0-qwen05 |" in costs and "| tw-unary-qwen05 |" in costs
     assert "| se-seed0-qwen05 |" not in costs
-    assert "Unfinished on this machine, so in no table built here: se-seed0-qwen05 (3 items so far)." in costs
+    assert "Unfinished on this machine, so not in the cost table: se-seed0-qwen05 (3 items so far, in no table)." in costs
     assert "Not made yet: `se-seed0-qwen05` (`STAGES=paper MODELS=qwen05" in text
     # a run made over several sittings (the marginal's hours) says how far it got where its table goes
     assert "then `make results`): 3 of 16 items recorded so far; the same command goes on from there." in text
     assert "Tables carried" not in text
+
+    # the marginal (hours, made over sittings) part way: an interim table on the items recorded so
+    # far, named as such, with the numbers of those items; too few of them, only its progress
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for limit, target in ((12, partial / "hx-marginal-qwen15"), (9, tmp_path / "shorter")):
+        assert main([*tiny.argv(data, "dev"), "--marginal", "--limit", str(limit), "--out", str(target)]) == 0
+    interim = tables.build(partial).split("## 4.")[1].split("## 5.")[0]
+    assert "Interim: 12 of 16 items recorded so far, and the table is on those (in id order); `STAGES=marginal" in interim
+    twelve = RunArrays.load(partial / "hx-marginal-qwen15")
+    expected = evaluate(twelve, ["marginal"], cross_fit=5, n_resamples=1000, versus="max")["estimators"]["marginal"]
+    assert len(twelve) == 12 and "12 items. Where the mass went" in interim
+    row = next(line for line in interim.splitlines() if line.startswith("| marginal |"))
+    assert _cell(expected["mamd"]) in row and _cell(expected["bce"]) in row
+    costs = tables.build(partial).split("## Runs and their cost")[1]
+    assert "so not in the cost table: hx-marginal-qwen15 (12 items so far, in an interim table)." in costs
+    shutil.rmtree(partial / "hx-marginal-qwen15")
+    shutil.move(tmp_path / "shorter", partial / "hx-marginal-qwen15")  # 9 items: fewer than 2 folds' worth
+    section = tables.build(partial).split("## 4.")[1].split("## 5.")[0]
+    assert "Interim" not in section and "| marginal |" not in section
+    assert "then `make results`): 9 of 16 items recorded so far; the same command goes on from there." in section
 
     # runs gone with their machine: their tables, reading rows, seed rows and costs are carried from
     # the document being replaced, byte for byte, and the cost section names them
