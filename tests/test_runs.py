@@ -247,6 +247,10 @@ def test_resume_after_kill_equals_uninterrupted_run(setup):
     assert 5 <= len(partial) < 60
     assert partial["id"].is_unique
     assert not list((killed / "records").glob(".*.tmp")) or True  # a temp file may remain; never read
+    # the killed attempt's cost as far as its last stored batch (its entry is written after each
+    # batch's part, so a kill between the two leaves it one batch behind the records)
+    cut = json.loads((killed / "run.json").read_text())["attempt_in_progress"]
+    assert len(partial) - 1 <= cut["items_labelled"] <= len(partial) and cut["model_seconds"] > 0
     assert main([*argv, "--out", str(killed)]) == 0
     a, b = records_by_id(whole), records_by_id(killed)
     assert list(a.index) == list(b.index) and len(a) == 60
@@ -257,6 +261,12 @@ def test_resume_after_kill_equals_uninterrupted_run(setup):
             assert sx["stop_prob"] == pytest.approx(sy["stop_prob"], abs=1e-7)
     manifest = json.loads((killed / "run.json").read_text())
     assert manifest["counts"]["items_recorded"] == 60
+    # both attempts are timed: the cut-off one counts in the totals, and none is left in progress
+    first, second = manifest["attempts"]
+    assert first == {**cut, "cut_off": True} and "cut_off" not in second
+    assert first["items_labelled"] + second["items_labelled"] in (59, 60)
+    assert second["items_labelled"] == 60 - len(partial) and "attempt_in_progress" not in manifest
+    assert manifest["timings"]["model_seconds_total"] == pytest.approx(first["model_seconds"] + second["model_seconds"], abs=2e-3)
 
 
 def test_resume_refuses_a_different_config(setup, capsys):

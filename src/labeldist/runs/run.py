@@ -306,6 +306,7 @@ def _execute(
     # nested samples do) and the demonstration pool
     identity = {**config.identity(), "data_sha256": digest}
     manifest = store.open(identity, manifest_base, upgrade=upgrade_config)
+    _fold_cut_off_attempt(manifest)
     manifest.get("precision", {}).pop("check", None)  # a check describes the attempt that made it
     done = store.done_ids()
     todo = [item for item in items if item.id not in done]
@@ -357,9 +358,18 @@ def _execute(
         gaps: dict[str, str] = {}
         to_check: list[tuple] = []  # (prompt, answer after its prefix) of the first items labelled now
         run_started = time.perf_counter()
+
+        def stored(labelled: int) -> None:
+            # a run killed part way keeps what its stored batches cost (a run made over several
+            # sittings is killed at each): this attempt as far as it got, rewritten after each
+            # batch and counted among the attempts when the run is next opened
+            now = time.perf_counter()
+            manifest["attempt_in_progress"] = _attempt_entry(labelled, now - started, now - run_started)
+            store.write_manifest(manifest)
+
         try:
             labelled = _label_in_batches(
-                todo, prompts, len(items), batch_size, engine, labeller, store, progress, breakdown, gaps, to_check
+                todo, prompts, len(items), batch_size, engine, labeller, store, progress, breakdown, gaps, to_check, stored
             )
         finally:
             manifest["gaps"] = gaps
@@ -459,12 +469,15 @@ def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> No
         manifest["precision"]["check"]["reference"] = done[0]["reference"]
 
 
-def _label_in_batches(todo, prompts, total, batch_size, engine, labeller, store, progress, breakdown, gaps, to_check) -> int:
+def _label_in_batches(
+    todo, prompts, total, batch_size, engine, labeller, store, progress, breakdown, gaps, to_check, stored=None
+) -> int:
     """The one batch loop of every method and engine: the items to label cut into batches of
     ``batch_size``, each labelled and stored as one part by the engine (a killed run loses at
     most the batches in flight), the progress bar moved on as each is stored. Gaps, timings and
-    precision-check pairs are gathered into ``gaps``, ``breakdown`` and ``to_check``. Returns
-    the number of records written."""
+    precision-check pairs are gathered into ``gaps``, ``breakdown`` and ``to_check``; ``stored``
+    is called with the records written so far after each batch. Returns the number of records
+    written."""
     from tqdm import tqdm
 
     batches = [
@@ -480,6 +493,8 @@ def _label_in_batches(todo, prompts, total, batch_size, engine, labeller, store,
             to_check.extend(outcome.checks[: labeller.precision_check - len(to_check)])  # the first N items
             labelled += len(outcome.ids)
             bar.update(len(outcome.ids) + len(outcome.gaps))
+            if stored is not None:
+                stored(labelled)
     finally:
         bar.close()
     return labelled
@@ -524,8 +539,9 @@ def _finish(
         counts = {"items_recorded": int(len(records)), "items_in_split": len(dataset)}
     if manifest_method(manifest).judges and len(records):
         counts.update(_judgement_counts(store, manifest))
+    manifest.pop("attempt_in_progress", None)  # this attempt's entry, as far as it had got, is replaced by the whole
     attempts = manifest.setdefault("attempts", [])
-    attempt = {"items_labelled": labelled, "seconds": round(seconds, 3)}
+    attempt = _attempt_entry(labelled, seconds, model_seconds)
     if engine and engine.get("name") != "local":
         attempt["engine"] = engine
     if duplicates:
@@ -533,22 +549,42 @@ def _finish(
     if labelled and manifest.get("model", {}).get("prune_tolerance") is not None:
         # the tolerance may change between attempts; each record's slot bounds hold either way
         attempt["prune_tolerance"] = manifest["model"]["prune_tolerance"]
-    if model_seconds:
-        attempt["model_seconds"] = round(model_seconds, 3)
-        attempt["items_per_second"] = round(labelled / model_seconds, 4) if model_seconds > 0 else None
     if breakdown:
         # where the attempt's time went: reading data, loading the model, building prompts, the
         # model's decoding and slot scoring (Generation.timings), writing records, the check
         attempt["breakdown"] = {k: round(v, 3) for k, v in breakdown.items()}
     attempts.append(attempt)
     manifest["counts"] = counts
-    manifest["timings"] = {
-        "seconds_total": round(sum(a["seconds"] for a in attempts), 3),
-        "model_seconds_total": round(sum(a.get("model_seconds", 0) for a in attempts), 3),
-    }
+    manifest["timings"] = _timings(attempts)
     manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     store.write_manifest(manifest)
     return manifest
+
+
+def _attempt_entry(labelled: int, seconds: float, model_seconds: float | None) -> dict:
+    """run.json's entry for one attempt: items labelled, its seconds, and its model's."""
+    attempt = {"items_labelled": labelled, "seconds": round(seconds, 3)}
+    if model_seconds:
+        attempt["model_seconds"] = round(model_seconds, 3)
+        attempt["items_per_second"] = round(labelled / model_seconds, 4) if model_seconds > 0 else None
+    return attempt
+
+
+def _timings(attempts: list[dict]) -> dict:
+    return {
+        "seconds_total": round(sum(a["seconds"] for a in attempts), 3),
+        "model_seconds_total": round(sum(a.get("model_seconds", 0) for a in attempts), 3),
+    }
+
+
+def _fold_cut_off_attempt(manifest: dict) -> None:
+    """An attempt killed part way left its entry as far as its last stored batch: it becomes one
+    of the attempts, marked ``cut_off``, and the totals count it (the time after that batch, the
+    work lost with the kill, is not counted)."""
+    cut = manifest.pop("attempt_in_progress", None)
+    if cut:
+        manifest.setdefault("attempts", []).append({**cut, "cut_off": True})
+        manifest["timings"] = _timings(manifest["attempts"])
 
 
 def _explicitly_empty(records) -> np.ndarray:
