@@ -709,11 +709,15 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
             continue
         items = data.get("counts", {}).get("items_recorded", 0)
         seconds = data.get("timings", {}).get("model_seconds_total")
-        if not items or seconds is None:
+        # an attempt killed before its time was kept (runs made before cut-off attempts were
+        # recorded) leaves items without a time: the rate is over the items timed, and says so
+        timed = sum(a.get("items_labelled", 0) for a in data.get("attempts", []) if a.get("model_seconds"))
+        if not items or not seconds or not timed:
             continue
+        count = str(items) if timed >= items else f"{items} ({timed} timed)"
         rows[manifest.parent.name] = (
-            f"| {manifest.parent.name} | {data['config']['model']} | {data['config'].get('method', 'generate')} | {items} | "
-            f"{seconds / 60:.1f} | {seconds / items:.2f} |"
+            f"| {manifest.parent.name} | {data['config']['model']} | {data['config'].get('method', 'generate')} | {count} | "
+            f"{seconds / 60:.1f} | {seconds / timed:.2f} |"
         )
     # the runs behind the tables carried from the last build: their costs as it recorded them
     for (name,), line in previous.rows(COST_HEADING, COST_TABLE, 1).items():

@@ -47,6 +47,12 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     argv = argv[:at] + argv[at + 2 :]  # unary and pairwise use their own default templates
     for method in ("unary", "pairwise"):
         assert main([*argv, "--method", method, "--limit", "100", "--out", str(runs / f"tw-{method}-qwen05")]) == 0
+    # an attempt killed before labeldist kept a cut-off attempt's time: 6 of its 16 items untimed
+    unary_manifest = runs / "tw-unary-qwen05" / "run.json"
+    manifest = json.loads(unary_manifest.read_text(encoding="utf-8"))
+    manifest["attempts"][0]["items_labelled"] = 10
+    unary_seconds, unary_model = manifest["timings"]["model_seconds_total"], manifest["config"]["model"]
+    unary_manifest.write_text(json.dumps(manifest), encoding="utf-8")
     # the exact marginal on every item (the tiny set has fewer than 100)
     assert main([*tiny.argv(data, "dev"), "--marginal", "--limit", "100", "--out", str(runs / "hx-marginal-qwen15")]) == 0
     # a run stopped part way (3 of its 16 items): in no table, and named as unfinished in the costs
@@ -149,7 +155,10 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert f"{later['later_label_auc'] - first['later_label_auc']:+.3f}" in row[5]
 
     costs = text.split("## Runs and their cost")[1]
-    assert "| hx-seed0-qwen05 |" in costs and "| tw-unary-qwen05 |" in costs
+    assert "| hx-seed0-qwen05 |" in costs
+    minutes, rate = unary_seconds / 60, unary_seconds / 10
+    unary_row = f"| tw-unary-qwen05 | {unary_model} | unary | 16 (10 timed) | {minutes:.1f} | {rate:.2f} |"
+    assert unary_row in costs
     assert "| se-seed0-qwen05 |" not in costs
     assert "Unfinished on this machine, so not in the cost table: se-seed0-qwen05 (3 items so far, in no table)." in costs
     assert "Not made yet: `se-seed0-qwen05` (`STAGES=paper MODELS=qwen05" in text
