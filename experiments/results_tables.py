@@ -705,7 +705,11 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
             if run is not None:
                 name = manifest.parent.name
                 where = "an interim table" if name in INTERIM_RUNS and len(run) >= INTERIM_ITEMS else "no table"
-                unfinished.append(f"{name} ({len(run)} items so far, in {where})")
+                # its time so far: the attempts' and the one in progress (as of its last stored batch)
+                attempts = [*data.get("attempts", []), data.get("attempt_in_progress") or {}]
+                seconds = sum(a.get("model_seconds", 0) for a in attempts)
+                spent = f", {seconds / 60:.1f} model minutes recorded" if seconds else ""
+                unfinished.append(f"{name} ({len(run)} items so far{spent}, in {where})")
             continue
         items = data.get("counts", {}).get("items_recorded", 0)
         seconds = data.get("timings", {}).get("model_seconds_total")

@@ -160,7 +160,9 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     unary_row = f"| tw-unary-qwen05 | {unary_model} | unary | 16 (10 timed) | {minutes:.1f} | {rate:.2f} |"
     assert unary_row in costs
     assert "| se-seed0-qwen05 |" not in costs
-    assert "Unfinished on this machine, so not in the cost table: se-seed0-qwen05 (3 items so far, in no table)." in costs
+    spent = json.loads((runs / "se-seed0-qwen05" / "run.json").read_text(encoding="utf-8"))["timings"]["model_seconds_total"]
+    unfinished = f"se-seed0-qwen05 (3 items so far, {spent / 60:.1f} model minutes recorded, in no table)."
+    assert f"Unfinished on this machine, so not in the cost table: {unfinished}" in costs
     assert "Not made yet: `se-seed0-qwen05` (`STAGES=paper MODELS=qwen05" in text
     # a run made over several sittings (the marginal's hours) says how far it got where its table goes
     assert "then `make results`): 3 of 16 items recorded so far; the same command goes on from there." in text
@@ -179,8 +181,13 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert len(twelve) == 12 and "12 items. Where the mass went" in interim
     row = next(line for line in interim.splitlines() if line.startswith("| marginal |"))
     assert _cell(expected["mamd"]) in row and _cell(expected["bce"]) in row
+    # a sitting cut off: its time as of its last stored batch (attempt_in_progress) counts
+    manifest = json.loads((partial / "hx-marginal-qwen15" / "run.json").read_text(encoding="utf-8"))
+    spent = manifest["timings"]["model_seconds_total"] + 60.0
+    manifest["attempt_in_progress"] = {"items_labelled": 0, "seconds": 70.0, "model_seconds": 60.0}
+    (partial / "hx-marginal-qwen15" / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
     costs = tables.build(partial).split("## Runs and their cost")[1]
-    assert "so not in the cost table: hx-marginal-qwen15 (12 items so far, in an interim table)." in costs
+    assert f"hx-marginal-qwen15 (12 items so far, {spent / 60:.1f} model minutes recorded, in an interim table)." in costs
     shutil.rmtree(partial / "hx-marginal-qwen15")
     shutil.move(tmp_path / "shorter", partial / "hx-marginal-qwen15")  # 9 items: fewer than 2 folds' worth
     section = tables.build(partial).split("## 4.")[1].split("## 5.")[0]
