@@ -470,7 +470,7 @@ def _check_precision(manifest, backend, to_check, labels, fmt, batch_size) -> No
 
 
 def _label_in_batches(
-    todo, prompts, total, batch_size, engine, labeller, store, progress, breakdown, gaps, to_check, stored=None
+    todo, prompts, total, batch_size, engine, labeller, store, progress, breakdown, gaps, to_check, stored
 ) -> int:
     """The one batch loop of every method and engine: the items to label cut into batches of
     ``batch_size``, each labelled and stored as one part by the engine (a killed run loses at
@@ -493,8 +493,7 @@ def _label_in_batches(
             to_check.extend(outcome.checks[: labeller.precision_check - len(to_check)])  # the first N items
             labelled += len(outcome.ids)
             bar.update(len(outcome.ids) + len(outcome.gaps))
-            if stored is not None:
-                stored(labelled)
+            stored(labelled)
     finally:
         bar.close()
     return labelled
