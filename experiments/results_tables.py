@@ -50,7 +50,7 @@ FOLDS = 5
 RESAMPLES = 1000
 JUDGED_ITEMS = 100  # --limit of the unary, pairwise and marginal runs (experiments/results.sh)
 INTERIM_ITEMS = 2 * FOLDS  # the fewest items of an unfinished marginal run that get an interim table
-INTERIM_RUNS = ("hx-marginal-qwen15",)  # the runs whose unfinished records get a table (section 4)
+INTERIM_RUNS = ("hx-marginal-qwen15",)  # the run whose unfinished records get a table (section 4: the marginal)
 LEWIDI_ITEMS = 200  # --limit of the LeWiDi 2023 runs
 # the original code's rows (the seed paper): first-token readings and its shared Platt baseline
 PAPER_ROWS = ("first@first-token", "max@first-token", "platt-shared[base=first,feature=stop]@first-token")
@@ -424,8 +424,13 @@ def judgement_section(runs: Path, previous: Previous) -> list[str]:
     return out + body
 
 
+def gets_interim_table(name: str, items: int) -> bool:
+    """Whether the unfinished run ``name``, ``items`` recorded so far, gets section 4's interim table."""
+    return name in INTERIM_RUNS and items >= INTERIM_ITEMS
+
+
 def marginal_section(runs: Path, previous: Previous) -> list[str]:
-    path = runs / "hx-marginal-qwen15"
+    path = runs / INTERIM_RUNS[0]
     heading = f"### HateXplain targets, the first {JUDGED_ITEMS} of the paper's test ids: {MODELS['qwen15']}"
     out = [
         MARGINAL_HEADING,
@@ -440,7 +445,7 @@ def marginal_section(runs: Path, previous: Previous) -> list[str]:
         # the run takes hours and is made over several sittings: the items recorded so far get
         # an interim table, named as such, once there are enough of them to cross-fit and resample
         run, (_, wanted) = load(path), recorded(path, run_limit(path.name))
-        if run is None or wanted is None or len(run) < INTERIM_ITEMS:
+        if run is None or wanted is None or not gets_interim_table(path.name, len(run)):
             carried = previous.block(MARGINAL_HEADING, heading, [path.name])
             return out + (carried if carried is not None else ["", missing(path, "marginal", "qwen15"), ""])
         interim = [
@@ -704,7 +709,7 @@ def timing_section(runs: Path, previous: Previous) -> list[str]:
             run = load(manifest.parent)
             if run is not None:
                 name = manifest.parent.name
-                where = "an interim table" if name in INTERIM_RUNS and len(run) >= INTERIM_ITEMS else "no table"
+                where = "an interim table" if gets_interim_table(name, len(run)) else "no table"
                 # its time so far: the attempts' and the one in progress (as of its last stored batch)
                 attempts = [*data.get("attempts", []), data.get("attempt_in_progress") or {}]
                 seconds = sum(a.get("model_seconds", 0) for a in attempts)
