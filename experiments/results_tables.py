@@ -194,6 +194,9 @@ def verdict(metric: str, difference: dict) -> str:
     return "A better" if a_higher == METRICS[metric].higher_is_better else "B better"
 
 
+READ_METRICS = ("macro_f1", "mamd", "bce")  # the metrics a pair's reading names
+
+
 def difference_rows(run: RunArrays, pairs: Sequence[tuple[str, str, str]]) -> list[dict]:
     """One row per pair: A - B on every column, paired on the same resamples (cross-fitted fits)."""
     rows = []
@@ -202,7 +205,7 @@ def difference_rows(run: RunArrays, pairs: Sequence[tuple[str, str, str]]) -> li
         difference = result["estimators"][a]["difference"]
         row = {"A - B": f"{a} - {b}", "asks": question, **marked(difference, COLUMNS)}
         row["verdicts"] = {m: verdict(m, difference[m]) for m in COLUMNS}
-        row["reading"] = "; ".join(f"{m}: {row['verdicts'][m]}" for m in ("macro_f1", "mamd", "bce"))
+        row["reading"] = "; ".join(f"{m}: {row['verdicts'][m]}" for m in READ_METRICS)
         rows.append(row)
     return rows
 
@@ -469,7 +472,15 @@ def marginal_section(runs: Path, previous: Previous) -> list[str]:
         "",
     ]
     paired = [paired_row(name, row) for name, row in result["estimators"].items() if name != "max"]
-    return out + ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
+    out += ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
+    # in words, as section 1 reads its pairs: does the whole answer distribution read the votes
+    # (MAMD, BCE) and the gold (macro-F1) better than the greedy answer's slots?
+    readings = [
+        f"- {name} - max: " + "; ".join(f"{m}: {verdict(m, result['estimators'][name]['difference'][m])}" for m in READ_METRICS)
+        for name in specs
+        if name.startswith("marginal")
+    ]
+    return out + readings + [""]
 
 
 # the LeWiDi sets, each scored as its shared task scored it: (run name, title, label columns the

@@ -134,6 +134,17 @@ def test_results_tables_are_the_evaluations_and_rebuild_byte_for_byte(tiny, tmp_
     assert _cell(expected["mamd"]) in row and _cell(expected["macro_f1"]) in row
     row = next(line for line in section.splitlines() if line.startswith("| marginal - max |"))
     assert _cell(expected["difference"]["mamd"]) in row
+
+    def side(cell: dict, higher_is_better: bool) -> str:
+        if cell["low"] <= 0 <= cell["high"]:
+            return "no difference at 95%"
+        return "A better" if (cell["low"] > 0) == higher_is_better else "B better"
+
+    difference = expected["difference"]
+    words = (("macro_f1", True), ("mamd", False), ("bce", False))
+    reading = "; ".join(f"{m}: {side(difference[m], better)}" for m, better in words)
+    assert f"- marginal - max: {reading}" in section.splitlines()
+    assert sum(line.startswith("- marginal") for line in section.splitlines()) == 4  # and its three other readings
     # the first slot's hidden state: the later-label AUC is the probe workflow's (its own pair
     # builder), of the cross-fitted probe; the annotator probe's row is evaluate's
     probe = text.split("## 6.")[1].split("## Runs")[0].split("### HateXplain")[1].split("###")[0]
