@@ -197,6 +197,11 @@ def verdict(metric: str, difference: dict) -> str:
 READ_METRICS = ("macro_f1", "mamd", "bce")  # the metrics a pair's reading names
 
 
+def reading(difference: dict) -> str:
+    """A pair's paired differences in words: ``macro_f1: A better; mamd: ...; bce: ...``."""
+    return "; ".join(f"{m}: {verdict(m, difference[m])}" for m in READ_METRICS)
+
+
 def difference_rows(run: RunArrays, pairs: Sequence[tuple[str, str, str]]) -> list[dict]:
     """One row per pair: A - B on every column, paired on the same resamples (cross-fitted fits)."""
     rows = []
@@ -205,7 +210,7 @@ def difference_rows(run: RunArrays, pairs: Sequence[tuple[str, str, str]]) -> li
         difference = result["estimators"][a]["difference"]
         row = {"A - B": f"{a} - {b}", "asks": question, **marked(difference, COLUMNS)}
         row["verdicts"] = {m: verdict(m, difference[m]) for m in COLUMNS}
-        row["reading"] = "; ".join(f"{m}: {row['verdicts'][m]}" for m in READ_METRICS)
+        row["reading"] = reading(difference)
         rows.append(row)
     return rows
 
@@ -475,11 +480,8 @@ def marginal_section(runs: Path, previous: Previous) -> list[str]:
     out += ["Paired differences from `max`:", "", table(paired, "A - B"), ""]
     # in words, as section 1 reads its pairs: does the whole answer distribution read the votes
     # (MAMD, BCE) and the gold (macro-F1) better than the greedy answer's slots?
-    readings = [
-        f"- {name} - max: " + "; ".join(f"{m}: {verdict(m, result['estimators'][name]['difference'][m])}" for m in READ_METRICS)
-        for name in specs
-        if name.startswith("marginal")
-    ]
+    marginals = [name for name in specs if name.startswith("marginal")]
+    readings = [f"- {name} - max: {reading(result['estimators'][name]['difference'])}" for name in marginals]
     return out + readings + [""]
 
 
